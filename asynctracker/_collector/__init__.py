@@ -1,0 +1,11 @@
+"""A local Snowplow collector for tests, the demo and ``asynctracker collector``.
+
+See :mod:`asynctracker._collector._server` for the routes and the responder hook.
+"""
+
+from __future__ import annotations
+
+from ._server import Collector, ReceivedRequest, Reply, Responder
+from ._store import ReceivedEvent
+
+__all__ = ["Collector", "ReceivedEvent", "ReceivedRequest", "Reply", "Responder"]
