@@ -1,0 +1,66 @@
+"""The exceptions asynctracker raises, all under one base class.
+
+```
+AsyncTrackerError
+├── ConfigurationError (ValueError)   bad Emitter/Tracker/Subject/storage options
+├── InvalidEventError (ValueError)    bad arguments to a track_* call or SelfDescribingJson
+├── StorageError (RuntimeError)       the storage could not store, read or delete events
+│   └── QueueFullError                the queue is at max_events and the policy is "raise"
+└── ClosedError (RuntimeError)        the tracker, emitter or storage was used after aclose()
+```
+
+Delivery problems (collector down, timeouts, 5xx) are never raised from ``track_*``: they
+are retried in the background and reported through the emitter's callback and stats.
+Errors from httpx and sqlite3 are translated at the boundary (``raise ... from exc``), so
+callers only ever need to catch these classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsyncTrackerError",
+    "ClosedError",
+    "ConfigurationError",
+    "InvalidEventError",
+    "QueueFullError",
+    "StorageError",
+]
+
+
+class AsyncTrackerError(Exception):
+    """Base class of every error asynctracker raises on purpose."""
+
+
+class ConfigurationError(AsyncTrackerError, ValueError):
+    """An option given to Emitter, Tracker, Subject or a storage is invalid.
+
+    Raised by the constructor that received it, before anything is opened or stored.
+    """
+
+
+class InvalidEventError(AsyncTrackerError, ValueError):
+    """The arguments of a ``track_*`` call (or a SelfDescribingJson) cannot form a valid event.
+
+    Raised before anything is stored: events already queued are untouched, and for an
+    ecommerce transaction neither the transaction nor any of its items is stored.
+    """
+
+
+class StorageError(AsyncTrackerError, RuntimeError):
+    """The storage failed: the SQLite file is locked, corrupt, unwritable or full.
+
+    Raised by the call that needed the storage (``track_*``, ``flush``, opening), with
+    the underlying ``sqlite3`` error as ``__cause__``. The event of a failed ``track_*``
+    call was not stored; nothing already stored is removed.
+    """
+
+
+class QueueFullError(StorageError):
+    """The emitter holds ``max_events`` events and its overflow policy is ``"raise"``.
+
+    The rejected event was not stored; nothing queued was dropped.
+    """
+
+
+class ClosedError(AsyncTrackerError, RuntimeError):
+    """A tracker, emitter or storage was used after ``aclose()``."""

@@ -1,0 +1,134 @@
+"""Building blocks of the Snowplow tracker protocol: self-describing JSON and encoding.
+
+Everything here is pure (no I/O) so that it can run on the event loop in the hot path of
+every ``track_*`` call. A payload is a flat ``dict[str, str]``: the protocol sends every
+value as a string and never sends empty values.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from .exceptions import InvalidEventError
+
+__all__ = [
+    "CONTEXTS_SCHEMA",
+    "PAYLOAD_DATA_SCHEMA",
+    "SCREEN_VIEW_SCHEMA",
+    "TIMING_SCHEMA",
+    "UNSTRUCT_EVENT_SCHEMA",
+    "JSONValue",
+    "SelfDescribingJson",
+    "encode_json",
+]
+
+PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
+CONTEXTS_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
+UNSTRUCT_EVENT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
+SCREEN_VIEW_SCHEMA = "iglu:com.snowplowanalytics.snowplow/screen_view/jsonschema/1-0-0"
+TIMING_SCHEMA = "iglu:com.snowplowanalytics.snowplow/timing/jsonschema/1-0-0"
+
+JSONValue: TypeAlias = (
+    "bool | int | float | str | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
+)
+
+_IGLU_URI = re.compile(r"iglu:[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/[0-9]+-[0-9]+-[0-9]+")
+
+
+def encode_json(value: object) -> str:
+    """Compact, key-sorted JSON: the form the protocol sends inside ``ue_px``/``cx``.
+
+    Raises InvalidEventError for values JSON cannot represent faithfully (objects that
+    are not JSON types, NaN and infinities), so the caller learns at the call site.
+    """
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"data is not JSON-serialisable: {exc}") from exc
+
+
+def base64url(text: str) -> str:
+    """URL-safe base64 of the UTF-8 text (padding kept, as the Python tracker sends it)."""
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class SelfDescribingJson:
+    """A JSON value paired with the Iglu schema that describes it.
+
+    Used for self-describing events and for contexts (entities). The schema must be an
+    ``iglu:vendor/name/format/M-R-A`` URI and the data must be JSON-serialisable without
+    NaN or infinity; both are checked here, when the value is made, so the mistake
+    surfaces at the line that wrote it rather than in the collector's bad rows.
+    """
+
+    schema: str
+    data: JSONValue
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schema, str) or not _IGLU_URI.fullmatch(self.schema):
+            raise InvalidEventError(
+                f"schema must be an Iglu URI like 'iglu:com.acme/event/jsonschema/1-0-0', "
+                f"got {self.schema!r}"
+            )
+        encode_json(self.data)
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        """The ``{"schema": ..., "data": ...}`` form sent on the wire."""
+        return {"schema": self.schema, "data": self.data}
+
+    def to_json(self) -> str:
+        """Compact, key-sorted JSON of :meth:`to_dict`."""
+        return encode_json(self.to_dict())
+
+
+def check_contexts(contexts: Sequence[SelfDescribingJson] | None) -> None:
+    """Reject anything but a sequence of SelfDescribingJson, naming the bad position."""
+    if contexts is None:
+        return
+    if isinstance(contexts, (str, bytes, Mapping)) or not isinstance(contexts, Sequence):
+        raise InvalidEventError("contexts must be a list of SelfDescribingJson")
+    for index, context in enumerate(contexts):
+        if not isinstance(context, SelfDescribingJson):
+            raise InvalidEventError(
+                f"contexts[{index}] must be a SelfDescribingJson, got {type(context).__name__}"
+            )
+
+
+def add_json(
+    payload: dict[str, str],
+    value: object,
+    *,
+    base64_encode: bool,
+    encoded_key: str,
+    raw_key: str,
+) -> None:
+    """Put a JSON value into the payload, base64url-encoded or raw as configured."""
+    text = encode_json(value)
+    if base64_encode:
+        payload[encoded_key] = base64url(text)
+    else:
+        payload[raw_key] = text
+
+
+def format_number(value: float, *, name: str) -> str:
+    """A finite number as the protocol's string; bools and NaN/inf are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidEventError(f"{name} must be a number, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidEventError(f"{name} must be a finite number, got {value!r}")
+    return str(value)
+
+
+def format_money(value: float, *, name: str) -> str:
+    """A money amount with two decimals, as every Snowplow tracker formats it."""
+    format_number(value, name=name)
+    return f"{value:.2f}"

@@ -1,0 +1,166 @@
+"""Subject: who and where an event is about (user, device, network).
+
+A Subject is a small mutable bag of protocol fields. The tracker holds one for all its
+events; a ``track_*`` call may pass another that replaces it for that one event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .exceptions import ConfigurationError
+
+__all__ = ["Subject"]
+
+
+def _check_positive(name: str, *values: int) -> None:
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigurationError(f"{name} takes positive integers, got {value!r}")
+
+
+def _check_text(name: str, value: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+class Subject:
+    """The user, device and network an event is attributed to.
+
+    Every setter returns the Subject, so calls chain:
+    ``Subject().set_user_id("u-1").set_language("en")``. Keywords to the constructor
+    do the same as the setters. Empty values are not sent.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(
+        self,
+        *,
+        user_id: str | None = None,
+        screen_resolution: tuple[int, int] | None = None,
+        viewport: tuple[int, int] | None = None,
+        color_depth: int | None = None,
+        timezone: str | None = None,
+        language: str | None = None,
+        ip_address: str | None = None,
+        useragent: str | None = None,
+        domain_user_id: str | None = None,
+        domain_session_id: str | None = None,
+        domain_session_index: int | None = None,
+        network_user_id: str | None = None,
+    ) -> None:
+        self._fields: dict[str, str] = {}
+        if user_id is not None:
+            self.set_user_id(user_id)
+        if screen_resolution is not None:
+            self.set_screen_resolution(*screen_resolution)
+        if viewport is not None:
+            self.set_viewport(*viewport)
+        if color_depth is not None:
+            self.set_color_depth(color_depth)
+        if timezone is not None:
+            self.set_timezone(timezone)
+        if language is not None:
+            self.set_language(language)
+        if ip_address is not None:
+            self.set_ip_address(ip_address)
+        if useragent is not None:
+            self.set_useragent(useragent)
+        if domain_user_id is not None:
+            self.set_domain_user_id(domain_user_id)
+        if domain_session_id is not None:
+            self.set_domain_session_id(domain_session_id)
+        if domain_session_index is not None:
+            self.set_domain_session_index(domain_session_index)
+        if network_user_id is not None:
+            self.set_network_user_id(network_user_id)
+
+    def _set(self, key: str, value: str) -> Subject:
+        if value:
+            self._fields[key] = value
+        else:
+            self._fields.pop(key, None)
+        return self
+
+    def set_user_id(self, user_id: str) -> Subject:
+        """Your own id for the user (``uid``)."""
+        return self._set("uid", _check_text("user_id", user_id))
+
+    def set_screen_resolution(self, width: int, height: int) -> Subject:
+        """Device screen size in pixels (``res`` = ``"WxH"``)."""
+        _check_positive("screen_resolution", width, height)
+        return self._set("res", f"{width}x{height}")
+
+    def set_viewport(self, width: int, height: int) -> Subject:
+        """Browser viewport size in pixels (``vp`` = ``"WxH"``)."""
+        _check_positive("viewport", width, height)
+        return self._set("vp", f"{width}x{height}")
+
+    def set_color_depth(self, depth: int) -> Subject:
+        """Screen colour depth in bits (``cd``)."""
+        _check_positive("color_depth", depth)
+        return self._set("cd", str(depth))
+
+    def set_timezone(self, timezone: str) -> Subject:
+        """IANA time zone name such as ``"Europe/London"`` (``tz``)."""
+        return self._set("tz", _check_text("timezone", timezone))
+
+    def set_language(self, language: str) -> Subject:
+        """Language tag such as ``"en-GB"`` (``lang``)."""
+        return self._set("lang", _check_text("language", language))
+
+    def set_ip_address(self, ip_address: str) -> Subject:
+        """The user's IP address (``ip``); the collector uses it instead of the sender's."""
+        return self._set("ip", _check_text("ip_address", ip_address))
+
+    def set_useragent(self, useragent: str) -> Subject:
+        """The user's User-Agent header (``ua``)."""
+        return self._set("ua", _check_text("useragent", useragent))
+
+    def set_domain_user_id(self, domain_user_id: str) -> Subject:
+        """First-party cookie user id set by the JavaScript tracker (``duid``)."""
+        return self._set("duid", _check_text("domain_user_id", domain_user_id))
+
+    def set_domain_session_id(self, domain_session_id: str) -> Subject:
+        """The JavaScript tracker's session id (``sid``)."""
+        return self._set("sid", _check_text("domain_session_id", domain_session_id))
+
+    def set_domain_session_index(self, domain_session_index: int) -> Subject:
+        """The JavaScript tracker's session count (``vid``)."""
+        _check_positive("domain_session_index", domain_session_index)
+        return self._set("vid", str(domain_session_index))
+
+    def set_network_user_id(self, network_user_id: str) -> Subject:
+        """The collector's third-party cookie id (``tnuid``)."""
+        return self._set("tnuid", _check_text("network_user_id", network_user_id))
+
+    def from_id_cookie(self, value: str) -> Subject:
+        """Take ``duid``, ``vid`` and ``sid`` from the JavaScript tracker's ``_sp_id`` cookie.
+
+        The cookie is dot-separated: part 0 is the domain user id, part 2 the session
+        index and part 5 the session id. Parts that are missing or malformed are skipped,
+        because a cookie is user input and must never break tracking.
+        """
+        parts = _check_text("id cookie", value).split(".")
+        if len(parts[0]) == 36:
+            self._set("duid", parts[0])
+        if len(parts) > 2 and parts[2].isdigit():
+            self._set("vid", str(int(parts[2])))
+        if len(parts) > 5 and len(parts[5]) == 36:
+            self._set("sid", parts[5])
+        return self
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """A copy of the protocol fields this Subject adds to an event."""
+        return dict(self._fields)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Subject) and other._fields == self._fields
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Subject({self._fields!r})"
