@@ -1,0 +1,75 @@
+"""Who owns a claimed row, and whether that owner is still alive.
+
+An owner id is ``host/pid/start-time/token``. The process start time (from /proc on
+Linux) tells a live process from a later one that reused the pid, so rows claimed by a
+killed worker can be taken back at once instead of waiting for their claim to expire.
+Off Linux, or for another host, liveness is unknown and the claim's expiry decides.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+__all__ = ["dead_owners", "new_owner_id"]
+
+_HOST = socket.gethostname().replace("/", "_")
+_HAS_PROC = os.path.exists("/proc/self/stat")
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` in clock ticks, or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "?"
+    # Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else "?"
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def new_owner_id() -> str:
+    """A fresh owner id for this process (call again after fork: the pid changed)."""
+    pid = os.getpid()
+    started = (_start_time(pid) if _HAS_PROC else None) or "?"
+    return f"{_HOST}/{pid}/{started}/{uuid.uuid4().hex[:12]}"
+
+
+def dead_owners(owners: list[str], *, me: str) -> list[str]:
+    """The owners in ``owners`` known to be dead processes on this host.
+
+    Blocking (reads /proc): run it in a worker thread. Owners in this same process
+    are never reported dead, even when their storage was closed without releasing.
+    """
+    dead = []
+    my_pid = me.split("/")[1]
+    for owner in owners:
+        parts = owner.split("/")
+        if len(parts) != 4 or parts[0] != _HOST or parts[1] == my_pid:
+            continue
+        try:
+            pid = int(parts[1])
+        except ValueError:
+            continue
+        if not _HAS_PROC:
+            if not _pid_exists(pid):
+                dead.append(owner)
+            continue
+        started = _start_time(pid)
+        if started is None or ("?" not in (started, parts[2]) and started != parts[2]):
+            dead.append(owner)
+    return dead

@@ -1,0 +1,405 @@
+"""SQLiteStorage: the durable default. Events survive restarts, crashes and ``kill -9``.
+
+Design notes:
+
+* aiosqlite runs every statement on its own thread, so the event loop never waits for
+  the disk. One connection per storage; an asyncio lock keeps multi-statement work from
+  interleaving on it.
+* Group commit: concurrent ``add_event_row`` calls queue up while one insert is on the
+  disk, then share the next transaction. Every caller still returns only after its own
+  row is committed, but a burst costs a few transactions instead of one per event.
+* WAL journal with ``synchronous=NORMAL`` by default: a committed event survives the
+  process being killed (the WAL is in the OS page cache); only an OS crash or power
+  loss can lose the last commits. ``synchronous="FULL"`` closes that window at the cost
+  of an fsync per commit.
+* Claims: rows being sent are marked with an owner id and an expiry, so several
+  processes can share one file without sending a row twice. Rows claimed by a process
+  that died are taken back at once (see ``_owner``); expiry is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import aiosqlite
+
+from ..exceptions import ClosedError, ConfigurationError, StorageError
+from ._owner import dead_owners, new_owner_id
+from .base import EventRow, encode_event
+
+__all__ = ["SQLiteStorage"]
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+_T = TypeVar("_T")
+
+# SQLite builds older than 3.32 allow 999 bound parameters per statement.
+_MAX_PARAMS = 999
+# Upper bound on rows one group commit writes, so one transaction stays short.
+_MAX_GROUP = 5000
+# How often claim_event_rows looks for rows held by dead or expired owners.
+_RECLAIM_INTERVAL = 5.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL,
+    owner TEXT,
+    claimed_until REAL
+);
+CREATE INDEX IF NOT EXISTS events_owner ON events(owner) WHERE owner IS NOT NULL;
+"""
+
+
+def _chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+class SQLiteStorage:
+    """Durable storage in one SQLite file (created on first use).
+
+    Args:
+        path: the database file. Its folder must exist and be writable.
+        synchronous: SQLite's ``synchronous`` level. ``"NORMAL"`` (default) survives
+            process crashes; ``"FULL"`` also survives power loss, slower.
+        busy_timeout: seconds to wait for another process's lock before a call fails
+            with StorageError.
+        claim_ttl: seconds after which rows claimed by a process that cannot be
+            checked (another host, say) become sendable again.
+
+    The five Storage methods work on their own (the storage opens itself on first
+    use); ``aclose()`` releases the file and the rows this storage had claimed.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "events.db",
+        *,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout: float = 10.0,
+        claim_ttl: float = 300.0,
+    ) -> None:
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigurationError(
+                f"synchronous must be 'OFF', 'NORMAL', 'FULL' or 'EXTRA', got {synchronous!r}"
+            )
+        if not busy_timeout > 0 or not claim_ttl > 0:
+            raise ConfigurationError("busy_timeout and claim_ttl must be positive seconds")
+        self.path = Path(path)
+        if not str(path):
+            raise ConfigurationError("path must name a file")
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._claim_ttl = claim_ttl
+        self._conn: aiosqlite.Connection | None = None
+        self._pid = os.getpid()
+        self._owner = new_owner_id()
+        self._lock: asyncio.Lock | None = None
+        self._pending: deque[tuple[list[str], asyncio.Future[None]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._next_reclaim = 0.0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({str(self.path)!r})"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (creating if needed) the database. Called for you on first use.
+
+        Several processes may open the same file at the same moment: lock contention
+        while switching to WAL or creating the table is retried until busy_timeout.
+        Raises StorageError when the file cannot be opened, is not a database, or stays
+        locked.
+        """
+        await self._connection()
+
+    async def _connection(self) -> aiosqlite.Connection:
+        if self._closed:
+            raise ClosedError(f"{self!r} was closed")
+        if self._pid != os.getpid():
+            self._forget_parent()
+        if self._conn is not None:
+            return self._conn
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._conn is None:
+                self._conn = await self._connect()
+                self._next_reclaim = 0.0
+        return self._conn
+
+    def _forget_parent(self) -> None:
+        """After fork: the parent's connection thread does not exist here. Start over."""
+        self._pid = os.getpid()
+        self._owner = new_owner_id()
+        self._conn = None
+        self._lock = None
+        self._pending = deque()
+        self._writer = None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.01
+        while True:
+            conn: aiosqlite.Connection | None = None
+            try:
+                conn = await aiosqlite.connect(
+                    self.path, timeout=self._busy_timeout, isolation_level=None
+                )
+                await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+                await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                await conn.executescript(_SCHEMA)
+                return conn
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    await conn.close()
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.25)
+                    continue
+                raise StorageError(f"cannot open SQLite storage {self.path}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Wait for pending inserts, release this storage's claims, close. Idempotent."""
+        if self._closed:
+            return
+        if self._pid != os.getpid():
+            self._forget_parent()
+        try:
+            if self._writer is not None:
+                await asyncio.shield(self._writer)
+            if self._conn is not None:
+                # On failure the claims still come back: they expire, or we are seen dead.
+                with contextlib.suppress(StorageError):
+                    await self._run(
+                        "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner = ?",
+                        (self._owner,),
+                    )
+        finally:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.close()
+
+    async def __aenter__(self) -> SQLiteStorage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- statement helpers ------------------------------------------------------------
+
+    async def _run(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Execute one statement (its own transaction); return rows changed."""
+        conn = await self._connection()
+        assert self._lock is not None
+        try:
+            async with self._lock:
+                cursor = await conn.execute(sql, params)
+                changed = cursor.rowcount
+                await cursor.close()
+                return changed
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    async def _fetch(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        conn = await self._connection()
+        assert self._lock is not None
+        try:
+            async with self._lock:
+                return list(await conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    async def _run_many(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
+        """Execute statements in one transaction (all or nothing)."""
+        if len(statements) == 1:
+            return await self._run(*statements[0])
+        conn = await self._connection()
+        assert self._lock is not None
+        try:
+            async with self._lock:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    changed = 0
+                    for sql, params in statements:
+                        cursor = await conn.execute(sql, params)
+                        changed += cursor.rowcount
+                        await cursor.close()
+                    await conn.execute("COMMIT")
+                    return changed
+                except BaseException:
+                    await asyncio.shield(conn.execute("ROLLBACK"))
+                    raise
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> StorageError:
+        if _is_busy(exc):
+            return StorageError(
+                f"SQLite storage {self.path} stayed locked by another connection for "
+                f"more than {self._busy_timeout}s: {exc}"
+            )
+        return StorageError(f"SQLite storage {self.path} failed: {exc}")
+
+    # -- inserts (group commit) -----------------------------------------------------
+
+    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
+        """Store one event; returns True once it is committed to the file."""
+        await self._enqueue([encode_event(payload)])
+        return True
+
+    async def add_event_rows(self, payloads: Sequence[Mapping[str, str]]) -> int:
+        """Store several events in one transaction: all of them or none."""
+        raws = [encode_event(payload) for payload in payloads]
+        if raws:
+            await self._enqueue(raws)
+        return len(raws)
+
+    async def _enqueue(self, raws: list[str]) -> None:
+        await self._connection()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((raws, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_pending())
+        # If our caller is cancelled the row may still be committed: at-least-once.
+        await future
+
+    async def _write_pending(self) -> None:
+        try:
+            while self._pending:
+                group: list[tuple[list[str], asyncio.Future[None]]] = []
+                size = 0
+                while self._pending and (
+                    not group or size + len(self._pending[0][0]) <= _MAX_GROUP
+                ):
+                    entry = self._pending.popleft()
+                    group.append(entry)
+                    size += len(entry[0])
+                raws = [raw for entry_raws, _ in group for raw in entry_raws]
+                statements = [
+                    (f"INSERT INTO events(event) VALUES {','.join(['(?)'] * len(chunk))}", chunk)
+                    for chunk in _chunks(raws, _MAX_PARAMS)
+                ]
+                try:
+                    await self._run_many(statements)
+                except BaseException as exc:
+                    error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self._writer = None
+
+    # -- the Storage protocol -------------------------------------------------------
+
+    async def delete_all_event_rows(self) -> int:
+        return await self._run("DELETE FROM events")
+
+    async def delete_event_rows(self, ids: Sequence[int]) -> int:
+        statements = [
+            (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))})", chunk)
+            for chunk in _chunks(list(ids), _MAX_PARAMS)
+        ]
+        return await self._run_many(statements) if statements else 0
+
+    async def get_all_event_rows(self) -> list[EventRow]:
+        rows = await self._fetch("SELECT id, event FROM events ORDER BY id")
+        return [EventRow(row_id, raw=raw) for row_id, raw in rows]
+
+    async def get_event_rows_within_range(self, event_range: int) -> list[EventRow]:
+        rows = await self._fetch(
+            "SELECT id, event FROM events ORDER BY id LIMIT ?", (max(event_range, 0),)
+        )
+        return [EventRow(row_id, raw=raw) for row_id, raw in rows]
+
+    # -- optional methods the emitter uses --------------------------------------------
+
+    async def count(self) -> int:
+        """How many events are stored (claimed ones included), by every process."""
+        rows = await self._fetch("SELECT COUNT(*) FROM events")
+        return int(rows[0][0])
+
+    async def claim_event_rows(self, limit: int) -> list[EventRow]:
+        """Claim and return up to ``limit`` of the oldest unclaimed rows.
+
+        A claimed row is invisible to other claimers until this storage deletes or
+        releases it, closes, dies, or the claim expires.
+        """
+        now = time.time()
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + _RECLAIM_INTERVAL
+            await self.reclaim_abandoned_rows()
+        rows = await self._fetch(
+            "UPDATE events SET owner = ?, claimed_until = ? WHERE id IN "
+            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?) "
+            "RETURNING id, event",
+            (self._owner, now + self._claim_ttl, max(limit, 0)),
+        )
+        rows.sort(key=lambda row: int(row[0]))
+        return [EventRow(row_id, raw=raw) for row_id, raw in rows]
+
+    async def release_event_rows(self, ids: Sequence[int]) -> None:
+        """Give back claimed rows (their send failed) so they can be claimed again."""
+        statements = [
+            (
+                "UPDATE events SET owner = NULL, claimed_until = NULL "
+                f"WHERE owner = ? AND id IN ({_placeholders(len(chunk))})",
+                [self._owner, *chunk],
+            )
+            for chunk in _chunks(list(ids), _MAX_PARAMS - 1)
+        ]
+        if statements:
+            await self._run_many(statements)
+
+    async def reclaim_abandoned_rows(self) -> int:
+        """Release rows whose owner process is dead or whose claim expired."""
+        owners = [
+            str(row[0])
+            for row in await self._fetch(
+                "SELECT DISTINCT owner FROM events WHERE owner IS NOT NULL AND owner != ?",
+                (self._owner,),
+            )
+        ]
+        if not owners:
+            return 0
+        dead = await asyncio.to_thread(dead_owners, owners, me=self._owner)
+        return await self._run(
+            "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner IS NOT NULL "
+            f"AND owner != ? AND (claimed_until < ? OR owner IN ({_placeholders(len(dead))}))",
+            [self._owner, time.time(), *dead],
+        )
+
+    async def delete_oldest_event_rows(self, count: int) -> int:
+        """Delete up to ``count`` of the oldest unclaimed rows (overflow: drop oldest)."""
+        return await self._run(
+            "DELETE FROM events WHERE id IN "
+            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?)",
+            (max(count, 0),),
+        )
