@@ -1,0 +1,42 @@
+"""asynctracker: an asyncio-native Snowplow tracker with durable SQLite delivery.
+
+Everything users need is imported from here: ``import asynctracker as at``.
+"""
+
+from ._retry import RetryPolicy
+from ._version import __version__
+from .emitter import CallbackResult, Emitter, EmitterStats
+from .exceptions import (
+    AsyncTrackerError,
+    ClosedError,
+    ConfigurationError,
+    InvalidEventError,
+    QueueFullError,
+    StorageError,
+)
+from .payload import SelfDescribingJson
+from .storage import EventRow, MemoryStorage, SQLiteStorage, Storage
+from .subject import Subject
+from .tracker import EcommerceItem, Tracker
+
+__all__ = [
+    "AsyncTrackerError",
+    "CallbackResult",
+    "ClosedError",
+    "ConfigurationError",
+    "EcommerceItem",
+    "Emitter",
+    "EmitterStats",
+    "EventRow",
+    "InvalidEventError",
+    "MemoryStorage",
+    "QueueFullError",
+    "RetryPolicy",
+    "SQLiteStorage",
+    "SelfDescribingJson",
+    "Storage",
+    "StorageError",
+    "Subject",
+    "Tracker",
+    "__version__",
+]

@@ -1,0 +1,145 @@
+"""Turning stored rows into HTTP requests: endpoints, POST chunking, bodies, GET queries.
+
+Rows carry their payload as compact ASCII JSON (see ``storage.base.encode_event``), so a
+POST body is built by string joins and measured with ``len``: no event is decoded or
+re-encoded on the way out. ``stm`` (the send time) is spliced into each event here,
+because the protocol wants it set when the request leaves, never stored.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
+
+from .exceptions import ConfigurationError
+from .payload import PAYLOAD_DATA_SCHEMA
+from .storage.base import EventRow
+
+__all__ = ["Endpoints", "chunk_rows", "get_query", "parse_retry_after", "post_body"]
+
+POST_PATH = "/com.snowplowanalytics.snowplow/tp2"
+GET_PATH = "/i"
+POST_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+_BODY_PREFIX = '{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":['
+_BODY_SUFFIX = "]}"
+_STM_DIGITS = 13  # epoch milliseconds have 13 digits until the year 2286
+_STM_EXTRA = len(',"stm":""') + _STM_DIGITS
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """The collector's POST and GET URLs, derived once from the emitter's options."""
+
+    post: str
+    get: str
+
+    @classmethod
+    def parse(cls, collector_uri: str, protocol: str) -> Endpoints:
+        """Accept ``host[:port][/prefix]`` or a full ``http(s)://`` URL.
+
+        Raises ConfigurationError naming what is wrong, so a typo fails at startup
+        instead of as endless connection errors in the background.
+        """
+        if not isinstance(collector_uri, str) or not collector_uri.strip():
+            raise ConfigurationError("collector_uri must be a host name or URL, got an empty value")
+        uri = collector_uri.strip()
+        if "://" in uri:
+            scheme = uri.split("://", 1)[0].lower()
+            if scheme not in ("http", "https"):
+                raise ConfigurationError(
+                    f"collector_uri scheme must be http or https, got {scheme!r} in {uri!r}"
+                )
+        else:
+            uri = f"{protocol}://{uri}"
+        try:
+            url = httpx.URL(uri)
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(
+                f"collector_uri {collector_uri!r} is malformed: {exc}"
+            ) from exc
+        if not url.host or any(ch.isspace() for ch in uri):
+            raise ConfigurationError(f"collector_uri {collector_uri!r} has no valid host")
+        if url.query or url.fragment:
+            raise ConfigurationError(
+                f"collector_uri {collector_uri!r} must not have a query or fragment"
+            )
+        base = str(url.copy_with(path=url.path.rstrip("/") or "/")).rstrip("/")
+        return cls(post=base + POST_PATH, get=base + GET_PATH)
+
+
+def event_size(row: EventRow) -> int:
+    """Bytes this row adds to a POST body, ``stm`` included (commas not included)."""
+    raw = row.raw
+    size = len(raw) if raw.isascii() else len(raw.encode("utf-8"))
+    return size + _STM_EXTRA
+
+
+def chunk_rows(rows: Sequence[EventRow], byte_limit: int) -> list[list[EventRow]]:
+    """Split rows, in order, into POST chunks whose whole body fits ``byte_limit``.
+
+    A row too big to fit any body on its own gets a chunk of its own: it is still
+    sent (never silently dropped) and the collector's answer decides its fate.
+    """
+    overhead = len(_BODY_PREFIX) + len(_BODY_SUFFIX)
+    chunks: list[list[EventRow]] = []
+    current: list[EventRow] = []
+    size = overhead
+    for row in rows:
+        added = event_size(row) + (1 if current else 0)
+        if current and size + added > byte_limit:
+            chunks.append(current)
+            current = []
+            size = overhead
+            added -= 1
+        current.append(row)
+        size += added
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def now_ms() -> str:
+    return str(int(time.time() * 1000))
+
+
+def _with_stm(raw: str, stm: str) -> str:
+    if raw == "{}":
+        return '{"stm":"' + stm + '"}'
+    return raw[:-1] + ',"stm":"' + stm + '"}'
+
+
+def post_body(rows: Sequence[EventRow], stm: str) -> bytes:
+    """The payload_data 1-0-4 body for these rows, each with the same ``stm``."""
+    events = ",".join(_with_stm(row.raw, stm) for row in rows)
+    return (_BODY_PREFIX + events + _BODY_SUFFIX).encode("utf-8")
+
+
+def get_query(row: EventRow, stm: str) -> str:
+    """The form-encoded query string of one GET request."""
+    event = row.event
+    event["stm"] = stm
+    return urlencode(event)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return max(seconds, 0.0)

@@ -1,0 +1,622 @@
+"""The Emitter: stores events, then delivers them from one background task.
+
+``add`` awaits the storage insert and then makes sure the emitter's single send task is
+running. That task loops: claim up to ``send_limit`` stored rows (oldest first), send
+them as concurrent requests (one per POST chunk, or one per event for GET), delete the
+rows the collector accepted, and go again. It exits when storage has nothing left for
+it, or when every request of an iteration failed; then a backoff timer starts it again
+(see RetryPolicy), so events never sit unsent waiting for another ``track_*`` call.
+
+Only this module talks to httpx. Only the send task deletes rows, and a row is deleted
+only after a 2xx/3xx answer (or when the policy drops it, which is reported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import os
+import warnings
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias, TypeVar
+
+import httpx
+
+from ._retry import RetryPolicy
+from ._wire import (
+    POST_HEADERS,
+    Endpoints,
+    chunk_rows,
+    get_query,
+    now_ms,
+    parse_retry_after,
+    post_body,
+)
+from .exceptions import (
+    AsyncTrackerError,
+    ClosedError,
+    ConfigurationError,
+    QueueFullError,
+    StorageError,
+)
+from .storage.base import EventRow, Storage
+from .storage.memory import MemoryStorage
+from .storage.sqlite import SQLiteStorage
+
+_EmitterT = TypeVar("_EmitterT", bound="Emitter")
+
+__all__ = ["CallbackResult", "Emitter", "EmitterStats"]
+
+logger = logging.getLogger("asynctracker")
+
+RequestType: TypeAlias = Literal["GET", "POST"]
+HttpProtocol: TypeAlias = Literal["http", "https"]
+OverflowPolicy: TypeAlias = Literal["drop_oldest", "drop_newest", "raise"]
+
+#: CallbackResult.status when no HTTP response came back (connect error, timeout).
+NO_RESPONSE = -1
+#: CallbackResult.status of events dropped before any request (queue overflow).
+NOT_SENT = 0
+
+_DEFAULT_MAX_EVENTS_MEMORY = 100_000
+_DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackResult:
+    """The outcome of one request: how many events it carried and the HTTP status.
+
+    ``status`` is -1 when no response came (connection refused, timeout) and 0 for
+    events dropped without a request (queue overflow). ``dropped`` is True when the
+    events were discarded rather than kept for another try.
+    """
+
+    count: int
+    status: int
+    dropped: bool = False
+
+
+Callback: TypeAlias = Callable[
+    [list[CallbackResult], list[CallbackResult]], "Awaitable[None] | None"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EmitterStats:
+    """Counters since the emitter was created, for metrics and health checks.
+
+    ``queued`` is the number of events waiting in storage (as last known to this
+    emitter); ``sent`` events were accepted by the collector; ``failed`` counts failed
+    send attempts per event; ``retried`` the failed ones kept for another try;
+    ``dropped`` events discarded undelivered (non-retryable status, too large, queue
+    overflow, max_attempts). Each dropped event is also logged and reported to the
+    callback.
+    """
+
+    queued: int
+    sent: int
+    failed: int
+    retried: int
+    dropped: int
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class _Outcome:
+    rows: Sequence[EventRow]
+    status: int
+    retry_after: float | None = None
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class Emitter:
+    """Stores events and delivers them to a Snowplow collector in the background.
+
+    Every option of the Go tracker's emitter is a keyword here (``OptionSendLimit`` is
+    ``send_limit``, ...). Options are checked when the emitter is made: a bad one
+    raises ConfigurationError before anything is opened.
+
+    Use ``async with emitter:`` (or ``async with tracker:``), or call ``aclose()``:
+    closing flushes nothing by itself; leaving ``async with`` flushes for up to
+    ``close_timeout`` seconds first. Undelivered events stay in the storage, and an
+    emitter opened later on the same SQLite file sends them.
+    """
+
+    def __init__(
+        self,
+        collector_uri: str,
+        *,
+        request_type: RequestType = "POST",
+        protocol: HttpProtocol = "https",
+        send_limit: int = 500,
+        byte_limit_get: int = 40_000,
+        byte_limit_post: int = 40_000,
+        db_name: str | os.PathLike[str] = "events.db",
+        storage: Storage | None = None,
+        callback: Callback | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        max_events: int | None = None,
+        overflow: OverflowPolicy = "drop_oldest",
+        close_timeout: float = 10.0,
+    ) -> None:
+        if request_type not in ("GET", "POST"):
+            raise ConfigurationError(f"request_type must be 'GET' or 'POST', got {request_type!r}")
+        if protocol not in ("http", "https"):
+            raise ConfigurationError(f"protocol must be 'http' or 'https', got {protocol!r}")
+        self._endpoints = Endpoints.parse(collector_uri, protocol)
+        self.collector_uri = collector_uri
+        self.request_type: RequestType = request_type
+        self.send_limit = _positive_int("send_limit", send_limit)
+        self.byte_limit_get = _positive_int("byte_limit_get", byte_limit_get)
+        self.byte_limit_post = _positive_int("byte_limit_post", byte_limit_post)
+        if storage is not None and not isinstance(storage, Storage):
+            raise ConfigurationError(
+                "storage must implement the Storage protocol (add_event_row, "
+                "delete_all_event_rows, delete_event_rows, get_all_event_rows, "
+                "get_event_rows_within_range)"
+            )
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError("http_client must be an httpx.AsyncClient")
+        if callback is not None and not callable(callback):
+            raise ConfigurationError("callback must be callable")
+        if not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"timeout must be positive seconds, got {timeout!r}")
+        if not isinstance(close_timeout, (int, float)) or not close_timeout >= 0:
+            raise ConfigurationError(f"close_timeout must be >= 0 seconds, got {close_timeout!r}")
+        if overflow not in ("drop_oldest", "drop_newest", "raise"):
+            raise ConfigurationError(
+                f"overflow must be 'drop_oldest', 'drop_newest' or 'raise', got {overflow!r}"
+            )
+        self.storage: Storage = storage if storage is not None else SQLiteStorage(db_name)
+        if max_events is None:
+            max_events = (
+                _DEFAULT_MAX_EVENTS_MEMORY
+                if isinstance(self.storage, MemoryStorage)
+                else _DEFAULT_MAX_EVENTS_DURABLE
+            )
+        self.max_events = _positive_int("max_events", max_events)
+        self.overflow: OverflowPolicy = overflow
+        self.retry = retry if retry is not None else RetryPolicy()
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigurationError("retry must be a RetryPolicy")
+        self.callback = callback
+        self.timeout = float(timeout)
+        self.close_timeout = float(close_timeout)
+        self._client = http_client
+        self._owns_client = http_client is None
+
+        self._state = _State.UNOPENED
+        self._pid = os.getpid()
+        self._open_lock: asyncio.Lock | None = None
+        self._task: asyncio.Task[bool] | None = None
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._wakeup = False
+        self._failures_in_a_row = 0
+        self._attempts: dict[int, int] = {}
+        self._queued = 0
+        self._sent = 0
+        self._failed = 0
+        self._retried = 0
+        self._dropped = 0
+
+    def __repr__(self) -> str:
+        url = self._endpoints.post if self.request_type == "POST" else self._endpoints.get
+        return f"<Emitter {self.request_type} {url} {self._state.value}>"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once ``aclose()`` was called."""
+        return self._state is _State.CLOSED
+
+    async def open(self) -> None:
+        """Open storage and the HTTP client. Called for you by ``async with`` and the
+        first event; events left in storage by an earlier run start sending now.
+
+        Raises StorageError if the storage cannot be opened, ClosedError after aclose.
+        """
+        self._check_fork()
+        if self._state is _State.OPEN:
+            return
+        if self._state is _State.CLOSED:
+            raise ClosedError("this emitter was closed; create a new one")
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._state is not _State.UNOPENED:
+                return
+            opener = getattr(self.storage, "open", None)
+            if opener is not None:
+                await opener()
+            self._queued = await self._count()
+            if self._owns_client:
+                self._client = self._new_client()
+            self._state = _State.OPEN
+        if self._queued:
+            self._wake()
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.timeout,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    async def _ensure_open(self) -> None:
+        if self._state is not _State.OPEN or self._pid != os.getpid():
+            await self.open()
+
+    def _check_fork(self) -> None:
+        """In a forked child, never reuse the parent's task, timer or connections."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._task = None
+        self._retry_handle = None
+        self._open_lock = None
+        self._attempts.clear()
+        if self._state is _State.OPEN:
+            if self._owns_client:
+                self._client = self._new_client()
+            else:
+                logger.warning(
+                    "emitter used in a forked child with the parent's http_client; "
+                    "create the client after fork"
+                )
+
+    async def aclose(self) -> None:
+        """Stop sending, release claimed rows, close the storage and the owned client.
+
+        Does not wait for delivery (use ``flush`` or ``async with``); what is not
+        delivered stays in storage. Idempotent, and never hangs on a hung collector.
+        """
+        if self._state is _State.CLOSED:
+            return
+        was_open = self._state is _State.OPEN
+        self._state = _State.CLOSED
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+        task, self._task = self._task, None
+        if task is not None and self._pid == os.getpid():
+            task.cancel()
+            await asyncio.wait([task])
+        try:
+            if was_open and self._owns_client and self._client is not None:
+                await self._client.aclose()
+        finally:
+            closer = getattr(self.storage, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    async def __aenter__(self: _EmitterT) -> _EmitterT:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            if self._state is _State.OPEN:
+                await self.flush(timeout=self.close_timeout)
+        finally:
+            await self.aclose()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if getattr(self, "_state", None) is _State.OPEN:
+            _warn(
+                f"unclosed {self!r}: use 'async with' or await aclose()",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+
+    # -- adding events ----------------------------------------------------------------
+
+    async def add(self, payload: Mapping[str, str]) -> None:
+        """Store one event, then make sure the send task is running."""
+        await self.add_many([payload])
+
+    async def add_many(self, payloads: Sequence[Mapping[str, str]]) -> None:
+        """Store events together (all or none where the storage allows), then send."""
+        await self._ensure_open()
+        count = len(payloads)
+        if not count or not await self._make_room(count):
+            return
+        try:
+            if count == 1:
+                await self.storage.add_event_row(payloads[0])
+            else:
+                add_rows = getattr(self.storage, "add_event_rows", None)
+                if add_rows is not None:
+                    await add_rows(payloads)
+                else:
+                    for payload in payloads:
+                        await self.storage.add_event_row(payload)
+        except AsyncTrackerError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
+        self._queued += count
+        self._wake()
+
+    async def _make_room(self, count: int) -> bool:
+        """Apply the overflow policy; False means the new events must not be stored."""
+        excess = self._queued + count - self.max_events
+        if excess <= 0:
+            return True
+        self._queued = await self._count()  # other processes may have sent some
+        excess = self._queued + count - self.max_events
+        if excess <= 0:
+            return True
+        if self.overflow == "raise":
+            raise QueueFullError(
+                f"the queue holds {self._queued} events (max_events={self.max_events}); "
+                "the event was not stored"
+            )
+        if self.overflow == "drop_newest" or count > self.max_events:
+            await self._report_dropped(count, NOT_SENT, "queue full (drop_newest)")
+            return False
+        dropped = await self._delete_oldest(excess)
+        self._queued -= dropped
+        if dropped:
+            await self._report_dropped(dropped, NOT_SENT, "queue full (drop_oldest)")
+        return True
+
+    async def _delete_oldest(self, count: int) -> int:
+        delete_oldest = getattr(self.storage, "delete_oldest_event_rows", None)
+        if delete_oldest is not None:
+            return int(await delete_oldest(count))
+        rows = await self.storage.get_event_rows_within_range(count)
+        return await self.storage.delete_event_rows([row.id for row in rows])
+
+    async def _count(self) -> int:
+        counter = getattr(self.storage, "count", None)
+        if counter is not None:
+            return int(await counter())
+        return len(await self.storage.get_all_event_rows())
+
+    # -- the send task ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """Make sure the send task runs, unless a backoff timer will start it.
+
+        Never two tasks: the task clears ``_task`` itself in the same step in which it
+        decides to stop, and re-checks ``_wakeup`` first, so an event stored while
+        the loop is finishing is still picked up (no lost wake-up).
+        """
+        self._wakeup = True
+        if self._task is None and self._retry_handle is None and self._state is _State.OPEN:
+            self._task = asyncio.get_running_loop().create_task(
+                self._send_loop(), name="asynctracker-send"
+            )
+
+    def _retry_now(self) -> None:
+        self._retry_handle = None
+        if self._state is _State.OPEN:
+            self._wake()
+
+    def _schedule_retry(self, retry_after: float | None) -> None:
+        self._failures_in_a_row += 1
+        if not self.retry.auto_retry:
+            return
+        delay = max(
+            self.retry.backoff(self._failures_in_a_row),
+            self.retry.wait_for_retry_after(retry_after),
+        )
+        logger.info("every request failed; retrying in %.2fs", delay)
+        self._retry_handle = asyncio.get_running_loop().call_later(delay, self._retry_now)
+
+    async def _send_loop(self) -> bool:
+        """Returns True when it stopped on empty storage, False after a total failure."""
+        try:
+            while True:
+                self._wakeup = False
+                rows = await self._claim()
+                if not rows:
+                    if self._wakeup:
+                        continue
+                    return True
+                delivered, retry_after = await self._send_and_settle(rows)
+                if not delivered and retry_after is not None:
+                    self._schedule_retry(retry_after if retry_after > 0 else None)
+                    return False
+                if delivered:
+                    self._failures_in_a_row = 0
+                pause = self.retry.wait_for_retry_after(retry_after)
+                if pause:
+                    await asyncio.sleep(pause)
+        except Exception:
+            logger.exception("asynctracker send loop failed; will retry")
+            self._schedule_retry(None)
+            return False
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+
+    async def _claim(self) -> list[EventRow]:
+        claim = getattr(self.storage, "claim_event_rows", None)
+        if claim is not None:
+            rows: list[EventRow] = await claim(self.send_limit)
+        else:
+            rows = await self.storage.get_event_rows_within_range(self.send_limit)
+        return rows
+
+    async def _send_and_settle(self, rows: list[EventRow]) -> tuple[bool, float | None]:
+        """Send one iteration, then delete, drop or release each request's rows.
+
+        Returns (anything delivered?, retry hint): the hint is None when nothing needs
+        retrying, else the longest Retry-After seen (0.0 when there was none).
+        """
+        if self.request_type == "POST":
+            sends = [self._post(chunk) for chunk in chunk_rows(rows, self.byte_limit_post)]
+        else:
+            sends = [self._get(row) for row in rows]
+        outcomes = [outcome for batch in await asyncio.gather(*sends) for outcome in batch]
+
+        successes: list[CallbackResult] = []
+        failures: list[CallbackResult] = []
+        finished: list[int] = []
+        to_retry: list[int] = []
+        retry_hint: float | None = None
+        for outcome in outcomes:
+            ids = [row.id for row in outcome.rows]
+            count = len(ids)
+            if 200 <= outcome.status < 400:
+                successes.append(CallbackResult(count, outcome.status))
+                finished += ids
+                self._sent += count
+                continue
+            self._failed += count
+            reason = self._drop_reason(outcome)
+            if reason is None:
+                kept, exhausted = self._split_exhausted(ids)
+                to_retry += kept
+                finished += exhausted
+                self._retried += len(kept)
+                if kept:
+                    failures.append(CallbackResult(len(kept), outcome.status))
+                    retry_hint = max(retry_hint or 0.0, outcome.retry_after or 0.0)
+                if exhausted:
+                    failures.append(CallbackResult(len(exhausted), outcome.status, dropped=True))
+                    self._log_drop(len(exhausted), "max_attempts reached")
+            else:
+                finished += ids
+                failures.append(CallbackResult(count, outcome.status, dropped=True))
+                self._log_drop(count, reason)
+        if finished:
+            await self.storage.delete_event_rows(finished)
+            self._queued = max(self._queued - len(finished), 0)
+            for row_id in finished:
+                self._attempts.pop(row_id, None)
+        if to_retry:
+            release = getattr(self.storage, "release_event_rows", None)
+            if release is not None:
+                await release(to_retry)
+        await self._call_back(successes, failures)
+        return bool(successes), retry_hint
+
+    def _drop_reason(self, outcome: _Outcome) -> str | None:
+        if outcome.status in self.retry.non_retryable_statuses:
+            return f"status {outcome.status} is not retryable"
+        if outcome.status == 413:
+            return "the collector refused a single event as too large (413)"
+        return None
+
+    def _split_exhausted(self, ids: list[int]) -> tuple[list[int], list[int]]:
+        """Split failed rows into (retry again, out of attempts) per max_attempts."""
+        limit = self.retry.max_attempts
+        if limit is None:
+            return ids, []
+        kept: list[int] = []
+        exhausted: list[int] = []
+        for row_id in ids:
+            attempts = self._attempts.get(row_id, 0) + 1
+            self._attempts[row_id] = attempts
+            (exhausted if attempts >= limit else kept).append(row_id)
+        return kept, exhausted
+
+    def _log_drop(self, count: int, reason: str) -> None:
+        self._dropped += count
+        logger.warning("dropped %d event(s) undelivered: %s", count, reason)
+
+    async def _report_dropped(self, count: int, status: int, reason: str) -> None:
+        self._log_drop(count, reason)
+        await self._call_back([], [CallbackResult(count, status, dropped=True)])
+
+    async def _call_back(
+        self, successes: list[CallbackResult], failures: list[CallbackResult]
+    ) -> None:
+        if self.callback is None or not (successes or failures):
+            return
+        try:
+            result = self.callback(successes, failures)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("asynctracker callback raised; delivery continues")
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def _post(self, rows: list[EventRow]) -> list[_Outcome]:
+        status, retry_after = await self._request(
+            "POST", self._endpoints.post, content=post_body(rows, now_ms())
+        )
+        if status == 413 and len(rows) > 1:
+            middle = len(rows) // 2
+            halves = await asyncio.gather(self._post(rows[:middle]), self._post(rows[middle:]))
+            return halves[0] + halves[1]
+        return [_Outcome(rows, status, retry_after)]
+
+    async def _get(self, row: EventRow) -> list[_Outcome]:
+        url = f"{self._endpoints.get}?{get_query(row, now_ms())}"
+        status, retry_after = await self._request("GET", url)
+        return [_Outcome([row], status, retry_after)]
+
+    async def _request(
+        self, method: str, url: str, *, content: bytes | None = None
+    ) -> tuple[int, float | None]:
+        client = self._client
+        assert client is not None
+        try:
+            response = await client.request(
+                method,
+                url,
+                content=content,
+                headers=POST_HEADERS if content is not None else None,
+            )
+        except httpx.HTTPError as exc:
+            logger.debug("%s %s failed: %r", method, url, exc)
+            return NO_RESPONSE, None
+        status = response.status_code
+        retry_after = None
+        if status in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return status, retry_after
+
+    # -- flushing and stats --------------------------------------------------------------
+
+    async def flush(self, timeout: float | None = None) -> int:
+        """Send what is stored now; return how many events are still stored.
+
+        Returns when storage is empty, when an iteration failed completely (it does not
+        wait out a backoff), or after ``timeout`` seconds, whichever comes first, even
+        if the collector accepts connections and never answers. Sends at once even
+        during a backoff.
+        """
+        await self._ensure_open()
+        if timeout is not None and timeout < 0:
+            raise ConfigurationError("timeout must be None or >= 0 seconds")
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+        self._wake()
+        task = self._task
+        if task is not None:
+            # asyncio.wait neither raises the task's outcome nor cancels it on timeout.
+            await asyncio.wait([task], timeout=timeout)
+        self._queued = await self._count()
+        return self._queued
+
+    def stats(self) -> EmitterStats:
+        """A snapshot of the emitter's counters (cheap: no I/O)."""
+        return EmitterStats(
+            queued=self._queued,
+            sent=self._sent,
+            failed=self._failed,
+            retried=self._retried,
+            dropped=self._dropped,
+        )

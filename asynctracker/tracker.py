@@ -1,0 +1,480 @@
+"""The Tracker: turns ``track_*`` calls into protocol payloads and hands them to an Emitter.
+
+Every argument is checked before anything is stored, so a bad call raises
+InvalidEventError at the call site and leaves the queue untouched. Each ``track_*``
+returns the new event's id once the event is in storage; delivery happens in the
+background and its problems are never raised here.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, TypeAlias, TypeVar
+
+from ._version import __version__
+from .emitter import Emitter
+from .exceptions import ClosedError, ConfigurationError, InvalidEventError
+from .payload import (
+    CONTEXTS_SCHEMA,
+    SCREEN_VIEW_SCHEMA,
+    TIMING_SCHEMA,
+    UNSTRUCT_EVENT_SCHEMA,
+    SelfDescribingJson,
+    add_json,
+    check_contexts,
+    format_money,
+    format_number,
+)
+from .subject import Subject
+
+__all__ = ["EcommerceItem", "Platform", "Timestamp", "Tracker"]
+
+Platform: TypeAlias = Literal["web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"]
+Timestamp: TypeAlias = "int | datetime"
+_PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"})
+TRACKER_VERSION = f"py-{__version__}"
+
+_TrackerT = TypeVar("_TrackerT", bound="Tracker")
+
+
+def _text(name: str, value: object, *, required: bool = False) -> str | None:
+    """A string argument: None/"" allowed unless required; anything else refused."""
+    if value is None or value == "":
+        if required:
+            raise InvalidEventError(f"{name} is required and must be a non-empty str")
+        return None
+    if not isinstance(value, str):
+        raise InvalidEventError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _epoch_ms(name: str, value: Timestamp | None) -> str | None:
+    """A timestamp as epoch milliseconds: an int of ms, or a timezone-aware datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidEventError(
+                f"{name} must be timezone-aware (a naive datetime is ambiguous)"
+            )
+        return str(int(value.timestamp() * 1000))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEventError(
+            f"{name} must be epoch milliseconds (int) or an aware datetime, "
+            f"got {type(value).__name__}"
+        )
+    if value <= 0:
+        raise InvalidEventError(f"{name} must be a positive epoch-milliseconds value")
+    return str(value)
+
+
+def _event_id(value: str | None) -> str:
+    if value is None:
+        return str(uuid.uuid4())
+    try:
+        return str(uuid.UUID(value))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidEventError(f"event_id must be a UUID string, got {value!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class EcommerceItem:
+    """One line of an ecommerce transaction (sent as its own ``e=ti`` event).
+
+    ``sku``, ``price`` and ``quantity`` are required; they are checked here so that
+    a bad item fails where it is written.
+    """
+
+    sku: str
+    price: float
+    quantity: int = 1
+    name: str | None = None
+    category: str | None = None
+    event_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _text("EcommerceItem.sku", self.sku, required=True)
+        format_number(self.price, name="EcommerceItem.price")
+        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int):
+            raise InvalidEventError(
+                f"EcommerceItem.quantity must be an int, got {type(self.quantity).__name__}"
+            )
+        _text("EcommerceItem.name", self.name)
+        _text("EcommerceItem.category", self.category)
+        if self.event_id is not None:
+            _event_id(self.event_id)
+
+
+class Tracker:
+    """Builds events and passes them to its emitter.
+
+    Args:
+        emitter: where events go. Several trackers may share one emitter.
+        namespace: ``tna``, tells this tracker's events apart from other trackers'.
+        app_id: ``aid``, the application the events belong to.
+        platform: ``p``, one of the protocol's platform codes (default ``"srv"``).
+        base64_encode: send self-describing JSON and contexts base64url-encoded
+            (``ue_px``/``cx``, default) or as raw JSON (``ue_pr``/``co``).
+        subject: default Subject for every event; a ``track_*`` call's ``subject``
+            replaces it for that event.
+
+    ``async with tracker:`` opens the emitter and, on the way out, flushes (bounded by
+    the emitter's ``close_timeout``) and closes it.
+    """
+
+    def __init__(
+        self,
+        emitter: Emitter,
+        *,
+        namespace: str | None = None,
+        app_id: str | None = None,
+        platform: Platform = "srv",
+        base64_encode: bool = True,
+        subject: Subject | None = None,
+    ) -> None:
+        if not isinstance(emitter, Emitter):
+            raise ConfigurationError("emitter must be an asynctracker.Emitter")
+        if platform not in _PLATFORMS:
+            raise ConfigurationError(
+                f"platform must be one of {sorted(_PLATFORMS)}, got {platform!r}"
+            )
+        for name, value in (("namespace", namespace), ("app_id", app_id)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+        if subject is not None and not isinstance(subject, Subject):
+            raise ConfigurationError("subject must be an asynctracker.Subject")
+        self.emitter = emitter
+        self.namespace = namespace
+        self.app_id = app_id
+        self.platform: Platform = platform
+        self.base64_encode = bool(base64_encode)
+        self.subject = subject
+
+    def __repr__(self) -> str:
+        return f"<Tracker namespace={self.namespace!r} app_id={self.app_id!r} {self.emitter!r}>"
+
+    def set_subject(self, subject: Subject | None) -> Tracker:
+        """Replace the default Subject (None: no subject fields)."""
+        if subject is not None and not isinstance(subject, Subject):
+            raise ConfigurationError("subject must be an asynctracker.Subject")
+        self.subject = subject
+        return self
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self: _TrackerT) -> _TrackerT:
+        await self.emitter.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.emitter.__aexit__(*exc_info)
+
+    async def flush(self, timeout: float | None = None) -> int:
+        """Wait for delivery; return the number of events still stored (Emitter.flush)."""
+        return await self.emitter.flush(timeout)
+
+    async def aclose(self) -> None:
+        """Close the emitter (without flushing). Idempotent."""
+        await self.emitter.aclose()
+
+    # -- building payloads ---------------------------------------------------------------
+
+    def _payload(
+        self,
+        event: str,
+        *,
+        contexts: Sequence[SelfDescribingJson] | None,
+        subject: Subject | None,
+        event_id: str | None,
+        timestamp: Timestamp | None,
+        true_timestamp: Timestamp | None,
+        fields: dict[str, str | None],
+    ) -> dict[str, str]:
+        if self.emitter.closed:
+            raise ClosedError("this tracker's emitter was closed")
+        if subject is not None and not isinstance(subject, Subject):
+            raise InvalidEventError("subject must be an asynctracker.Subject")
+        check_contexts(contexts)
+        payload: dict[str, str] = {
+            "e": event,
+            "tv": TRACKER_VERSION,
+            "p": self.platform,
+            "eid": _event_id(event_id),
+            "dtm": _epoch_ms("timestamp", timestamp) or str(int(time.time() * 1000)),
+        }
+        if self.namespace:
+            payload["tna"] = self.namespace
+        if self.app_id:
+            payload["aid"] = self.app_id
+        ttm = _epoch_ms("true_timestamp", true_timestamp)
+        if ttm:
+            payload["ttm"] = ttm
+        chosen = subject if subject is not None else self.subject
+        if chosen is not None:
+            payload.update(chosen.fields)
+        for key, value in fields.items():
+            if value:
+                payload[key] = value
+        if contexts:
+            add_json(
+                payload,
+                {"schema": CONTEXTS_SCHEMA, "data": [c.to_dict() for c in contexts]},
+                base64_encode=self.base64_encode,
+                encoded_key="cx",
+                raw_key="co",
+            )
+        return payload
+
+    def _self_describing(
+        self,
+        event_json: SelfDescribingJson,
+        *,
+        contexts: Sequence[SelfDescribingJson] | None,
+        subject: Subject | None,
+        event_id: str | None,
+        timestamp: Timestamp | None,
+        true_timestamp: Timestamp | None,
+    ) -> dict[str, str]:
+        if not isinstance(event_json, SelfDescribingJson):
+            raise InvalidEventError("the event must be a SelfDescribingJson")
+        payload = self._payload(
+            "ue",
+            contexts=contexts,
+            subject=subject,
+            event_id=event_id,
+            timestamp=timestamp,
+            true_timestamp=true_timestamp,
+            fields={},
+        )
+        add_json(
+            payload,
+            {"schema": UNSTRUCT_EVENT_SCHEMA, "data": event_json.to_dict()},
+            base64_encode=self.base64_encode,
+            encoded_key="ue_px",
+            raw_key="ue_pr",
+        )
+        return payload
+
+    # -- track_* ------------------------------------------------------------------------
+
+    async def track_page_view(
+        self,
+        page_url: str,
+        page_title: str | None = None,
+        referrer: str | None = None,
+        *,
+        contexts: Sequence[SelfDescribingJson] | None = None,
+        subject: Subject | None = None,
+        event_id: str | None = None,
+        timestamp: Timestamp | None = None,
+        true_timestamp: Timestamp | None = None,
+    ) -> str:
+        """Track a page view (``e=pv``); ``page_url`` is required. Returns the event id."""
+        payload = self._payload(
+            "pv",
+            contexts=contexts,
+            subject=subject,
+            event_id=event_id,
+            timestamp=timestamp,
+            true_timestamp=true_timestamp,
+            fields={
+                "url": _text("page_url", page_url, required=True),
+                "page": _text("page_title", page_title),
+                "refr": _text("referrer", referrer),
+            },
+        )
+        await self.emitter.add(payload)
+        return payload["eid"]
+
+    async def track_struct_event(
+        self,
+        category: str,
+        action: str,
+        label: str | None = None,
+        property_: str | None = None,
+        value: float | None = None,
+        *,
+        contexts: Sequence[SelfDescribingJson] | None = None,
+        subject: Subject | None = None,
+        event_id: str | None = None,
+        timestamp: Timestamp | None = None,
+        true_timestamp: Timestamp | None = None,
+    ) -> str:
+        """Track a structured event (``e=se``); category and action are required."""
+        payload = self._payload(
+            "se",
+            contexts=contexts,
+            subject=subject,
+            event_id=event_id,
+            timestamp=timestamp,
+            true_timestamp=true_timestamp,
+            fields={
+                "se_ca": _text("category", category, required=True),
+                "se_ac": _text("action", action, required=True),
+                "se_la": _text("label", label),
+                "se_pr": _text("property_", property_),
+                "se_va": None if value is None else format_number(value, name="value"),
+            },
+        )
+        await self.emitter.add(payload)
+        return payload["eid"]
+
+    async def track_self_describing_event(
+        self,
+        event_json: SelfDescribingJson,
+        *,
+        contexts: Sequence[SelfDescribingJson] | None = None,
+        subject: Subject | None = None,
+        event_id: str | None = None,
+        timestamp: Timestamp | None = None,
+        true_timestamp: Timestamp | None = None,
+    ) -> str:
+        """Track a self-describing (unstructured) event (``e=ue``)."""
+        payload = self._self_describing(
+            event_json,
+            contexts=contexts,
+            subject=subject,
+            event_id=event_id,
+            timestamp=timestamp,
+            true_timestamp=true_timestamp,
+        )
+        await self.emitter.add(payload)
+        return payload["eid"]
+
+    async def track_screen_view(
+        self,
+        name: str | None = None,
+        id: str | None = None,
+        *,
+        contexts: Sequence[SelfDescribingJson] | None = None,
+        subject: Subject | None = None,
+        event_id: str | None = None,
+        timestamp: Timestamp | None = None,
+        true_timestamp: Timestamp | None = None,
+    ) -> str:
+        """Track a screen view (screen_view 1-0-0); give a name, an id, or both."""
+        data = {"name": _text("name", name), "id": _text("id", id)}
+        if not any(data.values()):
+            raise InvalidEventError("track_screen_view needs a name or an id")
+        payload = self._self_describing(
+            SelfDescribingJson(SCREEN_VIEW_SCHEMA, {k: v for k, v in data.items() if v}),
+            contexts=contexts,
+            subject=subject,
+            event_id=event_id,
+            timestamp=timestamp,
+            true_timestamp=true_timestamp,
+        )
+        await self.emitter.add(payload)
+        return payload["eid"]
+
+    async def track_timing(
+        self,
+        category: str,
+        variable: str,
+        timing: int,
+        label: str | None = None,
+        *,
+        contexts: Sequence[SelfDescribingJson] | None = None,
+        subject: Subject | None = None,
+        event_id: str | None = None,
+        timestamp: Timestamp | None = None,
+        true_timestamp: Timestamp | None = None,
+    ) -> str:
+        """Track a user timing (timing 1-0-0); ``timing`` is an int, in milliseconds."""
+        if isinstance(timing, bool) or not isinstance(timing, int):
+            raise InvalidEventError(f"timing must be an int (ms), got {type(timing).__name__}")
+        data: dict[str, str | int] = {
+            "category": _text("category", category, required=True) or "",
+            "variable": _text("variable", variable, required=True) or "",
+            "timing": timing,
+        }
+        if _text("label", label):
+            data["label"] = label or ""
+        payload = self._self_describing(
+            SelfDescribingJson(TIMING_SCHEMA, data),
+            contexts=contexts,
+            subject=subject,
+            event_id=event_id,
+            timestamp=timestamp,
+            true_timestamp=true_timestamp,
+        )
+        await self.emitter.add(payload)
+        return payload["eid"]
+
+    async def track_ecommerce_transaction(
+        self,
+        order_id: str,
+        total_value: float,
+        *,
+        affiliation: str | None = None,
+        tax_value: float | None = None,
+        shipping: float | None = None,
+        city: str | None = None,
+        state: str | None = None,
+        country: str | None = None,
+        currency: str | None = None,
+        items: Sequence[EcommerceItem] = (),
+        contexts: Sequence[SelfDescribingJson] | None = None,
+        subject: Subject | None = None,
+        event_id: str | None = None,
+        timestamp: Timestamp | None = None,
+        true_timestamp: Timestamp | None = None,
+    ) -> str:
+        """Track a transaction (``e=tr``) and one ``e=ti`` event per item.
+
+        Everything is checked before anything is stored, and the transaction and its
+        items are stored together: one bad item means nothing is stored at all.
+        Returns the transaction's event id.
+        """
+        if isinstance(items, (str, bytes)) or not all(
+            isinstance(item, EcommerceItem) for item in items
+        ):
+            raise InvalidEventError("items must be a list of EcommerceItem")
+        order = _text("order_id", order_id, required=True)
+        cur = _text("currency", currency)
+        transaction = self._payload(
+            "tr",
+            contexts=contexts,
+            subject=subject,
+            event_id=event_id,
+            timestamp=timestamp,
+            true_timestamp=true_timestamp,
+            fields={
+                "tr_id": order,
+                "tr_tt": format_money(total_value, name="total_value"),
+                "tr_af": _text("affiliation", affiliation),
+                "tr_tx": None if tax_value is None else format_money(tax_value, name="tax_value"),
+                "tr_sh": None if shipping is None else format_money(shipping, name="shipping"),
+                "tr_ci": _text("city", city),
+                "tr_st": _text("state", state),
+                "tr_co": _text("country", country),
+                "tr_cu": cur,
+            },
+        )
+        payloads = [transaction]
+        for item in items:
+            payloads.append(
+                self._payload(
+                    "ti",
+                    contexts=contexts,
+                    subject=subject,
+                    event_id=item.event_id,
+                    timestamp=timestamp,
+                    true_timestamp=true_timestamp,
+                    fields={
+                        "ti_id": order,
+                        "ti_sk": item.sku,
+                        "ti_nm": item.name,
+                        "ti_ca": item.category,
+                        "ti_pr": format_money(item.price, name="EcommerceItem.price"),
+                        "ti_qu": str(item.quantity),
+                        "ti_cu": cur,
+                    },
+                )
+            )
+        await self.emitter.add_many(payloads)
+        return transaction["eid"]
