@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Literal, TypeAlias, TypeVar
 
 from ._version import __version__
@@ -39,6 +39,8 @@ _PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"})
 TRACKER_VERSION = f"py-{__version__}"
 
 _TrackerT = TypeVar("_TrackerT", bound="Tracker")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def _text(name: str, value: object, *, required: bool = False) -> str | None:
@@ -61,8 +63,10 @@ def _epoch_ms(name: str, value: Timestamp | None) -> str | None:
             raise InvalidEventError(
                 f"{name} must be timezone-aware (a naive datetime is ambiguous)"
             )
-        return str(int(value.timestamp() * 1000))
-    if isinstance(value, bool) or not isinstance(value, int):
+        # Exact integer arithmetic: ``int(value.timestamp() * 1000)`` goes through a
+        # float and is one millisecond short for about 1 datetime in 160.
+        value = (value - _EPOCH) // _ONE_MS
+    elif isinstance(value, bool) or not isinstance(value, int):
         raise InvalidEventError(
             f"{name} must be epoch milliseconds (int) or an aware datetime, "
             f"got {type(value).__name__}"
