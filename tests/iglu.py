@@ -1,0 +1,92 @@
+"""Validate what asynctracker sends against the official Iglu Central schemas (Draft 4).
+
+The schemas live in ``../shared/iglu`` beside the repository (override with the
+``ASYNCTRACKER_IGLU_DIR`` environment variable). Only tests read them: the library never
+depends on that folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft4Validator
+
+IGLU_DIR = Path(
+    os.environ.get("ASYNCTRACKER_IGLU_DIR", Path(__file__).resolve().parents[2] / "shared" / "iglu")
+)
+
+
+@cache
+def validator(uri: str) -> Draft4Validator | None:
+    """The Draft 4 validator of an ``iglu:`` URI, or None when the schema is not vendored."""
+    path = IGLU_DIR / uri.removeprefix("iglu:")
+    if not path.is_file():
+        if uri.startswith("iglu:com.snowplowanalytics."):
+            raise AssertionError(f"Snowplow schema {uri} missing from {IGLU_DIR}")
+        return None
+    schema = json.loads(path.read_text())
+    Draft4Validator.check_schema(schema)
+    return Draft4Validator(schema)
+
+
+def _check(uri: str, instance: Any) -> None:
+    found = validator(uri)
+    if found is not None:
+        errors = sorted(found.iter_errors(instance), key=str)
+        assert not errors, f"{uri}: {[e.message for e in errors]} in {instance!r}"
+
+
+def _decode_b64(value: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+
+
+def check_self_describing(instance: Any) -> None:
+    """Validate a ``{"schema", "data"}`` envelope and, when known, its data."""
+    assert isinstance(instance, dict) and set(instance) == {"schema", "data"}, instance
+    _check(instance["schema"], instance["data"])
+
+
+def check_event(event: dict[str, str]) -> None:
+    """Validate one event: payload_data item rules plus its ue and contexts JSON."""
+    assert IGLU_DIR.is_dir(), f"Iglu schemas not found at {IGLU_DIR}"
+    _check("iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4", [event])
+    unstruct = None
+    if "ue_px" in event:
+        unstruct = _decode_b64(event["ue_px"])
+    elif "ue_pr" in event:
+        unstruct = json.loads(event["ue_pr"])
+    if unstruct is not None:
+        check_self_describing(unstruct)
+        check_self_describing(unstruct["data"])
+    contexts = None
+    if "cx" in event:
+        contexts = _decode_b64(event["cx"])
+    elif "co" in event:
+        contexts = json.loads(event["co"])
+    if contexts is not None:
+        check_self_describing(contexts)
+        for context in contexts["data"]:
+            check_self_describing(context)
+
+
+def check_post_body(body: bytes | str) -> list[dict[str, str]]:
+    """Validate a whole POST body and every event in it; return the events."""
+    document = json.loads(body)
+    check_self_describing(document)
+    for event in document["data"]:
+        check_event(event)
+    events: list[dict[str, str]] = document["data"]
+    return events
+
+
+def check_received(received: list[Any]) -> None:
+    """Every event a Collector accepted is protocol-valid (its checks) and Iglu-valid."""
+    assert received, "the collector received nothing"
+    for event in received:
+        assert event.valid, event.errors
+        check_event(event.payload)
