@@ -409,19 +409,21 @@ class Emitter:
         if self._state is _State.OPEN:
             self._wake()
 
-    def _schedule_retry(self, retry_after: float | None) -> None:
-        self._failures_in_a_row += 1
+    def _schedule_retry(self, retry_after: float | None, *, failed: bool = True) -> None:
+        """Start the send task again later: after a backoff if ``failed``, and never
+        before the collector's Retry-After (as far as the policy honours it)."""
+        if failed:
+            self._failures_in_a_row += 1
         if not self.retry.auto_retry:
             return
-        delay = max(
-            self.retry.backoff(self._failures_in_a_row),
-            self.retry.wait_for_retry_after(retry_after),
-        )
-        logger.info("every request failed; retrying in %.2fs", delay)
+        backoff = self.retry.backoff(self._failures_in_a_row) if failed else 0.0
+        delay = max(backoff, self.retry.wait_for_retry_after(retry_after))
+        logger.info("retrying undelivered events in %.2fs", delay)
         self._retry_handle = asyncio.get_running_loop().call_later(delay, self._retry_now)
 
     async def _send_loop(self) -> bool:
-        """Returns True when it stopped on empty storage, False after a total failure."""
+        """Returns True when it stopped on empty storage, False when it stopped to wait
+        (every request failed, or the collector sent Retry-After)."""
         try:
             while True:
                 self._wakeup = False
@@ -430,15 +432,16 @@ class Emitter:
                     if self._wakeup:
                         continue
                     return True
-                delivered, retry_after = await self._send_and_settle(rows)
-                if not delivered and retry_after is not None:
-                    self._schedule_retry(retry_after if retry_after > 0 else None)
-                    return False
+                try:
+                    delivered, retry_after = await self._send_and_settle(rows)
+                except Exception:
+                    await self._release_quietly(rows)
+                    raise
                 if delivered:
                     self._failures_in_a_row = 0
-                pause = self.retry.wait_for_retry_after(retry_after)
-                if pause:
-                    await asyncio.sleep(pause)
+                if retry_after is not None and (not delivered or retry_after > 0):
+                    self._schedule_retry(retry_after or None, failed=not delivered)
+                    return False
         except Exception:
             logger.exception("asynctracker send loop failed; will retry")
             self._schedule_retry(None)
@@ -446,6 +449,16 @@ class Emitter:
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
+
+    async def _release_quietly(self, rows: list[EventRow]) -> None:
+        """Give claimed rows back after an unexpected error, so they are not stuck."""
+        release = getattr(self.storage, "release_event_rows", None)
+        if release is None:
+            return
+        try:
+            await release([row.id for row in rows])
+        except Exception:
+            logger.exception("could not release claimed rows; their claim will expire")
 
     async def _claim(self) -> list[EventRow]:
         claim = getattr(self.storage, "claim_event_rows", None)
