@@ -1,0 +1,44 @@
+"""The public surface: everything users need is importable from ``asynctracker``."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+import asynctracker
+
+
+def test_all_is_sorted() -> None:
+    assert asynctracker.__all__ == sorted(asynctracker.__all__)
+
+
+def test_all_has_no_duplicates() -> None:
+    assert len(asynctracker.__all__) == len(set(asynctracker.__all__))
+
+
+def test_all_lists_every_public_name_in_the_namespace() -> None:
+    public = {
+        name
+        for name, value in vars(asynctracker).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert public <= set(asynctracker.__all__), public - set(asynctracker.__all__)
+
+
+@pytest.mark.parametrize("name", asynctracker.__all__)
+def test_every_listed_name_is_importable(name: str) -> None:
+    module = importlib.import_module("asynctracker")
+    assert getattr(module, name) is not None
+    namespace: dict[str, object] = {}
+    exec(f"from asynctracker import {name}", namespace)
+    assert namespace[name] is getattr(asynctracker, name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n for n in asynctracker.__all__ if inspect.isclass(getattr(asynctracker, n))],
+)
+def test_public_classes_say_they_belong_to_asynctracker(name: str) -> None:
+    assert getattr(asynctracker, name).__module__.startswith("asynctracker")
