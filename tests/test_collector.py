@@ -534,6 +534,15 @@ async def test_events_persist_across_collectors_sharing_a_database(tmp_path: Pat
         assert third.events == []
 
 
+async def test_reset_while_stopped_also_empties_the_database(tmp_path: Path) -> None:
+    collector = Collector(db_path=tmp_path / "collector.db")
+    async with collector, httpx.AsyncClient(base_url=collector.url) as client:
+        await client.post(TP2, json=post_body(event()))
+    collector.reset()
+    async with collector:
+        assert collector.events == []
+
+
 async def test_url_is_unavailable_before_a_free_port_is_picked() -> None:
     with pytest.raises(RuntimeError):
         _ = Collector().url

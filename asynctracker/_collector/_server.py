@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -173,6 +174,17 @@ class Collector:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._server is not None else "stopped"
+        where = f"{self._host}:{self._port}" if self._port else self._host
+        return f"<Collector {where} {state}, {len(self._log.events)} events>"
+
+    def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
+        # A collector left running holds a port and a database; say so loudly (tests run
+        # with warnings as errors) rather than leaking quietly.
+        if getattr(self, "_server", None) is not None:
+            _warn(f"unclosed {self!r}; use 'async with' or await stop()", ResourceWarning)
 
     # -- what was received -----------------------------------------------------------
 

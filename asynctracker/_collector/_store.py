@@ -106,6 +106,8 @@ class EventLog:
         self._queue: asyncio.Queue[_Op] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # A reset while the collector is stopped must still empty the table on next start.
+        self._clear_on_open = False
 
     async def open(self) -> None:
         """Connect to SQLite (if configured) and load what earlier runs stored."""
@@ -114,6 +116,9 @@ class EventLog:
         db = await aiosqlite.connect(os.fspath(self._db_path))
         try:
             await db.execute(_SCHEMA)
+            if self._clear_on_open:
+                await db.execute("DELETE FROM received_events")
+                self._clear_on_open = False
             await db.commit()
             async with db.execute(
                 "SELECT payload, method, errors, received_at FROM received_events ORDER BY id"
@@ -161,6 +166,8 @@ class EventLog:
         self.events = []
         if self._writer is not None:
             self._queue.put_nowait(None)
+        elif self._db_path is not None:
+            self._clear_on_open = True
 
     async def wait_for(self, count: int, timeout: float) -> list[ReceivedEvent]:
         """Wait until at least ``count`` events have arrived; raise ``TimeoutError``."""
@@ -220,7 +227,12 @@ class EventLog:
                 await db.execute("DELETE FROM received_events")
             else:
                 rows.extend(
-                    (json.dumps(ev.payload), ev.method, json.dumps(ev.errors), ev.received_at)
+                    (
+                        json.dumps(ev.payload),
+                        ev.method,
+                        json.dumps(ev.errors) if ev.errors else "[]",
+                        ev.received_at,
+                    )
                     for ev in op
                 )
         await insert_pending()
