@@ -61,6 +61,7 @@ UNSTRUCT_EVENT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/json
 CONTEXTS_SCHEMA_1_0_0 = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
 CONTEXTS_SCHEMA_1_0_1 = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
 
+# fullmatch() is used with these: "$" alone would also accept a trailing newline.
 IGLU_URI = re.compile(r"^iglu:[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/[0-9]+-[0-9]+-[0-9]+$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Trackers disagree on the base64 alphabet and on padding; accept both alphabets by mapping
@@ -112,7 +113,7 @@ def _self_describing_problems(where: str, obj: object) -> list[str]:
         return [f"{where} must be an object with 'schema' and 'data'"]
     problems = []
     schema = obj.get("schema")
-    if not isinstance(schema, str) or not IGLU_URI.match(schema):
+    if not isinstance(schema, str) or not IGLU_URI.fullmatch(schema):
         problems.append(f"{where}.schema is not an Iglu URI: {schema!r}")
     if "data" not in obj:
         problems.append(f"{where} has no 'data'")
@@ -199,7 +200,7 @@ def _value_problems(strings: Mapping[str, str]) -> list[str]:
     if p is not None and p not in PLATFORMS:
         problems.append(f"'p' is not a known platform: {p!r}")
     eid = strings.get("eid")
-    if eid is not None and not _UUID.match(eid):
+    if eid is not None and not _UUID.fullmatch(eid):
         problems.append(f"'eid' is not a UUID: {eid!r}")
     for key in _TIMESTAMP_KEYS:
         stamp = strings.get(key)
