@@ -19,7 +19,11 @@ _HAS_PROC = os.path.exists("/proc/self/stat")
 
 
 def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` in clock ticks, or None if it does not exist."""
+    """The kernel's start time of ``pid`` in clock ticks; None if it is gone or a zombie.
+
+    A killed worker stays a zombie until its parent reaps it, but it will never release
+    its rows again, so a zombie counts as dead.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()
@@ -29,6 +33,8 @@ def _start_time(pid: int) -> str | None:
         return "?"
     # Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
     fields = data[data.rfind(b")") + 2 :].split()
+    if fields and fields[0] in (b"Z", b"X"):
+        return None
     return fields[19].decode() if len(fields) > 19 else "?"
 
 

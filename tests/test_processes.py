@@ -1,0 +1,119 @@
+"""Crashes and processes: kill -9, two workers on one SQLite file, fork.
+
+Each test runs ``tests/track_worker.py`` in real subprocesses against a real collector
+on 127.0.0.1, and reads the event ids each worker printed once ``track_*`` returned:
+those are the events asynctracker promised to deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from test_reliability import hang_forever, received_eids
+
+import asynctracker as at
+from asynctracker._collector import Collector, Reply
+
+WORKER = Path(__file__).with_name("track_worker.py")
+
+
+async def start_worker(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "ignore::DeprecationWarning",  # 3.12+ warns about fork() with threads
+        str(WORKER),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def promised_eids(process: asyncio.subprocess.Process) -> tuple[list[str], list[str]]:
+    """(event ids the worker printed, its other output lines), after it exits."""
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    lines = out.decode().splitlines()
+    assert process.returncode == 0, lines[-5:]
+    return [line[4:] for line in lines if line.startswith("EID ")], [
+        line for line in lines if not line.startswith("EID ")
+    ]
+
+
+async def test_kill_9_loses_no_event_whose_track_returned(
+    collector: Collector, db_path: Path
+) -> None:
+    collector.responder = hang_forever()  # requests in flight: rows claimed at the kill
+    worker = await start_worker(
+        "track", "--db", str(db_path), "--collector", collector.url, "--count", "100000"
+    )
+    assert worker.stdout is not None
+    promised: list[str] = []
+    try:
+        while len(promised) < 300:
+            line = await asyncio.wait_for(worker.stdout.readline(), timeout=30)
+            assert line, "worker exited early"
+            promised.append(line.decode().split()[1])
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+    assert worker.returncode == -signal.SIGKILL
+
+    collector.responder = None
+    emitter = at.Emitter(collector.url, db_name=db_path)
+    async with emitter:
+        # The dead worker's claims come back at once, not after claim_ttl (300 s).
+        assert await emitter.flush(timeout=30) == 0
+    delivered = received_eids(collector)
+    assert set(promised) <= set(delivered)
+    assert max(delivered.values()) == 1
+
+
+async def test_two_processes_on_one_file_deliver_each_event_exactly_once(
+    collector: Collector, db_path: Path
+) -> None:
+    chance = random.Random(11)
+    collector.responder = lambda request: Reply(500) if chance.random() < 0.10 else None
+    workers = [
+        await start_worker(
+            "track",
+            "--db",
+            str(db_path),
+            "--collector",
+            collector.url,
+            "--count",
+            "600",
+            "--name",
+            name,
+        )
+        for name in ("alpha", "beta")
+    ]
+    results = await asyncio.gather(*(promised_eids(worker) for worker in workers))
+    tracked = [eid for eids, _ in results for eid in eids]
+    assert len(tracked) == 1200
+    assert all(other[-1] == "DONE 0" for _, other in results)
+
+    delivered = received_eids(collector)
+    assert set(delivered) == set(tracked)
+    assert max(delivered.values()) == 1, [e for e, n in delivered.items() if n > 1][:5]
+    assert Counter(e.payload["aid"] for e in collector.events) == {"alpha": 600, "beta": 600}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.fork() does not exist on Windows")
+async def test_emitter_created_before_fork_is_safe_in_the_child(
+    collector: Collector, db_path: Path
+) -> None:
+    worker = await start_worker(
+        "fork", "--db", str(db_path), "--collector", collector.url, "--count", "200"
+    )
+    tracked, other = await promised_eids(worker)
+    assert "CHILD-DONE 0" in other
+    assert other[-1] == "DONE 0 child-status=0"
+    assert len(tracked) == 401  # one before the fork, 200 in each process after it
+    delivered = received_eids(collector)
+    assert set(delivered) == set(tracked)
+    assert max(delivered.values()) == 1

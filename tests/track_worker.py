@@ -1,0 +1,98 @@
+"""A tracking process for the multi-process tests (run as a script, not collected).
+
+Tracks ``--count`` structured events into the SQLite file ``--db`` and prints each
+event id as soon as its ``track_*`` call returned, so the parent knows exactly which
+events were promised. Modes:
+
+- ``track``: track, flush, close, print ``DONE``.
+- ``fork``: open the emitter, track once, then ``os.fork()``: the child reuses the same
+  tracker object in a new event loop (it must not reuse the parent's task, client or
+  SQLite connection), and both processes track and flush.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import asynctracker as at
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def make_tracker(args: argparse.Namespace) -> at.Tracker:
+    retry = at.RetryPolicy(backoff_base=0.05, backoff_cap=0.5)
+    emitter = at.Emitter(args.collector, db_name=args.db, retry=retry, send_limit=50)
+    return at.Tracker(emitter, app_id=args.name)
+
+
+async def track(tracker: at.Tracker, count: int, name: str) -> None:
+    for index in range(count):
+        eid = await tracker.track_struct_event("worker", name, value=index)
+        say(f"EID {eid}")
+
+
+async def run_track(args: argparse.Namespace) -> None:
+    async with make_tracker(args) as tracker:
+        await track(tracker, args.count, args.name)
+        left = await drain(tracker)
+    say(f"DONE {left}")
+
+
+async def drain(tracker: at.Tracker, seconds: float = 60.0) -> int:
+    """Flush until the shared file is empty (rows claimed by a sibling count as stored)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    left = await tracker.flush(timeout=seconds)
+    while left and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        left = await tracker.flush(timeout=seconds)
+    return left
+
+
+def run_fork(args: argparse.Namespace) -> None:
+    tracker = make_tracker(args)
+
+    async def before_fork() -> None:
+        await tracker.emitter.open()
+        await track(tracker, 1, "parent")
+
+    async def after_fork(role: str) -> int:
+        await track(tracker, args.count, role)
+        left = await drain(tracker)
+        await tracker.aclose()
+        return left
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(before_fork())
+    pid = os.fork()
+    if pid == 0:
+        left = asyncio.run(after_fork("child"))
+        say(f"CHILD-DONE {left}")
+        os._exit(0)
+    left = loop.run_until_complete(after_fork("parent"))
+    loop.close()
+    _, status = os.waitpid(pid, 0)
+    say(f"DONE {left} child-status={status}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["track", "fork"])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--collector", required=True)
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--name", default="worker")
+    args = parser.parse_args()
+    if args.mode == "track":
+        asyncio.run(run_track(args))
+    else:
+        run_fork(args)
+
+
+if __name__ == "__main__":
+    main()
