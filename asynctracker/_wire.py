@@ -65,6 +65,12 @@ class Endpoints:
             ) from exc
         if not url.host or any(ch.isspace() for ch in uri):
             raise ConfigurationError(f"collector_uri {collector_uri!r} has no valid host")
+        if url.port is not None and not 0 < url.port < 65536:
+            # httpx accepts any integer port; without this check a typo would only
+            # show up later as endless connection errors in the background.
+            raise ConfigurationError(
+                f"collector_uri {collector_uri!r} has port {url.port}; use 1-65535"
+            )
         if url.query or url.fragment:
             raise ConfigurationError(
                 f"collector_uri {collector_uri!r} must not have a query or fragment"
