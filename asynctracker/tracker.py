@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal, TypeAlias, TypeVar
@@ -434,9 +434,12 @@ class Tracker:
         items are stored together: one bad item means nothing is stored at all.
         Returns the transaction's event id.
         """
-        if isinstance(items, (str, bytes)) or not all(
-            isinstance(item, EcommerceItem) for item in items
-        ):
+        # Materialise first: checking a generator with all() would consume it and
+        # silently store the transaction without its items.
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise InvalidEventError("items must be a list of EcommerceItem")
+        items = tuple(items)
+        if not all(isinstance(item, EcommerceItem) for item in items):
             raise InvalidEventError("items must be a list of EcommerceItem")
         order = _text("order_id", order_id, required=True)
         cur = _text("currency", currency)
