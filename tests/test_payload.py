@@ -113,7 +113,8 @@ def test_encode_json_is_compact_sorted_utf8(value: object, expected: str) -> Non
 )
 def test_base64url_is_url_safe_and_round_trips(text: str) -> None:
     encoded = base64url(text)
-    assert "+" not in encoded and "/" not in encoded
+    assert "+" not in encoded
+    assert "/" not in encoded
     assert base64.urlsafe_b64decode(encoded).decode("utf-8") == text
 
 
