@@ -1,0 +1,203 @@
+"""aiohttp.web: run the tracker with the application and give handlers a request Subject.
+
+Wire it up with one call (or the two pieces it is made of)::
+
+    from aiohttp import web
+    import asynctracker as at
+    from asynctracker.integrations.aiohttp import get_subject, get_tracker, setup_tracking
+
+    def make_tracker() -> at.Tracker:
+        return at.Tracker(at.Emitter("collector.acme.com"), app_id="shop")
+
+    async def add_to_cart(request: web.Request) -> web.Response:
+        tracker, subject = get_tracker(request), get_subject(request)
+        await tracker.track_struct_event("cart", "add", label=request.match_info["sku"],
+                                         subject=subject)
+        return web.Response(text="added")
+
+    app = web.Application()
+    setup_tracking(app, make_tracker, trusted_proxies=["10.0.0.0/8"])
+    # = app.cleanup_ctx.append(tracker_context(make_tracker))
+    #   app.middlewares.append(tracking_middleware(trusted_proxies=["10.0.0.0/8"]))
+    app.router.add_post("/cart/{sku}", add_to_cart)
+
+Only aiohttp is imported, and only when this module is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Final, cast
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from ..exceptions import ConfigurationError
+from ..subject import Subject
+from ..tracker import Tracker
+from . import ProxyNetwork, TrustedProxies, parse_trusted_proxies, subject_from_parts
+
+__all__ = [
+    "TRACKER_KEY",
+    "get_subject",
+    "get_tracker",
+    "setup_tracking",
+    "subject_from_request",
+    "tracker_context",
+    "tracking_middleware",
+]
+
+logger = logging.getLogger("asynctracker")
+
+#: ``app[TRACKER_KEY]`` holds the running tracker (set by :func:`tracker_context`).
+TRACKER_KEY: Final = web.AppKey("asynctracker", Tracker)
+# request[...] key of the request's Subject. web.RequestKey exists from aiohttp 3.14 (a
+# plain str key makes newer aiohttp warn); read it through get_subject().
+_SUBJECT_KEY: Final = cast(
+    "web.RequestKey[Subject]",
+    getattr(web, "RequestKey", lambda name, _type: name)("asynctracker_subject", Subject),
+)
+
+
+def _resolve(tracker: Tracker | Callable[[], Tracker]) -> Tracker:
+    made = tracker if isinstance(tracker, Tracker) else tracker()
+    if not isinstance(made, Tracker):
+        raise ConfigurationError("tracker_context needs a Tracker or a function returning one")
+    return made
+
+
+def tracker_context(
+    tracker: Tracker | Callable[[], Tracker],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context (``app.cleanup_ctx.append(...)``) that runs the tracker with the app.
+
+    On startup the tracker is opened (events a previous run left in SQLite start sending)
+    and stored in ``app[TRACKER_KEY]`` for :func:`get_tracker`. On cleanup it is flushed
+    (bounded by the emitter's ``close_timeout``) and closed, so stopping the server
+    delivers what the last requests tracked. Contexts run in order and are cleaned up in
+    reverse, so append this before contexts that track events in their own cleanup.
+
+    Pass a function that makes the tracker when the app may be started more than once
+    (tests): a closed tracker cannot be opened again.
+    """
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        running = _resolve(tracker)
+        async with running:
+            app[TRACKER_KEY] = running
+            yield
+
+    return run
+
+
+def get_tracker(request: web.Request) -> Tracker:
+    """The application's running tracker.
+
+    Raises ConfigurationError when there is none: the app was made without
+    :func:`tracker_context` (or :func:`setup_tracking`).
+    """
+    tracker = request.config_dict.get(TRACKER_KEY)
+    if tracker is None:
+        raise ConfigurationError(
+            "no running tracker on the application: add "
+            "app.cleanup_ctx.append(tracker_context(...)) or call setup_tracking(app, ...)"
+        )
+    return tracker
+
+
+def _subject(request: web.BaseRequest, trusted: TrustedProxies) -> Subject:
+    return subject_from_parts(
+        peer=request.remote,
+        forwarded_for=request.headers.getall("X-Forwarded-For", []),
+        user_agent=request.headers.get("User-Agent"),
+        accept_language=request.headers.get("Accept-Language"),
+        cookies=request.cookies,
+        trusted_proxies=trusted,
+    )
+
+
+def subject_from_request(
+    request: web.BaseRequest, trusted_proxies: Iterable[ProxyNetwork] = ()
+) -> Subject:
+    """Build a Subject from a request: ip, user agent, language and ``_sp_id`` cookie.
+
+    ``X-Forwarded-For`` is believed only when the peer is in ``trusted_proxies`` (see
+    :mod:`asynctracker.integrations`). Prefer the middleware, which parses
+    ``trusted_proxies`` once instead of per request.
+    """
+    return _subject(request, parse_trusted_proxies(trusted_proxies))
+
+
+def get_subject(request: web.Request) -> Subject:
+    """The request's Subject: the one the middleware built, else one built now.
+
+    Without :func:`tracking_middleware` the Subject comes from the immediate peer (no
+    proxy is trusted), so handlers work either way.
+    """
+    subject = request.get(_SUBJECT_KEY)
+    if isinstance(subject, Subject):
+        return subject
+    return _subject(request, ())
+
+
+def tracking_middleware(
+    *,
+    trusted_proxies: Iterable[ProxyNetwork] = (),
+    track_page_views: bool = False,
+    tracker: Tracker | None = None,
+) -> Middleware:
+    """Middleware giving every request its Subject, and optionally tracking page views.
+
+    Args:
+        trusted_proxies: addresses/networks of your load balancers; only requests from
+            them have their ``X-Forwarded-For`` believed.
+        track_page_views: also track a page view per request whose handler returned a
+            response (off by default: most APIs are not pages). The URL is the request's
+            and the referrer its ``Referer``. A tracking error is logged, never raised
+            into the request.
+        tracker: the tracker for page views; by default the app's (``app[TRACKER_KEY]``).
+
+    Raises ConfigurationError for a malformed ``trusted_proxies`` entry.
+    """
+    trusted = parse_trusted_proxies(trusted_proxies)
+    if tracker is not None and not isinstance(tracker, Tracker):
+        raise ConfigurationError("tracker must be an asynctracker.Tracker")
+
+    @web.middleware
+    async def asynctracker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        subject = _subject(request, trusted)
+        request[_SUBJECT_KEY] = subject
+        response = await handler(request)
+        if track_page_views:
+            await _track_page_view(request, subject, tracker)
+        return response
+
+    return asynctracker_middleware
+
+
+async def _track_page_view(request: web.Request, subject: Subject, tracker: Tracker | None) -> None:
+    try:
+        running = tracker if tracker is not None else get_tracker(request)
+        await running.track_page_view(
+            str(request.url), referrer=request.headers.get("Referer") or None, subject=subject
+        )
+    except Exception:
+        logger.exception("asynctracker could not track the page view of %s", request.path)
+
+
+def setup_tracking(
+    app: web.Application,
+    tracker: Tracker | Callable[[], Tracker],
+    *,
+    trusted_proxies: Iterable[ProxyNetwork] = (),
+    track_page_views: bool = False,
+) -> None:
+    """Add :func:`tracker_context` and :func:`tracking_middleware` to ``app`` in one call.
+
+    Call it while building the app (before it starts); see those two for the options.
+    """
+    app.cleanup_ctx.append(tracker_context(tracker))
+    app.middlewares.append(
+        tracking_middleware(trusted_proxies=trusted_proxies, track_page_views=track_page_views)
+    )

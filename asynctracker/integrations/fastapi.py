@@ -1,0 +1,246 @@
+"""FastAPI and Starlette: open the tracker with the app and give endpoints a request Subject.
+
+Wire it up in three lines::
+
+    from fastapi import Depends, FastAPI
+    import asynctracker as at
+    from asynctracker.integrations.fastapi import (
+        TrackingMiddleware, get_subject, get_tracker, tracker_lifespan,
+    )
+
+    def make_tracker() -> at.Tracker:
+        return at.Tracker(at.Emitter("collector.acme.com"), app_id="shop")
+
+    app = FastAPI(lifespan=tracker_lifespan(make_tracker))
+    app.add_middleware(TrackingMiddleware, trusted_proxies=["10.0.0.0/8"])
+
+    @app.post("/cart/{sku}")
+    async def add_to_cart(
+        sku: str,
+        tracker: at.Tracker = Depends(get_tracker),
+        subject: at.Subject = Depends(get_subject),
+    ) -> None:
+        await tracker.track_struct_event("cart", "add", label=sku, subject=subject)
+
+Only Starlette is imported (FastAPI is Starlette), and only when this module is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar, overload
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..exceptions import ConfigurationError
+from ..subject import Subject
+from ..tracker import Tracker
+from . import ProxyNetwork, TrustedProxies, parse_trusted_proxies, subject_from_parts
+
+__all__ = [
+    "STATE_KEY",
+    "SUBJECT_STATE_KEY",
+    "TrackingMiddleware",
+    "get_subject",
+    "get_tracker",
+    "subject_from_request",
+    "tracker_lifespan",
+]
+
+logger = logging.getLogger("asynctracker")
+
+#: ``app.state.<STATE_KEY>`` holds the tracker while the app runs.
+STATE_KEY = "asynctracker"
+#: ``request.state.<SUBJECT_STATE_KEY>`` holds the request's Subject (set by the middleware).
+SUBJECT_STATE_KEY = "asynctracker_subject"
+
+_AppT = TypeVar("_AppT", bound=Starlette)
+# What a user's lifespan yields: None, or a mapping merged into every request's state.
+_StateT = TypeVar("_StateT", bound="Mapping[str, Any] | None")
+
+
+def _resolve(tracker: Tracker | Callable[[], Tracker]) -> Tracker:
+    made = tracker if isinstance(tracker, Tracker) else tracker()
+    if not isinstance(made, Tracker):
+        raise ConfigurationError("tracker_lifespan needs a Tracker or a function returning one")
+    return made
+
+
+@overload
+def tracker_lifespan(
+    tracker: Tracker | Callable[[], Tracker],
+    *,
+    lifespan: None = None,
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]: ...
+
+
+@overload
+def tracker_lifespan(
+    tracker: Tracker | Callable[[], Tracker],
+    *,
+    lifespan: Callable[[_AppT], AbstractAsyncContextManager[_StateT]],
+) -> Callable[[_AppT], AbstractAsyncContextManager[_StateT]]: ...
+
+
+def tracker_lifespan(
+    tracker: Tracker | Callable[[], Tracker],
+    *,
+    lifespan: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None,
+) -> Callable[[Any], AbstractAsyncContextManager[Any]]:
+    """A ``lifespan=`` for FastAPI/Starlette that runs the tracker for as long as the app.
+
+    On startup the tracker is opened (events a previous run left in SQLite start sending)
+    and put on ``app.state.asynctracker`` for :func:`get_tracker`; then your own
+    ``lifespan``, if given, runs inside it, so your startup and shutdown code can track
+    events too, and whatever state it yields still reaches requests. On shutdown the
+    tracker is flushed (bounded by the emitter's ``close_timeout``) and closed, so a
+    deploy does not lose the last requests' events.
+
+    Pass a function that makes the tracker (rather than a tracker) when the app may be
+    started more than once, as in tests: a closed tracker cannot be opened again.
+    """
+
+    @contextlib.asynccontextmanager
+    async def run(app: Any) -> AsyncIterator[Any]:
+        running = _resolve(tracker)
+        async with running:
+            setattr(app.state, STATE_KEY, running)
+            try:
+                if lifespan is None:
+                    yield None
+                else:
+                    async with lifespan(app) as state:
+                        yield state
+            finally:
+                if getattr(app.state, STATE_KEY, None) is running:
+                    delattr(app.state, STATE_KEY)
+
+    return run
+
+
+def get_tracker(conn: HTTPConnection) -> Tracker:
+    """FastAPI dependency (or plain call in Starlette) returning the app's running tracker.
+
+    Raises ConfigurationError when no tracker is running, which means the app was made
+    without ``lifespan=tracker_lifespan(...)`` (or its server does not run lifespans).
+    """
+    tracker = getattr(conn.app.state, STATE_KEY, None)
+    if not isinstance(tracker, Tracker):
+        raise ConfigurationError(
+            "no running tracker on app.state: create the app with "
+            "lifespan=tracker_lifespan(...) and run it under a server with lifespan on"
+        )
+    return tracker
+
+
+def subject_from_request(
+    conn: HTTPConnection, trusted_proxies: Iterable[ProxyNetwork] = ()
+) -> Subject:
+    """Build a Subject from a request: ip, user agent, language and ``_sp_id`` cookie.
+
+    ``X-Forwarded-For`` is believed only when the peer is in ``trusted_proxies`` (see
+    :mod:`asynctracker.integrations`). Prefer the middleware, which parses
+    ``trusted_proxies`` once instead of per request.
+    """
+    return _subject(conn.scope, parse_trusted_proxies(trusted_proxies))
+
+
+def get_subject(conn: HTTPConnection) -> Subject:
+    """FastAPI dependency returning the request's Subject.
+
+    It is the one :class:`TrackingMiddleware` built; without the middleware one is built
+    on the spot from the immediate peer (no proxy is trusted), so endpoints work either way.
+    """
+    subject = conn.scope.get("state", {}).get(SUBJECT_STATE_KEY)
+    if isinstance(subject, Subject):
+        return subject
+    return _subject(conn.scope, ())
+
+
+def _subject(scope: Scope, trusted: TrustedProxies) -> Subject:
+    forwarded: list[str] = []
+    user_agent = accept_language = cookie = None
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.lower()
+        if name == b"x-forwarded-for":
+            forwarded.append(raw_value.decode("latin-1"))
+        elif name == b"user-agent":
+            user_agent = raw_value.decode("latin-1")
+        elif name == b"accept-language":
+            accept_language = raw_value.decode("latin-1")
+        elif name == b"cookie":
+            cookie = raw_value.decode("latin-1")
+    client = scope.get("client")
+    return subject_from_parts(
+        peer=client[0] if client else None,
+        forwarded_for=forwarded,
+        user_agent=user_agent,
+        accept_language=accept_language,
+        cookies=cookie_parser(cookie) if cookie else None,
+        trusted_proxies=trusted,
+    )
+
+
+class TrackingMiddleware:
+    """Pure-ASGI middleware: a Subject for every request, and optional page views.
+
+    Each HTTP or WebSocket request gets its Subject (see :func:`subject_from_request`) in
+    ``request.state.asynctracker_subject``; endpoints take it with
+    ``Depends(get_subject)`` and pass ``subject=`` to ``track_*``.
+
+    Args:
+        app: the ASGI app to wrap (``app.add_middleware`` passes it).
+        trusted_proxies: addresses/networks of your load balancers; only requests from
+            them have their ``X-Forwarded-For`` believed.
+        track_page_views: also track a page view per HTTP request whose handler
+            completed (off by default: most APIs are not pages). The URL is the request's
+            and the referrer its ``Referer``. It is tracked after the response was sent,
+            and a tracking error is logged, never raised into the request.
+        tracker: the tracker for page views; by default the app's running tracker from
+            :func:`tracker_lifespan`.
+
+    Being pure ASGI (not ``BaseHTTPMiddleware``), it does not buffer responses or break
+    streaming, background tasks or context variables.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        trusted_proxies: Iterable[ProxyNetwork] = (),
+        track_page_views: bool = False,
+        tracker: Tracker | None = None,
+    ) -> None:
+        if tracker is not None and not isinstance(tracker, Tracker):
+            raise ConfigurationError("tracker must be an asynctracker.Tracker")
+        self.app = app
+        self.trusted_proxies = parse_trusted_proxies(trusted_proxies)
+        self.track_page_views = bool(track_page_views)
+        self.tracker = tracker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        subject = _subject(scope, self.trusted_proxies)
+        scope.setdefault("state", {})[SUBJECT_STATE_KEY] = subject
+        if not self.track_page_views or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+        await self._track_page_view(scope, subject)
+
+    async def _track_page_view(self, scope: Scope, subject: Subject) -> None:
+        conn = HTTPConnection(scope)
+        try:
+            tracker = self.tracker if self.tracker is not None else get_tracker(conn)
+            await tracker.track_page_view(
+                str(conn.url), referrer=conn.headers.get("referer") or None, subject=subject
+            )
+        except Exception:
+            logger.exception("asynctracker could not track the page view of %s", conn.url.path)
