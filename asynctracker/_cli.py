@@ -1,0 +1,348 @@
+"""The ``asynctracker`` command (also ``python -m asynctracker``).
+
+Subcommands: ``track`` (one event), ``send`` (newline-delimited JSON), ``collector`` (a
+local collector with a web page) and ``demo`` (every event type, end to end). This module
+only parses arguments and maps outcomes to exit statuses; the work lives in
+``_cli_send`` and ``_demo``, so each can be read (and tested) on its own.
+
+Exit statuses: 0 everything delivered (and valid, for the demo); 1 something was not
+delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from ._cli_common import EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
+from ._collector import Collector, ReceivedEvent
+from ._version import __version__
+
+__all__ = ["build_parser", "main"]
+
+_EXIT_CODES = """\
+exit status: 0 delivered, 1 not delivered (or invalid), 2 bad input, 130 interrupted"""
+
+
+def _examples(text: str) -> str:
+    return (
+        "examples:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ") + "\n\n" + _EXIT_CODES
+    )
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    """A number for ``--value``; whole numbers stay ints, so 2 is sent as "2", not "2.0"."""
+    value = float(text)
+    return (
+        int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+    )
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def _delivery_options() -> argparse.ArgumentParser:
+    """Flags shared by ``track`` and ``send``: where to send and how hard to try."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("delivery")
+    group.add_argument(
+        "--collector",
+        required=True,
+        metavar="URL",
+        help="collector URL (http://127.0.0.1:9090) or host[:port][/prefix]",
+    )
+    group.add_argument("--method", choices=("GET", "POST"), default="POST", help="default POST")
+    group.add_argument(
+        "--protocol",
+        choices=("http", "https"),
+        default="https",
+        help="scheme when --collector has none (default https)",
+    )
+    group.add_argument("--app-id", metavar="ID", help="application id (aid)")
+    group.add_argument("--namespace", default="cli", help="tracker namespace (default cli)")
+    group.add_argument(
+        "--platform",
+        default="srv",
+        choices=("web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"),
+        help="platform code (default srv)",
+    )
+    group.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="SQLite file for at-least-once delivery across runs: what is not delivered "
+        "stays there and the next run with the same --db sends it (default: memory)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up after this long without any event delivered (default 10)",
+    )
+    group.add_argument(
+        "--retries",
+        type=_count,
+        default=2,
+        metavar="N",
+        help="retries after every request failed (no answer, 5xx) before giving up (default 2)",
+    )
+    return parent
+
+
+def _common_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log what the library does (-v info, -vv debug) on stderr",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser; ``main`` and the tests use it."""
+    common, delivery = _common_options(), _delivery_options()
+    parser = argparse.ArgumentParser(
+        prog="asynctracker",
+        description="Send Snowplow events from the shell, run a local collector, or "
+        "run the end-to-end demo.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples(
+            """
+            asynctracker demo
+            asynctracker collector --port 9090
+            asynctracker track --collector http://127.0.0.1:9090 --category shop --action view
+            asynctracker send events.ndjson --collector https://collector.acme.com
+            """
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"asynctracker {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+
+    track = commands.add_parser(
+        "track",
+        parents=[common, delivery],
+        formatter_class=raw,
+        help="send one event and wait for the collector to accept it",
+        description="Send one structured or self-describing event; exit 0 only once the "
+        "collector accepted it.",
+        epilog=_examples(
+            """
+            asynctracker track --collector http://127.0.0.1:9090 \\
+                --category shop --action add --label sku-1 --value 2.5
+            asynctracker track --collector collector.acme.com --app-id shop \\
+                --schema iglu:com.acme/click/jsonschema/1-0-0 --json '{"x": 1}' \\
+                --contexts '[{"schema": "iglu:com.acme/user/jsonschema/1-0-0", "data": {"id": 7}}]'
+            asynctracker track --collector http://127.0.0.1:9090 --db queue.db \\
+                --category job --action done      # kept in queue.db if not delivered
+            """
+        ),
+    )
+    unstruct = track.add_argument_group("self-describing event")
+    unstruct.add_argument("--schema", metavar="IGLU_URI", help="iglu:vendor/name/jsonschema/1-0-0")
+    unstruct.add_argument("--json", metavar="DATA", help="the event's data as JSON (default {})")
+    struct = track.add_argument_group("structured event")
+    struct.add_argument("--category", help="se_ca (required for a structured event)")
+    struct.add_argument("--action", help="se_ac (required for a structured event)")
+    struct.add_argument("--label", help="se_la")
+    struct.add_argument("--property", help="se_pr")
+    struct.add_argument("--value", type=_number, help="se_va, a number")
+    track.add_argument(
+        "--contexts", metavar="JSON", help='entities: a JSON array of {"schema": ..., "data": ...}'
+    )
+
+    send = commands.add_parser(
+        "send",
+        parents=[common, delivery],
+        formatter_class=raw,
+        help="send newline-delimited JSON events from a file or stdin",
+        description="Send one event per line. A line is either self-describing, "
+        '{"schema": URI, "data": {...}, "contexts": [...]}, or structured, '
+        '{"category": C, "action": A, "label": L, "property": P, "value": N, "contexts": '
+        "[...]}. Bad lines are reported with their number and skipped; the rest are sent. "
+        "The input is streamed, so files of any size are fine. A progress line is shown "
+        "when stderr is a terminal.",
+        epilog=_examples(
+            """
+            asynctracker send events.ndjson --collector http://127.0.0.1:9090
+            zcat events.ndjson.gz | asynctracker send - --collector collector.acme.com
+            echo '{"category": "job", "action": "done"}' | \\
+                asynctracker send - --collector http://127.0.0.1:9090 --db queue.db
+            """
+        ),
+    )
+    send.add_argument("file", metavar="FILE", help="newline-delimited JSON file, or - for stdin")
+
+    collector = commands.add_parser(
+        "collector",
+        parents=[common],
+        formatter_class=raw,
+        help="run a local collector that validates events and shows them in a page",
+        description="Run a Snowplow collector on your machine until Ctrl-C: it validates "
+        "every event against the tracker protocol, prints one line per event, and shows "
+        "them decoded in a web page (JSON at /events, /events/bad).",
+        epilog=_examples(
+            """
+            asynctracker collector                          # http://127.0.0.1:9090/
+            asynctracker collector --port 0 --db collector.db   # any free port, kept on disk
+            """
+        ),
+    )
+    collector.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    collector.add_argument(
+        "--port", type=int, default=9090, help="port to listen on (default 9090, 0: any free)"
+    )
+    collector.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="keep received events in this SQLite file, e.g. collector.db (default: memory)",
+    )
+    collector.add_argument(
+        "-q", "--quiet", action="store_true", help="do not print a line per event"
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        formatter_class=raw,
+        help="track every event type through SQLite to an in-process collector",
+        description="Start a collector on 127.0.0.1, track one event of every type plus "
+        "N structured events through the default SQLite storage, and report what arrived, "
+        "how fast, and whether each event is valid.",
+        epilog=_examples(
+            """
+            asynctracker demo
+            asynctracker demo --events 10000
+            asynctracker demo --db demo.db      # keep the SQLite queue file
+            """
+        ),
+    )
+    demo.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="SQLite file for the tracker's queue (default: a temporary folder)",
+    )
+    demo.add_argument(
+        "--events",
+        type=_count,
+        default=1000,
+        metavar="N",
+        help="extra structured events to show speed (default 1000)",
+    )
+    return parser
+
+
+async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end."""
+
+    def on_event(event: ReceivedEvent) -> None:
+        print(describe(event), file=out, flush=True)
+
+    collector = Collector(
+        args.host, args.port, db_path=args.db, on_event=None if args.quiet else on_event
+    )
+    try:
+        await collector.start()
+    except OSError as exc:
+        print(
+            f"asynctracker: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=err,
+        )
+        return EXIT_NOT_DELIVERED
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still interrupts
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        stored = f", keeping events in {args.db}" if args.db else ""
+        print(
+            f"collector listening on {collector.url}{stored}\n"
+            f"  page:    {collector.url}/\n"
+            f"  send to: asynctracker track --collector {collector.url} "
+            "--category test --action ping\n"
+            "  stop with Ctrl-C",
+            file=out,
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signum)
+        await collector.stop()
+    print(
+        f"collector stopped: {len(collector.events)} events, {len(collector.good)} good, "
+        f"{len(collector.bad)} bad",
+        file=out,
+        flush=True,
+    )
+    return 0
+
+
+def _configure_logging(verbosity: int) -> None:
+    """The library logs through "asynctracker"; the CLI shows those logs only when asked,
+    because its own messages already say what failed and why."""
+    level = {0: logging.ERROR, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("asynctracker")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``asynctracker`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    out, err = sys.stdout, sys.stderr
+    try:
+        if args.command == "track":
+            from ._cli_send import run_track
+
+            return asyncio.run(run_track(args, out, err))
+        if args.command == "send":
+            from ._cli_send import run_send
+
+            return asyncio.run(run_send(args, out, err))
+        if args.command == "collector":
+            return asyncio.run(_run_collector(args, out, err))
+        from ._demo import run_demo
+
+        return asyncio.run(run_demo(db=args.db, events=args.events, out=out))
+    except KeyboardInterrupt:
+        print("asynctracker: interrupted", file=err)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``asynctracker demo | head``): stop quietly, and keep the
+        # interpreter from failing again while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_NOT_DELIVERED
