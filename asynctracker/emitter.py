@@ -328,7 +328,20 @@ class Emitter:
 
     async def add(self, payload: Mapping[str, str]) -> None:
         """Store one event, then make sure the send task is running."""
-        await self.add_many([payload])
+        # The hot path of every track_* call: no extra awaits when the emitter is open
+        # and the queue has room.
+        if self._state is not _State.OPEN or self._pid != os.getpid():
+            await self.open()
+        if self._queued >= self.max_events and not await self._make_room(1):
+            return
+        try:
+            await self.storage.add_event_row(payload)
+        except AsyncTrackerError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
+        self._queued += 1
+        self._wake()
 
     async def add_many(self, payloads: Sequence[Mapping[str, str]]) -> None:
         """Store events together (all or none where the storage allows), then send."""
@@ -337,19 +350,16 @@ class Emitter:
         if not count or not await self._make_room(count):
             return
         try:
-            if count == 1:
-                await self.storage.add_event_row(payloads[0])
+            add_rows = getattr(self.storage, "add_event_rows", None)
+            if add_rows is not None:
+                await add_rows(payloads)
             else:
-                add_rows = getattr(self.storage, "add_event_rows", None)
-                if add_rows is not None:
-                    await add_rows(payloads)
-                else:
-                    for payload in payloads:
-                        await self.storage.add_event_row(payload)
+                for payload in payloads:
+                    await self.storage.add_event_row(payload)
         except AsyncTrackerError:
             raise
         except Exception as exc:
-            raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
+            raise StorageError(f"storage {self.storage!r} failed to add events: {exc}") from exc
         self._queued += count
         self._wake()
 

@@ -23,7 +23,11 @@ def encode_event(payload: Mapping[str, str]) -> str:
     Storing events already encoded means the send loop can build POST bodies by joining
     strings and measure them with ``len`` instead of re-encoding every event.
     """
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
+    return _encode(payload)
+
+
+# One encoder for every event: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
 class EventRow:
