@@ -1,0 +1,237 @@
+"""asynctracker.testing, used the way a user would: to test their own tracking code."""
+
+from __future__ import annotations
+
+import textwrap
+
+import httpx
+import pytest
+from iglu import check_event
+
+import asynctracker as at
+from asynctracker.testing import (
+    COLLECTOR_URL,
+    CapturedEvents,
+    CapturingTransport,
+    TrackerCapture,
+    capture_tracker,
+)
+
+pytest_plugins = ["pytester"]
+
+SIGNUP = "iglu:com.acme/signup/jsonschema/1-0-0"
+PLAN = "iglu:com.acme/plan/jsonschema/1-0-0"
+TP2 = "/com.snowplowanalytics.snowplow/tp2"
+
+
+# -- the "user's code" under test ----------------------------------------------------------
+
+
+async def checkout(tracker: at.Tracker, user_id: str, cart: dict[str, tuple[float, int]]) -> str:
+    """A service function as a user would write it: it tracks what happened."""
+    subject = at.Subject(user_id=user_id)
+    await tracker.track_struct_event("checkout", "start", subject=subject)
+    total = sum(price * quantity for price, quantity in cart.values())
+    return await tracker.track_ecommerce_transaction(
+        order_id=f"order-{user_id}",
+        total_value=total,
+        currency="EUR",
+        items=[
+            at.EcommerceItem(sku=sku, price=price, quantity=quantity)
+            for sku, (price, quantity) in cart.items()
+        ],
+        subject=subject,
+    )
+
+
+async def signup(tracker: at.Tracker, name: str, plan: str) -> None:
+    """Another one, tracking a self-describing event with a context."""
+    await tracker.track_self_describing_event(
+        at.SelfDescribingJson(SIGNUP, {"name": name}),
+        contexts=[at.SelfDescribingJson(PLAN, {"plan": plan})],
+    )
+
+
+# -- capture_tracker -------------------------------------------------------------------------
+
+
+async def test_capture_tracker_records_what_user_code_sends() -> None:
+    async with capture_tracker(app_id="shop") as (tracker, events):
+        order_eid = await checkout(tracker, "u-1", {"mug": (9.5, 2), "pen": (1.25, 4)})
+        assert await tracker.flush() == 0
+
+    assert [event["e"] for event in events] == ["se", "tr", "ti", "ti"]
+    (transaction,) = events.of_type("tr")
+    assert transaction["eid"] == order_eid
+    assert transaction["tr_tt"] == "24.00"
+    assert transaction["aid"] == "shop"
+    assert transaction["uid"] == "u-1"
+    assert sorted(item["ti_sk"] for item in events.of_type("ti")) == ["mug", "pen"]
+    events.assert_valid()
+    for event in events:
+        check_event(event)
+
+
+@pytest.mark.parametrize("base64_encode", [True, False], ids=["base64", "raw-json"])
+async def test_decoded_events_read_the_same_whatever_the_encoding(base64_encode: bool) -> None:
+    async with capture_tracker(base64_encode=base64_encode) as (tracker, events):
+        await signup(tracker, "alice", "pro")
+        await tracker.flush()
+
+    (event,) = events.with_schema(SIGNUP)
+    assert event["unstruct_event"] == {"schema": SIGNUP, "data": {"name": "alice"}}
+    assert event["contexts"] == [{"schema": PLAN, "data": {"plan": "pro"}}]
+    assert events.with_schema("iglu:com.acme/signup/jsonschema") == [event]
+    assert events.with_schema("iglu:com.acme/signup/jsonschema/2-0-0") == []
+    assert events.with_context(PLAN) == [event]
+    assert events.decoded() == [event]
+    assert ("ue_px" in events[0]) is base64_encode
+    events.assert_valid()
+
+
+async def test_get_requests_are_captured_from_the_query_string() -> None:
+    async with capture_tracker(request_type="GET") as (tracker, events):
+        await tracker.track_page_view("https://acme.test/a?b=c d", page_title="Ä title")
+        await tracker.track_screen_view(name="home")
+        await tracker.flush()
+
+    assert len(events) == 2
+    assert events.of_type("pv")[0]["url"] == "https://acme.test/a?b=c d"
+    assert events.of_type("pv")[0]["page"] == "Ä title"
+    screen = events.with_schema("iglu:com.snowplowanalytics.snowplow/screen_view/jsonschema")
+    assert screen[0]["unstruct_event"] == {
+        "schema": "iglu:com.snowplowanalytics.snowplow/screen_view/jsonschema/1-0-0",
+        "data": {"name": "home"},
+    }
+    events.assert_valid()
+
+
+async def test_events_arrive_without_flush_and_wait_for_sees_them() -> None:
+    async with capture_tracker() as (tracker, events):
+        await tracker.track_struct_event("a", "b")
+        await events.wait_for(1)
+        assert events.of_type("se")[0]["se_ca"] == "a"
+        with pytest.raises(TimeoutError, match="for 2 event"):
+            await events.wait_for(2, timeout=0.05)
+
+
+async def test_a_failing_collector_captures_nothing_and_reports_to_the_callback() -> None:
+    seen: list[tuple[list[at.CallbackResult], list[at.CallbackResult]]] = []
+
+    def callback(ok: list[at.CallbackResult], failed: list[at.CallbackResult]) -> None:
+        seen.append((ok, failed))
+
+    async with capture_tracker(status=400, callback=callback) as (tracker, events):
+        await tracker.track_struct_event("a", "b")
+        assert await tracker.flush() == 0  # 400 is not retryable: dropped
+
+    assert len(events) == 0
+    assert seen == [([], [at.CallbackResult(1, 400, dropped=True)])]
+
+
+async def test_clear_forgets_setup_events() -> None:
+    async with capture_tracker() as (tracker, events):
+        await tracker.track_struct_event("setup", "noise")
+        await tracker.flush()
+        events.clear()
+        await tracker.track_struct_event("real", "thing")
+        await tracker.flush()
+    assert [event["se_ca"] for event in events] == ["real"]
+    assert "se" in repr(events)
+
+
+# -- assert_valid on what a broken tracker would send ---------------------------------------
+
+
+async def test_assert_valid_lists_every_problem_of_every_event() -> None:
+    transport = CapturingTransport()
+    bad_event = {"e": "pv", "p": "srv", "tv": "py-x", "eid": "nope", "dtm": "17", "zz": "1"}
+    body = {"schema": "iglu:com.acme/wrong/jsonschema/1-0-0", "data": [bad_event, {"e": "se"}]}
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.post(f"{COLLECTOR_URL}{TP2}", json=body)
+    assert response.status_code == 200
+    events = transport.events
+    assert len(events) == 2
+    assert len(transport.requests) == 1
+
+    with pytest.raises(AssertionError) as caught:
+        events.assert_valid()
+    message = str(caught.value)
+    for expected in (
+        "request body: body schema must be",
+        "event #0 (e='pv', eid='nope'): 'eid' is not a UUID",
+        "event #0 (e='pv', eid='nope'): 'dtm' is not a 13-digit",
+        "event #0 (e='pv', eid='nope'): unknown key 'zz'",
+        "event #0 (e='pv', eid='nope'): event type 'pv' needs 'url'",
+        "event #1 (e='se', eid=None): missing required key 'eid'",
+        "event #1 (e='se', eid=None): event type 'se' needs 'se_ca'",
+    ):
+        assert expected in message
+    assert events.problems() == message.split("\n  ")[1:]
+
+
+async def test_an_unusable_post_body_is_answered_400_like_a_collector() -> None:
+    transport = CapturingTransport()
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.post(
+            "https://c.test/com.snowplowanalytics.snowplow/tp2", content=b"{"
+        )
+    assert response.status_code == 400
+    assert len(transport.events) == 0
+
+
+# -- the pytest plugin's fixtures ----------------------------------------------------------
+
+
+async def test_fixtures_share_one_capture(
+    tracker_capture: TrackerCapture,
+    capturing_tracker: at.Tracker,
+    tracked_events: CapturedEvents,
+) -> None:
+    assert capturing_tracker is tracker_capture.tracker
+    assert tracked_events is tracker_capture.events
+    await signup(capturing_tracker, "bob", "free")
+    await capturing_tracker.flush()
+    (event,) = tracked_events.with_schema(SIGNUP)
+    assert event["unstruct_event"] == {"schema": SIGNUP, "data": {"name": "bob"}}
+    assert event["aid"] == "test-app"
+    assert event["tna"] == "test"
+    tracked_events.assert_valid()
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+def test_plugin_fixtures_work_in_a_users_own_test_run(pytester: pytest.Pytester, mode: str) -> None:
+    """A fresh pytest process with asynctracker installed finds the fixtures by itself."""
+    marker = "@pytest.mark.asyncio" if mode == "strict" else ""
+    pytester.makepyfile(
+        test_user=textwrap.dedent(
+            f"""
+            import pytest
+
+            {marker}
+            async def test_tracked(capturing_tracker, tracked_events):
+                await capturing_tracker.track_page_view("https://acme.test/")
+                await capturing_tracker.flush()
+                assert tracked_events.of_type("pv")[0]["url"] == "https://acme.test/"
+                tracked_events.assert_valid()
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error",
+        "-o",
+        f"asyncio_mode={mode}",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    (plugin,) = [ep for ep in entry_points(group="pytest11") if ep.name == "asynctracker"]
+    assert plugin.value == "asynctracker.testing"
