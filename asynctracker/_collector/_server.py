@@ -247,6 +247,10 @@ class Collector:
                 keep_alive = await self._serve_one(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away mid-request; nothing to answer
+        except asyncio.CancelledError:
+            # stop() ends connections by cancelling them. This task is ours and ends
+            # here; re-raising would make asyncio's stream callback log it as an error.
+            pass
         except Exception:
             logger.exception("collector failed while serving a connection")
         finally:
