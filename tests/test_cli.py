@@ -1,0 +1,395 @@
+"""The ``asynctracker`` command, end to end: real subprocesses against a real collector.
+
+Every test runs ``python -m asynctracker ...`` as a child process (so argument parsing,
+exit statuses, stdout/stderr and interpreter shutdown are all exercised) against a
+loopback collector started by the test, or by the command itself for ``collector`` and
+``demo``. Children are awaited with asyncio, because the collector serving them runs on
+this test's event loop; they are killed in ``finally`` if a test times out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from asynctracker._collector import Collector, Reply
+
+TIMEOUT = 60.0
+STRUCT = ("--category", "shop", "--action", "add")
+SCHEMA = "iglu:com.acme/click/jsonschema/1-0-0"
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+async def run_cli(*args: str | Path, stdin: bytes | None = None, cwd: Path | None = None) -> Result:
+    """Run ``python -m asynctracker *args`` to completion without blocking the loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "asynctracker",
+        *map(str, args),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- track ------------------------------------------------------------------------------
+
+
+async def test_track_struct_event_is_delivered_valid_and_exits_0(collector: Collector) -> None:
+    result = await run_cli(
+        "track", "--collector", collector.url, *STRUCT, "--label", "sku-1", "--value", "2",
+        "--app-id", "shop", "--namespace", "cli-test",
+    )  # fmt: skip
+
+    assert result.code == 0, result.err
+    assert "delivered structured event" in result.out
+    [event] = collector.events
+    assert event.valid, event.errors
+    assert event.payload["se_ca"] == "shop"
+    assert event.payload["se_ac"] == "add"
+    assert event.payload["se_la"] == "sku-1"
+    assert event.payload["se_va"] == "2"
+    assert event.payload["aid"] == "shop"
+    assert event.payload["tna"] == "cli-test"
+    assert event.payload["eid"] in result.out
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_track_self_describing_event_with_contexts_arrives_decoded(
+    collector: Collector, method: str
+) -> None:
+    contexts = [{"schema": "iglu:com.acme/user/jsonschema/1-0-0", "data": {"id": 7}}]
+    result = await run_cli(
+        "track", "--collector", collector.url, "--method", method,
+        "--schema", SCHEMA, "--json", '{"x": 1, "text": "héllo"}',
+        "--contexts", json.dumps(contexts),
+    )  # fmt: skip
+
+    assert result.code == 0, result.err
+    [event] = collector.events
+    assert event.valid, event.errors
+    assert event.method == method
+    assert event.decoded["unstruct_event"] == {"schema": SCHEMA, "data": {"x": 1, "text": "héllo"}}
+    assert event.decoded["contexts"] == contexts
+
+
+async def test_track_host_without_scheme_uses_protocol(collector: Collector) -> None:
+    host = collector.url.removeprefix("http://")
+    result = await run_cli("track", "--collector", host, "--protocol", "http", *STRUCT)
+
+    assert result.code == 0, result.err
+    assert len(collector.good) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ("--schema", SCHEMA, "--json", "{x: 1}"), "--json is not valid JSON", id="bad-json"
+        ),
+        pytest.param(("--schema", "iglu:acme/click", "--json", "{}"), "Iglu URI", id="bad-schema"),
+        pytest.param(
+            ("--schema", SCHEMA, "--contexts", '[{"schema": "nope", "data": {}}]'),
+            "contexts[0]",
+            id="bad-context-schema",
+        ),
+        pytest.param(("--contexts", "{}", *STRUCT), "JSON array", id="contexts-not-a-list"),
+        pytest.param(("--category", "shop"), "--action", id="struct-without-action"),
+        pytest.param((), "say what to send", id="no-event"),
+        pytest.param(("--schema", SCHEMA, *STRUCT), "not both", id="both-kinds"),
+    ],
+)
+async def test_track_bad_input_exits_2_with_a_message_and_sends_nothing(
+    collector: Collector, args: tuple[str, ...], message: str
+) -> None:
+    result = await run_cli("track", "--collector", collector.url, *args)
+
+    assert result.code == 2
+    assert message in result.err
+    assert result.err.startswith("asynctracker: error:")
+    assert "Traceback" not in result.err
+    assert collector.requests == []
+
+
+async def test_track_rejects_a_collector_url_with_another_scheme() -> None:
+    result = await run_cli("track", "--collector", "ftp://127.0.0.1:1", *STRUCT)
+
+    assert result.code == 2
+    assert "http or https" in result.err
+
+
+async def test_track_to_an_unreachable_port_exits_1_saying_no_response() -> None:
+    port = free_port()
+    result = await run_cli(
+        "track", "--collector", f"http://127.0.0.1:{port}", *STRUCT, "--retries", "1"
+    )
+
+    assert result.code == 1
+    assert "no response from the collector" in result.err
+    assert f"127.0.0.1:{port}" in result.err
+    assert "lost" in result.err  # memory storage: it says the event is gone
+    assert "Traceback" not in result.err
+
+
+async def test_track_refused_with_400_exits_1_and_reports_the_status() -> None:
+    async with Collector(responder=lambda request: Reply(400)) as refusing:
+        result = await run_cli("track", "--collector", refusing.url, *STRUCT)
+
+        assert result.code == 1
+        assert "HTTP 400" in result.err
+        assert "dropped" in result.err
+        assert len(refusing.requests) == 1  # 400 is not retried
+
+
+async def test_track_with_db_keeps_an_undelivered_event_for_the_next_run(
+    collector: Collector, db_path: Path
+) -> None:
+    async with Collector(responder=lambda request: Reply(503)) as failing:
+        first = await run_cli(
+            "track", "--collector", failing.url, "--db", db_path, "--retries", "0",
+            "--category", "first", "--action", "try",
+        )  # fmt: skip
+        assert first.code == 1
+        assert "HTTP 503" in first.err
+        assert f"kept in {db_path}" in first.err
+
+    second = await run_cli(
+        "track", "--collector", collector.url, "--db", db_path,
+        "--category", "second", "--action", "try",
+    )  # fmt: skip
+
+    assert second.code == 0, second.err
+    assert sorted(event.payload["se_ca"] for event in collector.good) == ["first", "second"]
+
+
+# -- send -------------------------------------------------------------------------------
+
+GOOD_UNSTRUCT = {
+    "schema": SCHEMA,
+    "data": {"x": 1},
+    "contexts": [{"schema": "iglu:com.acme/user/jsonschema/1-0-0", "data": {"id": 1}}],
+}
+LINES = [
+    json.dumps({"category": "shop", "action": "view", "label": "a", "value": 1.5}),  # 1
+    "this is not json",  # 2 bad
+    json.dumps(GOOD_UNSTRUCT),  # 3
+    "",  # 4 blank: skipped, not bad
+    json.dumps({"schema": "iglu:nope", "data": {}}),  # 5 bad schema
+    json.dumps({"category": "shop", "lable": "typo", "action": "view"}),  # 6 unknown key
+    json.dumps({"category": "shop", "action": "buy"}),  # 7
+    json.dumps([1, 2]),  # 8 not an object
+    json.dumps({"category": "shop", "action": "buy", "value": "3"}),  # 9 value not a number
+]
+
+
+async def test_send_delivers_good_lines_and_reports_bad_ones_by_number(
+    collector: Collector, tmp_path: Path
+) -> None:
+    source = tmp_path / "events.ndjson"
+    source.write_text("\n".join(LINES) + "\n")
+
+    result = await run_cli("send", source, "--collector", collector.url, "--app-id", "bulk")
+
+    assert result.code != 0
+    for number in (2, 5, 6, 8, 9):
+        assert f"{source}:{number}: bad line" in result.err
+    for number in (1, 3, 4, 7):
+        assert f":{number}: bad line" not in result.err
+    assert "unknown keys ['lable']" in result.err
+    assert "3 delivered" in result.out
+    assert "5 bad lines" in result.out
+    assert len(collector.good) == 3
+    assert not collector.bad
+    assert {event.payload.get("se_ac") for event in collector.events} == {"view", "buy", None}
+    assert all(event.payload["aid"] == "bulk" for event in collector.events)
+
+
+async def test_send_from_stdin_with_only_good_lines_exits_0(collector: Collector) -> None:
+    lines = [json.dumps({"category": "stdin", "action": f"a{i}"}) for i in range(50)]
+    lines.append(json.dumps(GOOD_UNSTRUCT))
+    stdin = ("\n".join(lines)).encode()  # no newline at the end: the last line still counts
+
+    result = await run_cli("send", "-", "--collector", collector.url, stdin=stdin)
+
+    assert result.code == 0, result.err
+    assert "51 delivered" in result.out
+    assert result.err == ""
+    assert len(collector.good) == 51
+    assert collector.good[0].payload["se_ac"] == "a0"  # sent in file order
+    assert collector.good[-1].decoded["contexts"] == GOOD_UNSTRUCT["contexts"]
+
+
+async def test_send_streams_a_large_file_over_get_too(collector: Collector, tmp_path: Path) -> None:
+    source = tmp_path / "many.ndjson"
+    with source.open("w") as file:
+        for i in range(3000):
+            file.write(json.dumps({"category": "bulk", "action": "go", "value": i}) + "\n")
+
+    result = await run_cli("send", source, "--collector", collector.url)
+
+    assert result.code == 0, result.err
+    assert "3,000 delivered" in result.out
+    assert len(collector.good) == 3000
+    assert len({event.payload["eid"] for event in collector.events}) == 3000
+
+
+async def test_send_to_a_refusing_collector_exits_1() -> None:
+    async with Collector(responder=lambda request: Reply(400)) as refusing:
+        stdin = json.dumps({"category": "a", "action": "b"}).encode() + b"\n"
+        result = await run_cli("send", "-", "--collector", refusing.url, stdin=stdin)
+
+    assert result.code == 1
+    assert "HTTP 400" in result.err
+    assert "0 delivered" in result.out
+
+
+async def test_send_of_a_missing_file_exits_2(tmp_path: Path) -> None:
+    result = await run_cli("send", tmp_path / "nope.ndjson", "--collector", "http://127.0.0.1:1")
+
+    assert result.code == 2
+    assert "cannot read" in result.err
+
+
+# -- collector --------------------------------------------------------------------------
+
+
+async def test_collector_command_serves_prints_events_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    db = tmp_path / "collector.db"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "asynctracker", "collector", "--port", str(port), "--db", str(db),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    url = f"http://127.0.0.1:{port}"
+    try:
+        first = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
+        assert f"listening on {url}" in first.decode()
+
+        sent = await run_cli(
+            "track", "--collector", url, "--app-id", "cmd", "--schema", SCHEMA, "--json", "{}"
+        )
+        assert sent.code == 0, sent.err
+        bad_body = {
+            "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+            "data": [{"e": "se", "p": "srv", "tv": "x", "eid": "not-a-uuid", "dtm": "1"}],
+        }
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(f"{url}/com.snowplowanalytics.snowplow/tp2", json=bad_body)
+            assert answer.status_code == 200
+            health = (await client.get(f"{url}/health")).json()
+            page = await client.get(f"{url}/")
+        assert health["events"] == 2
+        assert health["bad"] == 1
+        assert "asynctracker collector" in page.text
+
+        lines = [
+            (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode() for _ in range(5)
+        ]
+        events = [line for line in lines if line.startswith(("good", "BAD"))]
+        assert events[0].startswith("good  self-describing")
+        assert "app=cmd" in events[0]
+        assert SCHEMA in events[0]
+        assert events[1].startswith("BAD ")
+        assert "'eid' is not a UUID" in events[1]
+
+        proc.send_signal(signal.SIGTERM)
+        rest, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+        assert proc.returncode == 0, err.decode()
+        assert "collector stopped: 2 events, 1 good, 1 bad" in (b"".join(
+            line.encode() for line in lines) + rest).decode()  # fmt: skip
+        assert db.exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_collector_command_on_a_taken_port_exits_1(collector: Collector) -> None:
+    result = await run_cli("collector", "--port", str(collector.port))
+
+    assert result.code == 1
+    assert "cannot listen" in result.err
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+async def test_demo_delivers_every_event_type_and_writes_nothing_in_the_cwd(
+    tmp_path: Path,
+) -> None:
+    result = await run_cli("demo", "--events", "200", cwd=tmp_path)
+
+    assert result.code == 0, result.out + result.err
+    assert "verdict: OK: all 208 events were delivered once each and are valid" in result.out
+    for kind in ("page view", "structured", "self-describing", "screen view", "timing",
+                 "transaction", "transaction item"):  # fmt: skip
+        assert f"good  {kind} " in result.out
+    assert "200 bulk structured events: 200 good, 0 bad, 0 missing" in result.out
+    assert "events/s" in result.out
+    assert "asynctracker collector" in result.out
+    assert os.listdir(tmp_path) == []  # no events.db (or anything else) in the cwd
+
+
+async def test_demo_with_db_uses_that_file(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    result = await run_cli("demo", "--events", "10", "--db", db)
+
+    assert result.code == 0, result.out + result.err
+    assert str(db) in result.out
+    assert db.exists()
+
+
+# -- help -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["", "track", "send", "collector", "demo"])
+async def test_every_command_has_help_with_examples(command: str) -> None:
+    result = await run_cli(*filter(None, [command]), "--help")
+
+    assert result.code == 0
+    assert result.out.startswith(f"usage: asynctracker {command}".rstrip())
+    assert "examples:" in result.out
+    assert "exit status" in result.out
+
+
+async def test_no_command_is_a_usage_error() -> None:
+    result = await run_cli()
+
+    assert result.code == 2
+    assert "usage: asynctracker" in result.err
