@@ -1,0 +1,221 @@
+"""The collector's HTML page, rendered by a real browser (headless Chromium).
+
+The page shows network input to a person, so what matters is what a browser makes of
+it: one row per event, marked good or bad, with the decoded data readable, and any markup
+an event carries shown as text, never run. Asserting on the string the server sends
+cannot prove the last point; the DOM Chromium builds (``--dump-dom``) can, and so can the
+collector itself: the injected scripts below would call ``POST /reset`` if they ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+
+import asynctracker as at
+from asynctracker._collector import Collector
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="headless Chromium is not installed (/usr/bin/chromium missing; "
+    "apt-get install -y chromium)",
+)
+
+TIMEOUT = 90.0
+SCRIPT = "<script>fetch('/reset', {method: 'POST'}); document.title = 'pwned'</script>"
+IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned', '1')\">"
+CLICK = "iglu:com.acme/click/jsonschema/1-0-0"
+USER = "iglu:com.acme/user/jsonschema/1-0-0"
+PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
+
+
+@dataclass
+class Row:
+    classes: list[str]
+    cells: list[str] = field(default_factory=list)
+
+
+class PageDOM(HTMLParser):
+    """The parts of the dumped DOM the tests look at: event rows, elements, body attrs."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[Row] = []
+        self.tags: set[str] = set()
+        self.body_attrs: dict[str, str | None] = {}
+        self.title = ""
+        self.summary = ""
+        self._row: Row | None = None
+        self._cell: list[str] | None = None
+        self._in: str | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        attributes = dict(attrs)
+        if tag == "body":
+            self.body_attrs = attributes
+        elif tag == "title" or (tag == "p" and attributes.get("class") == "summary"):
+            self._in = tag
+        elif tag == "tr" and "event" in (attributes.get("class") or "").split():
+            self._row = Row((attributes.get("class") or "").split())
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in:
+            self._in = None
+        elif tag == "td" and self._row is not None and self._cell is not None:
+            self._row.cells.append("".join(self._cell))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._in == "title":
+            self.title += data
+        elif self._in == "p":
+            self.summary += data
+
+
+async def chromium(url: str, tmp_path: Path, *extra: str) -> str:
+    """Run headless Chromium on ``url`` without blocking the loop the collector runs on."""
+    proc = await asyncio.create_subprocess_exec(
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-proxy-server",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *extra,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    return out.decode("utf-8")
+
+
+@pytest.fixture
+async def filled_collector() -> AsyncIterator[Collector]:
+    """A collector holding, in order: 2 good events from the tracker, 2 bad hand-made ones.
+
+    Both kinds carry markup: the good one in its decoded data, the bad ones in raw
+    fields, in a field name, and in what the validator quotes back in its errors.
+    """
+    async with Collector() as collector:
+        emitter = at.Emitter(collector.url, storage=at.MemoryStorage())
+        async with at.Tracker(emitter, app_id="shop") as tracker:
+            await tracker.track_struct_event("shop", "add", "sku-1", value=2)
+            await tracker.track_self_describing_event(
+                at.SelfDescribingJson(CLICK, {"note": SCRIPT, "n": 42}),
+                contexts=[at.SelfDescribingJson(USER, {"tier": "gold"})],
+            )
+            assert await tracker.flush(10) == 0
+        bad_post = {
+            "schema": PAYLOAD_DATA,
+            "data": [
+                {"e": "se", "p": "srv", "tv": "hand", "eid": SCRIPT, "dtm": "1700000000000",
+                 "aid": IMG, "se_ca": IMG, "se_ac": "x", IMG: "field name"},
+            ],
+        }  # fmt: skip
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(
+                f"{collector.url}/com.snowplowanalytics.snowplow/tp2", content=json.dumps(bad_post)
+            )
+            assert answer.status_code == 200
+            answer = await client.get(
+                f"{collector.url}/i", params={"e": "zz", "p": "srv", "tv": "hand"}
+            )
+            assert answer.status_code == 200
+        assert [event.valid for event in collector.events] == [True, True, False, False]
+        yield collector
+
+
+async def test_page_shows_one_row_per_event_marked_good_or_bad(
+    filled_collector: Collector, tmp_path: Path
+) -> None:
+    dom = PageDOM(await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom"))
+
+    assert dom.title == "asynctracker collector"
+    assert "4 events: 2 good, 2 bad" in dom.summary
+    assert len(dom.rows) == 4
+    assert ["good" in row.classes for row in dom.rows] == [True, True, False, False]
+    assert ["bad" in row.classes for row in dom.rows] == [False, False, True, True]
+    struct, unstruct, bad_post, bad_get = (" | ".join(row.cells) for row in dom.rows)
+    assert "shop / add" in struct
+    assert dom.rows[0].cells[3] == "shop"  # the app id column
+    assert "self-describing" in unstruct
+    assert "'eid' is not a UUID" in bad_post
+    assert "'e' is not a known event type: 'zz'" in bad_get
+    assert "GET" in bad_get
+
+
+async def test_page_shows_self_describing_data_and_contexts_decoded(
+    filled_collector: Collector, tmp_path: Path
+) -> None:
+    dom = PageDOM(await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom"))
+
+    cells = dom.rows[1].cells
+    assert CLICK in cells[1]
+    data = cells[4]
+    assert '"n": 42' in data
+    assert '"note": ' + json.dumps(SCRIPT) in data  # the markup, readable as text
+    assert "ue_px" not in data  # decoded, not the base64 blob
+    assert USER in cells[5]
+    assert '"tier": "gold"' in cells[5]
+    assert cells[6].strip() == ""  # no errors for a good event
+
+
+async def test_markup_in_events_is_shown_as_text_and_never_runs(
+    filled_collector: Collector, tmp_path: Path
+) -> None:
+    html = await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom")
+    dom = PageDOM(html)
+
+    assert "script" not in dom.tags  # the page itself has no scripts either
+    assert "img" not in dom.tags
+    assert "data-pwned" not in dom.body_attrs
+    assert dom.title != "pwned"
+    bad_row = " ".join(dom.rows[2].cells)
+    assert IMG in bad_row  # shown, as text, where it arrived
+    assert SCRIPT in bad_row
+    # The scripts would have POSTed /reset; the collector still has every event.
+    assert len(filled_collector.events) == 4
+
+
+async def test_page_renders_to_a_screenshot(filled_collector: Collector, tmp_path: Path) -> None:
+    shot = tmp_path / "page.png"
+
+    await chromium(
+        f"{filled_collector.url}/", tmp_path, f"--screenshot={shot}", "--window-size=1280,900"
+    )
+
+    image = shot.read_bytes()
+    assert image.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(image) > 10_000  # a rendered table, not a blank page
+    assert len(filled_collector.events) == 4
