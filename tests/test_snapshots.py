@@ -45,7 +45,7 @@ def fixed(n: int) -> dict[str, Any]:
 EVENTS: dict[str, Callable[[at.Tracker], Awaitable[str]]] = {
     "page_view": lambda t: t.track_page_view(
         page_url="https://acme.com/shop?q=mug&x=1",
-        page_title="Shop – Mugs",
+        page_title="Shop \u2013 Mugs",
         referrer="https://search.example/?q=mug",
         **fixed(1),
     ),
