@@ -2,6 +2,8 @@
 
 Wire it up in three lines::
 
+    from typing import Annotated
+
     from fastapi import Depends, FastAPI
     import asynctracker as at
     from asynctracker.integrations.fastapi import (
@@ -17,8 +19,8 @@ Wire it up in three lines::
     @app.post("/cart/{sku}")
     async def add_to_cart(
         sku: str,
-        tracker: at.Tracker = Depends(get_tracker),
-        subject: at.Subject = Depends(get_subject),
+        tracker: Annotated[at.Tracker, Depends(get_tracker)],
+        subject: Annotated[at.Subject, Depends(get_subject)],
     ) -> None:
         await tracker.track_struct_event("cart", "add", label=sku, subject=subject)
 

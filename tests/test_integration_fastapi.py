@@ -1,0 +1,392 @@
+"""The FastAPI/Starlette integration, and the example app under a real uvicorn server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from iglu import check_received
+
+import asynctracker as at
+from asynctracker._collector import Collector
+from asynctracker.integrations.fastapi import (
+    STATE_KEY,
+    TrackingMiddleware,
+    get_subject,
+    get_tracker,
+    subject_from_request,
+    tracker_lifespan,
+)
+from asynctracker.testing import capture_tracker
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DUID = "5f8b2c1e-1a2b-4c3d-8e9f-0123456789ab"
+SID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+SP_ID = f"{DUID}.1700000000.7.1700000500.1699999000.{SID}"
+
+
+def load_example(name: str) -> ModuleType:
+    """Import examples/<name>.py the way ``python examples/<name>.py`` finds it."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """Run ``app`` under a real uvicorn server on 127.0.0.1; yields its base URL.
+
+    Leaving stops the server the way a deploy does (lifespan shutdown included).
+    """
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_level="warning",
+        proxy_headers=False,  # the middleware decides about X-Forwarded-For
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped during startup")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def subject_app(**middleware: object) -> FastAPI:
+    """An app whose endpoint answers with the fields of the request's Subject."""
+    app = FastAPI()
+
+    @app.get("/subject")
+    async def subject(subject: Annotated[at.Subject, Depends(get_subject)]) -> dict[str, str]:
+        return subject.fields
+
+    app.add_middleware(TrackingMiddleware, **middleware)  # type: ignore[arg-type]
+    return app
+
+
+async def subject_fields(
+    app: FastAPI, *, peer: str = "198.51.100.4", headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    transport = httpx.ASGITransport(app=app, client=(peer, 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+        response = await client.get("/subject", headers=headers)
+    assert response.status_code == 200, response.text
+    fields: dict[str, str] = response.json()
+    return fields
+
+
+def collector_tracker(collector: Collector, db_path: Path) -> Callable[[], at.Tracker]:
+    def make() -> at.Tracker:
+        return at.Tracker(at.Emitter(collector.url, db_name=db_path), app_id="api")
+
+    return make
+
+
+# -- the example app, under a real server ---------------------------------------------------
+
+
+async def test_example_app_delivers_everything_tracked_when_the_server_stops(
+    collector: Collector, db_path: Path
+) -> None:
+    example = load_example("fastapi_app")
+    app = example.create_app(collector_url=collector.url, db_path=str(db_path))
+    headers = {
+        "User-Agent": "Mozilla/5.0 (test)",
+        "Accept-Language": "de-CH,de;q=0.9,en;q=0.5",
+        "Referer": "https://search.test/?q=mugs",
+    }
+    async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+        client.cookies.set("_sp_id.1fff", SP_ID)
+        assert (await client.get("/", headers=headers)).json() == {"hello": "shop"}
+        cart = (await client.post("/cart/mug", params={"quantity": 2}, headers=headers)).json()
+        checkout = (await client.post("/checkout/o-42", headers=headers)).json()
+
+    # No flush here: stopping the server (lifespan shutdown) delivered the events.
+    events = collector.events
+    check_received(events)
+    by_type: dict[str, list[dict[str, str]]] = {}
+    for event in events:
+        by_type.setdefault(event.payload["e"], []).append(event.payload)
+    assert sorted(by_type) == ["pv", "ti", "tr", "ue"]
+    assert sorted(pv["url"] for pv in by_type["pv"]) == [
+        f"{base_url}/",
+        f"{base_url}/cart/mug?quantity=2",
+        f"{base_url}/checkout/o-42",
+    ]
+    (cart_event,) = by_type["ue"]
+    assert cart_event["eid"] == cart["event_id"]
+    assert next(e for e in events if e.payload["e"] == "ue").decoded["unstruct_event"] == {
+        "schema": example.CART_SCHEMA,
+        "data": {"quantity": 2, "sku": "mug"},
+    }
+    assert by_type["tr"][0]["eid"] == checkout["event_id"]
+    assert by_type["ti"][0]["ti_sk"] == "mug"
+    for event in events:
+        payload = event.payload
+        assert payload["aid"] == "fastapi-example"
+        assert payload["ip"] == "127.0.0.1"
+        assert payload["ua"] == "Mozilla/5.0 (test)"
+        assert payload["lang"] == "de-CH"
+        assert (payload["duid"], payload["vid"], payload["sid"]) == (DUID, "7", SID)
+    assert {pv["refr"] for pv in by_type["pv"]} == {"https://search.test/?q=mugs"}
+
+    storage = at.SQLiteStorage(db_path)
+    try:
+        assert await storage.get_all_event_rows() == []
+    finally:
+        await storage.aclose()
+
+
+def test_example_app_reads_its_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ASYNCTRACKER_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1")
+    example = load_example("fastapi_app")
+    assert example.DEFAULT_COLLECTOR_URL.startswith("http://127.0.0.1:")
+    app = example.create_app()
+    (middleware,) = [m for m in app.user_middleware if m.cls is TrackingMiddleware]
+    assert middleware.kwargs["trusted_proxies"] == ["10.0.0.0/8", "192.0.2.1"]
+
+
+# -- lifespan ---------------------------------------------------------------------------------
+
+
+async def test_lifespan_composes_with_the_users_own(collector: Collector, db_path: Path) -> None:
+    steps: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def users_lifespan(app: FastAPI) -> AsyncIterator[dict[str, str]]:
+        tracker = get_tracker_from_app(app)
+        await tracker.track_struct_event("app", "startup")
+        steps.append("user startup")
+        yield {"greeting": "hello"}
+        steps.append("user shutdown")
+        await tracker.track_struct_event("app", "shutdown")
+
+    app = FastAPI(
+        lifespan=tracker_lifespan(collector_tracker(collector, db_path), lifespan=users_lifespan)
+    )
+
+    @app.get("/greet")
+    async def greet(request: Request, tracker: Annotated[at.Tracker, Depends(get_tracker)]) -> str:
+        await tracker.track_struct_event("app", "greet")
+        greeting: str = request.state.greeting
+        return greeting
+
+    async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+        assert (await client.get("/greet")).json() == "hello"
+
+    assert steps == ["user startup", "user shutdown"]
+    assert [e.payload["se_ac"] for e in collector.events] == ["startup", "greet", "shutdown"]
+    assert not hasattr(app.state, STATE_KEY)
+
+
+def get_tracker_from_app(app: FastAPI) -> at.Tracker:
+    tracker = getattr(app.state, STATE_KEY)
+    assert isinstance(tracker, at.Tracker)
+    return tracker
+
+
+async def test_a_tracker_factory_lets_the_app_start_twice(
+    collector: Collector, db_path: Path
+) -> None:
+    made: list[at.Tracker] = []
+
+    def make() -> at.Tracker:
+        made.append(collector_tracker(collector, db_path)())
+        return made[-1]
+
+    app = FastAPI(lifespan=tracker_lifespan(make))
+    app.add_middleware(TrackingMiddleware, track_page_views=True)
+
+    @app.get("/")
+    async def home() -> str:
+        return "ok"
+
+    for _ in range(2):
+        async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+            assert (await client.get("/")).status_code == 200
+
+    assert len(made) == 2
+    assert made[0] is not made[1]
+    assert all(tracker.emitter.closed for tracker in made)
+    assert [e.payload["e"] for e in collector.events] == ["pv", "pv"]
+
+
+async def test_lifespan_accepts_a_tracker_instance() -> None:
+    async with capture_tracker() as (tracker, events):
+        app = FastAPI(lifespan=tracker_lifespan(tracker))
+        async with app.router.lifespan_context(app):
+            assert get_tracker_from_app(app) is tracker
+            await tracker.track_struct_event("a", "b")
+        assert tracker.emitter.closed
+    assert [event["se_ca"] for event in events] == ["a"]
+
+
+async def test_get_tracker_without_lifespan_says_what_to_do() -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    async def home(tracker: Annotated[at.Tracker, Depends(get_tracker)]) -> str:
+        return "unreachable"
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
+        with pytest.raises(at.ConfigurationError, match="tracker_lifespan"):
+            await client.get("/")
+
+
+# -- the request's Subject --------------------------------------------------------------------
+
+
+async def test_subject_carries_peer_user_agent_language_and_id_cookie() -> None:
+    fields = await subject_fields(
+        subject_app(),
+        headers={
+            "User-Agent": "curl/8",
+            "Accept-Language": "fr-CA;q=1, fr;q=0.8",
+            "Cookie": f"other=1; _sp_id.ab12={SP_ID}",
+        },
+    )
+    assert fields == {
+        "ip": "198.51.100.4",
+        "ua": "curl/8",
+        "lang": "fr-CA",
+        "duid": DUID,
+        "vid": "7",
+        "sid": SID,
+    }
+
+
+@pytest.mark.parametrize(
+    ("peer", "trusted", "forwarded", "expected"),
+    [
+        pytest.param("198.51.100.4", [], "203.0.113.9", "198.51.100.4", id="untrusted-peer"),
+        pytest.param("10.0.0.2", ["10.0.0.0/8"], "203.0.113.9", "203.0.113.9", id="trusted"),
+        pytest.param(
+            "10.0.0.2",
+            ["10.0.0.0/8"],
+            "6.6.6.6, 203.0.113.9, 10.0.0.7",
+            "203.0.113.9",
+            id="spoofed-left-entry-ignored",
+        ),
+        pytest.param(
+            "10.0.0.2", ["10.0.0.0/8"], "10.0.0.9, 10.0.0.8", "10.0.0.9", id="all-trusted"
+        ),
+        pytest.param(
+            "10.0.0.2", ["10.0.0.0/8"], "203.0.113.9, junk", "10.0.0.2", id="malformed-hop"
+        ),
+        pytest.param(
+            "10.0.0.2", ["10.0.0.0/8"], "203.0.113.9:4711", "203.0.113.9", id="hop-with-port"
+        ),
+        pytest.param("::ffff:10.0.0.2", ["10.0.0.2"], "[2001:db8::5]:80", "2001:db8::5", id="ipv6"),
+    ],
+)
+async def test_x_forwarded_for_is_believed_only_from_trusted_proxies(
+    peer: str, trusted: list[str], forwarded: str, expected: str
+) -> None:
+    app = subject_app(trusted_proxies=trusted)
+    fields = await subject_fields(app, peer=peer, headers={"X-Forwarded-For": forwarded})
+    assert fields["ip"] == expected
+
+
+@pytest.mark.parametrize("header", ["*", "", "q=1;;", "x" * 40])
+async def test_unusable_accept_language_is_left_out(header: str) -> None:
+    fields = await subject_fields(subject_app(), headers={"Accept-Language": header})
+    assert "lang" not in fields
+
+
+async def test_get_subject_works_without_the_middleware() -> None:
+    app = FastAPI()
+
+    @app.get("/subject")
+    async def endpoint(subject: Annotated[at.Subject, Depends(get_subject)]) -> dict[str, str]:
+        return subject.fields
+
+    fields = await subject_fields(app, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert fields["ip"] == "198.51.100.4"
+
+
+async def test_subject_from_request_can_trust_proxies_per_call() -> None:
+    app = FastAPI()
+
+    @app.get("/subject")
+    async def subject(request: Request) -> dict[str, str]:
+        return subject_from_request(request, trusted_proxies=["198.51.100.0/24"]).fields
+
+    fields = await subject_fields(app, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert fields["ip"] == "203.0.113.9"
+
+
+def test_a_malformed_trusted_proxy_fails_at_startup() -> None:
+    with pytest.raises(at.ConfigurationError, match="not an IP address or network"):
+        TrackingMiddleware(FastAPI(), trusted_proxies=["10.0.0.0/33"])
+    with pytest.raises(at.ConfigurationError, match="list"):
+        TrackingMiddleware(FastAPI(), trusted_proxies="10.0.0.1")
+
+
+# -- page views --------------------------------------------------------------------------------
+
+
+async def test_page_views_are_off_by_default() -> None:
+    async with capture_tracker() as (tracker, events):
+        await subject_fields(subject_app(tracker=tracker))
+        await tracker.flush()
+    assert len(events) == 0
+
+
+async def test_page_view_per_request_with_url_referrer_and_subject() -> None:
+    async with capture_tracker() as (tracker, events):
+        app = subject_app(tracker=tracker, track_page_views=True)
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.4", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+            await client.get("/subject?a=1", headers={"Referer": "https://r.test/"})
+            await client.get("/missing")
+        await tracker.flush()
+    assert [(pv["url"], pv.get("refr")) for pv in events.of_type("pv")] == [
+        ("http://shop.test/subject?a=1", "https://r.test/"),
+        ("http://shop.test/missing", None),
+    ]
+    assert {pv["ip"] for pv in events} == {"198.51.100.4"}
+    events.assert_valid()
+
+
+async def test_a_tracking_failure_never_fails_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = subject_app(track_page_views=True)  # no lifespan: no tracker to find
+    with caplog.at_level(logging.ERROR, logger="asynctracker"):
+        fields = await subject_fields(app)
+    assert fields["ip"] == "198.51.100.4"
+    assert "could not track the page view of /subject" in caplog.text
+
+
+async def test_a_closed_tracker_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    async with capture_tracker() as (tracker, _):
+        pass
+    with caplog.at_level(logging.ERROR, logger="asynctracker"):
+        await subject_fields(subject_app(tracker=tracker, track_page_views=True))
+    assert "ClosedError" in caplog.text
