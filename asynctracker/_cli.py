@@ -299,8 +299,8 @@ async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
                 loop.remove_signal_handler(signum)
         await collector.stop()
     print(
-        f"collector stopped: {len(collector.events)} events, {len(collector.good)} good, "
-        f"{len(collector.bad)} bad",
+        f"collector stopped: {len(collector.events):,} events, {len(collector.good):,} good, "
+        f"{len(collector.bad):,} bad",
         file=out,
         flush=True,
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from asynctracker._collector import Collector, Reply
+from asynctracker._collector import Collector, ReceivedRequest, Reply
 
 TIMEOUT = 60.0
 STRUCT = ("--category", "shop", "--action", "add")
@@ -266,6 +266,44 @@ async def test_send_streams_a_large_file_over_get_too(collector: Collector, tmp_
     assert len({event.payload["eid"] for event in collector.events}) == 3000
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+async def test_send_draws_a_progress_line_when_stderr_is_a_terminal() -> None:
+    import pty
+
+    async def slow(request: ReceivedRequest) -> None:
+        await asyncio.sleep(0.5)  # long enough for a few progress redraws
+
+    async with Collector(responder=slow) as collector:
+        master, slave = pty.openpty()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "asynctracker", "send", "-", "--collector", collector.url,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=slave,
+        )  # fmt: skip
+        os.close(slave)
+        try:
+            lines = [json.dumps({"category": "tty", "action": str(i)}) for i in range(20)]
+            out, _ = await asyncio.wait_for(proc.communicate("\n".join(lines).encode()), TIMEOUT)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            terminal += chunk
+        os.close(master)
+
+    assert proc.returncode == 0
+    assert b"\r\x1b[Kqueued 20  delivered " in terminal
+    assert b"events/s" in terminal
+    assert "20 delivered" in out.decode()  # the summary still goes to stdout
+
+
 async def test_send_to_a_refusing_collector_exits_1() -> None:
     async with Collector(responder=lambda request: Reply(400)) as refusing:
         stdin = json.dumps({"category": "a", "action": "b"}).encode() + b"\n"
@@ -286,8 +324,9 @@ async def test_send_of_a_missing_file_exits_2(tmp_path: Path) -> None:
 # -- collector --------------------------------------------------------------------------
 
 
-async def test_collector_command_serves_prints_events_and_stops_on_sigterm(
-    tmp_path: Path,
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+async def test_collector_command_serves_prints_events_and_stops_cleanly(
+    tmp_path: Path, stop: signal.Signals
 ) -> None:
     port = free_port()
     db = tmp_path / "collector.db"
@@ -328,7 +367,7 @@ async def test_collector_command_serves_prints_events_and_stops_on_sigterm(
         assert events[1].startswith("BAD ")
         assert "'eid' is not a UUID" in events[1]
 
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         rest, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
         assert proc.returncode == 0, err.decode()
         assert "collector stopped: 2 events, 1 good, 1 bad" in (b"".join(
