@@ -71,6 +71,17 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in message or "busy" in message
 
 
+async def _join_worker(pending: aiosqlite.Connection) -> None:
+    """Wait for the worker thread of a connection that failed to open.
+
+    aiosqlite stops that thread without awaiting it; if the event loop closed first,
+    the thread would fail reporting back to it. Joined off the loop, in a thread.
+    """
+    worker = getattr(pending, "_thread", None)
+    if worker is not None and worker.is_alive():
+        await asyncio.to_thread(worker.join, 5.0)
+
+
 class SQLiteStorage:
     """Durable storage in one SQLite file (created on first use).
 
@@ -159,11 +170,10 @@ class SQLiteStorage:
         deadline = time.monotonic() + self._busy_timeout
         delay = 0.01
         while True:
+            pending = aiosqlite.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
             conn: aiosqlite.Connection | None = None
             try:
-                conn = await aiosqlite.connect(
-                    self.path, timeout=self._busy_timeout, isolation_level=None
-                )
+                conn = await pending
                 await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
                 await conn.execute("PRAGMA journal_mode=WAL")
                 await conn.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -172,6 +182,8 @@ class SQLiteStorage:
             except sqlite3.Error as exc:
                 if conn is not None:
                     await conn.close()
+                else:
+                    await _join_worker(pending)
                 if _is_busy(exc) and time.monotonic() < deadline:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.25)
