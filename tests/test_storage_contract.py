@@ -6,6 +6,8 @@ could write (five async methods over a dict, nothing else).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
@@ -386,3 +388,17 @@ async def test_sqlite_on_a_missing_folder_raises_storage_error(tmp_path: Path) -
         await storage.add_event_row(payload(1))
     assert isinstance(info.value, RuntimeError)
     await storage.aclose()
+    # aiosqlite stops the worker thread of a failed connect without awaiting it; if this
+    # test's loop closed first, the thread would fail on the closed loop and pytest would
+    # blame the next test. Let the thread finish while the loop is still running.
+    await _aiosqlite_threads_finished()
+
+
+async def _aiosqlite_threads_finished(timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while any(
+        "_connection_worker_thread" in thread.name and thread.is_alive()
+        for thread in threading.enumerate()
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "aiosqlite thread still running"
+        await asyncio.sleep(0.01)
