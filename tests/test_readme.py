@@ -1,0 +1,73 @@
+"""Every code block in README.md runs, as a user would run it.
+
+Python blocks run as scripts in a fresh working directory (so ``events.db`` lands there)
+with ``http://127.0.0.1:9090`` pointed at a collector this test starts. Shell blocks run
+their ``asynctracker`` commands the same way; the install and test-suite commands are
+the ones CI itself runs (``.ci/run``), so they are not run again from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asynctracker._collector import Collector
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_URL = "http://127.0.0.1:9090"
+# Commands CI runs itself: installing the package and running this very suite.
+RUN_BY_CI = ("python3 -m pip install", "python3 -m nox", "python3 -m pytest")
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.S | re.M)
+
+
+def commands(block: str) -> list[str]:
+    joined = block.replace("\\\n", " ")
+    return [part.strip() for line in joined.splitlines() for part in line.split("&&")]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_readme_has_the_blocks_this_test_runs() -> None:
+    assert len(blocks("python")) >= 6
+    assert any("asynctracker demo" in block for block in blocks("bash"))
+
+
+@pytest.mark.parametrize(
+    "code", blocks("python"), ids=[f"python-{i}" for i in range(len(blocks("python")))]
+)
+async def test_python_block_runs(code: str, tmp_path: Path) -> None:
+    async with Collector() as collector:
+        script = tmp_path / "block.py"
+        script.write_text(code.replace(README_URL, collector.url))
+        result = await _run_in_thread([sys.executable, str(script)], tmp_path)
+        assert result.returncode == 0, result.stderr
+        for event in collector.events:
+            assert event.valid, event.errors
+
+
+@pytest.mark.parametrize(
+    "command",
+    [c for block in blocks("bash") for c in commands(block) if c and not c.startswith(RUN_BY_CI)],
+)
+async def test_shell_command_runs(command: str, tmp_path: Path) -> None:
+    assert command.startswith("asynctracker "), f"README command not covered: {command}"
+    async with Collector() as collector:
+        args = shlex.split(command.replace(README_URL, collector.url))
+        result = await _run_in_thread([sys.executable, "-m", "asynctracker", *args[1:]], tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert collector.events or args[1] == "demo"
+
+
+async def _run_in_thread(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(run, args, cwd)
