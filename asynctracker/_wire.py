@@ -9,6 +9,7 @@ because the protocol wants it set when the request leaves, never stored.
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ POST_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 _BODY_PREFIX = '{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":['
 _BODY_SUFFIX = "]}"
+# "http:/host", "https:host": a scheme without "//" (a host:port never has a letter first).
+_SCHEME_TYPO = re.compile(r"(?i)https?:(?!\d)")
 _STM_DIGITS = 13  # epoch milliseconds have 13 digits until the year 2286
 _STM_EXTRA = len(',"stm":""') + _STM_DIGITS
 
@@ -55,6 +58,11 @@ class Endpoints:
                 raise ConfigurationError(
                     f"collector_uri scheme must be http or https, got {scheme!r} in {uri!r}"
                 )
+        elif _SCHEME_TYPO.match(uri):
+            raise ConfigurationError(
+                f"collector_uri {collector_uri!r} looks like a URL with a malformed scheme; "
+                "write http://host or https://host"
+            )
         else:
             uri = f"{protocol}://{uri}"
         try:

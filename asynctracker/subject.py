@@ -146,7 +146,7 @@ class Subject:
         parts = _check_text("id cookie", value).split(".")
         if len(parts[0]) == 36:
             self._set("duid", parts[0])
-        if len(parts) > 2 and parts[2].isascii() and parts[2].isdigit():
+        if len(parts) > 2 and parts[2].isascii() and parts[2].isdigit() and int(parts[2]) > 0:
             self._set("vid", str(int(parts[2])))
         if len(parts) > 5 and len(parts[5]) == 36:
             self._set("sid", parts[5])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,5 @@ async def collector() -> AsyncIterator[Collector]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _iglu_present() -> Iterator[None]:
+def _iglu_present() -> None:
     assert IGLU_DIR.is_dir(), f"Iglu Central schemas expected at {IGLU_DIR}"
-    yield

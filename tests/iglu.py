@@ -47,7 +47,8 @@ def _decode_b64(value: str) -> Any:
 
 def check_self_describing(instance: Any) -> None:
     """Validate a ``{"schema", "data"}`` envelope and, when known, its data."""
-    assert isinstance(instance, dict) and set(instance) == {"schema", "data"}, instance
+    assert isinstance(instance, dict), instance
+    assert set(instance) == {"schema", "data"}, instance
     _check(instance["schema"], instance["data"])
 
 

@@ -367,17 +367,19 @@ async def test_locked_database_raises_storage_error_and_keeps_rows(
     ]
 
 
-async def test_corrupt_database_raises_storage_error_and_is_not_overwritten(
-    db_path: Path,
-) -> None:
+def test_corrupt_database_raises_storage_error_and_is_not_overwritten(db_path: Path) -> None:
     garbage = b"this is not a database" * 100
     db_path.write_bytes(garbage)
+    asyncio.run(_track_into_corrupt_file(db_path))
+    assert db_path.read_bytes() == garbage
+
+
+async def _track_into_corrupt_file(db_path: Path) -> None:
     emitter = at.Emitter("http://127.0.0.1:9", db_name=db_path)
     tracker = at.Tracker(emitter)
     with pytest.raises(at.StorageError, match="not a database"):
         await tracker.track_page_view("https://acme.test/")
     await tracker.aclose()
-    assert db_path.read_bytes() == garbage
 
 
 async def test_unwritable_location_raises_storage_error(tmp_path: Path) -> None:
