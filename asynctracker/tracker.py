@@ -28,6 +28,7 @@ from .payload import (
     check_contexts,
     format_money,
     format_number,
+    new_event_id,
 )
 from .subject import Subject
 
@@ -78,7 +79,7 @@ def _epoch_ms(name: str, value: Timestamp | None) -> str | None:
 
 def _event_id(value: str | None) -> str:
     if value is None:
-        return str(uuid.uuid4())
+        return new_event_id()
     try:
         return str(uuid.UUID(value))
     except (TypeError, ValueError, AttributeError) as exc:

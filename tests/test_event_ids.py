@@ -1,0 +1,37 @@
+"""Event ids: random UUID v4 strings, unique, and never repeated by a forked child."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+from asynctracker.payload import new_event_id
+
+
+def test_event_ids_are_canonical_uuid4_and_unique() -> None:
+    ids = [new_event_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:2000]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == text
+
+
+def test_forked_child_does_not_repeat_the_parents_ids() -> None:
+    code = (
+        "import os\n"
+        "from asynctracker.payload import new_event_id\n"
+        "new_event_id()\n"
+        "r, w = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.write(w, new_event_id().encode()); os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print(os.read(r, 36).decode(), new_event_id())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    child, parent = result.stdout.split()
+    assert child != parent
