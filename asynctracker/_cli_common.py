@@ -13,6 +13,7 @@ import collections
 from dataclasses import dataclass, field
 
 from ._collector import ReceivedEvent
+from ._validate import EVENT_NAMES
 from .emitter import CallbackResult, Emitter
 from .payload import SCREEN_VIEW_SCHEMA, TIMING_SCHEMA
 
@@ -92,17 +93,6 @@ def failure_reason(tally: Tally, url: str) -> str:
             f"{tally.dropped} were dropped (HTTP {status} is not retried)"
         )
     return f"the collector at {url} answered HTTP {status}"
-
-
-#: Human names of the protocol's event types (``e``).
-EVENT_NAMES = {
-    "pv": "page view",
-    "pp": "page ping",
-    "se": "structured",
-    "ue": "self-describing",
-    "tr": "transaction",
-    "ti": "transaction item",
-}
 
 
 def _unstruct(event: ReceivedEvent) -> dict[str, object]:

@@ -41,7 +41,16 @@ KNOWN_KEYS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 REQUIRED_KEYS: tuple[str, ...] = ("e", "p", "tv", "eid", "dtm")
-EVENT_TYPES: frozenset[str] = frozenset({"pv", "pp", "se", "ue", "tr", "ti"})
+#: Human names of the protocol's event types (``e``), for the page and the CLI.
+EVENT_NAMES: dict[str, str] = {
+    "pv": "page view",
+    "pp": "page ping",
+    "se": "structured",
+    "ue": "self-describing",
+    "tr": "transaction",
+    "ti": "transaction item",
+}
+EVENT_TYPES: frozenset[str] = frozenset(EVENT_NAMES)
 PLATFORMS: frozenset[str] = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"})
 
 #: Keys each event type cannot do without; ``ue`` is special-cased (either of two keys).

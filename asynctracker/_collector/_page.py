@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from html import escape
 
+from .._validate import EVENT_NAMES
 from ._store import ReceivedEvent
 
 __all__ = ["render_page"]
@@ -28,15 +29,6 @@ tr.bad td:first-child { border-left: 4px solid #c22; }
 pre { margin: 0; font-size: .8rem; white-space: pre-wrap; }
 .errors { color: #c22; }
 """
-
-_EVENT_NAMES = {
-    "pv": "page view",
-    "pp": "page ping",
-    "se": "structured",
-    "ue": "self-describing",
-    "tr": "transaction",
-    "ti": "transaction item",
-}
 
 
 def _pretty(value: object) -> str:
@@ -57,7 +49,7 @@ def _when(event: ReceivedEvent) -> str:
 def _row(index: int, event: ReceivedEvent) -> str:
     decoded = event.decoded
     kind = str(event.payload.get("e", "?"))
-    label = _EVENT_NAMES.get(kind, kind)
+    label = EVENT_NAMES.get(kind, kind)
     details: list[str] = []
     unstruct = decoded.get("unstruct_event")
     if isinstance(unstruct, dict):
