@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal, TypeAlias, TypeVar
+from typing import Literal, NamedTuple, TypeAlias, TypeVar
 
 from ._version import __version__
 from .emitter import Emitter
@@ -84,6 +84,16 @@ def _event_id(value: str | None) -> str:
         return str(uuid.UUID(value))
     except (TypeError, ValueError, AttributeError) as exc:
         raise InvalidEventError(f"event_id must be a UUID string, got {value!r}") from exc
+
+
+class _Common(NamedTuple):
+    """The arguments every ``track_*`` call takes besides its own."""
+
+    contexts: Sequence[SelfDescribingJson] | None
+    subject: Subject | None
+    event_id: str | None
+    timestamp: Timestamp | None
+    true_timestamp: Timestamp | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,38 +199,33 @@ class Tracker:
     # -- building payloads ---------------------------------------------------------------
 
     def _payload(
-        self,
-        event: str,
-        *,
-        contexts: Sequence[SelfDescribingJson] | None,
-        subject: Subject | None,
-        event_id: str | None,
-        timestamp: Timestamp | None,
-        true_timestamp: Timestamp | None,
-        fields: dict[str, str | None],
+        self, event: str, common: _Common, fields: dict[str, str | None]
     ) -> dict[str, str]:
+        """The protocol payload: tracker fields, subject, ``fields``, contexts."""
         if self.emitter.closed:
             raise ClosedError("this tracker's emitter was closed")
+        subject = common.subject
         if subject is not None and not isinstance(subject, Subject):
             raise InvalidEventError("subject must be an asynctracker.Subject")
+        contexts = common.contexts
         check_contexts(contexts)
         payload: dict[str, str] = {
             "e": event,
             "tv": TRACKER_VERSION,
             "p": self.platform,
-            "eid": _event_id(event_id),
-            "dtm": _epoch_ms("timestamp", timestamp) or str(int(time.time() * 1000)),
+            "eid": _event_id(common.event_id),
+            "dtm": _epoch_ms("timestamp", common.timestamp) or str(time.time_ns() // 1_000_000),
         }
         if self.namespace:
             payload["tna"] = self.namespace
         if self.app_id:
             payload["aid"] = self.app_id
-        ttm = _epoch_ms("true_timestamp", true_timestamp)
+        ttm = _epoch_ms("true_timestamp", common.true_timestamp)
         if ttm:
             payload["ttm"] = ttm
         chosen = subject if subject is not None else self.subject
         if chosen is not None:
-            payload.update(chosen.fields)
+            payload.update(chosen._fields)
         for key, value in fields.items():
             if value:
                 payload[key] = value
@@ -234,27 +239,10 @@ class Tracker:
             )
         return payload
 
-    def _self_describing(
-        self,
-        event_json: SelfDescribingJson,
-        *,
-        contexts: Sequence[SelfDescribingJson] | None,
-        subject: Subject | None,
-        event_id: str | None,
-        timestamp: Timestamp | None,
-        true_timestamp: Timestamp | None,
-    ) -> dict[str, str]:
+    def _self_describing(self, event_json: SelfDescribingJson, common: _Common) -> dict[str, str]:
         if not isinstance(event_json, SelfDescribingJson):
             raise InvalidEventError("the event must be a SelfDescribingJson")
-        payload = self._payload(
-            "ue",
-            contexts=contexts,
-            subject=subject,
-            event_id=event_id,
-            timestamp=timestamp,
-            true_timestamp=true_timestamp,
-            fields={},
-        )
+        payload = self._payload("ue", common, {})
         add_json(
             payload,
             {"schema": UNSTRUCT_EVENT_SCHEMA, "data": event_json.to_dict()},
@@ -281,12 +269,8 @@ class Tracker:
         """Track a page view (``e=pv``); ``page_url`` is required. Returns the event id."""
         payload = self._payload(
             "pv",
-            contexts=contexts,
-            subject=subject,
-            event_id=event_id,
-            timestamp=timestamp,
-            true_timestamp=true_timestamp,
-            fields={
+            _Common(contexts, subject, event_id, timestamp, true_timestamp),
+            {
                 "url": _text("page_url", page_url, required=True),
                 "page": _text("page_title", page_title),
                 "refr": _text("referrer", referrer),
@@ -312,12 +296,8 @@ class Tracker:
         """Track a structured event (``e=se``); category and action are required."""
         payload = self._payload(
             "se",
-            contexts=contexts,
-            subject=subject,
-            event_id=event_id,
-            timestamp=timestamp,
-            true_timestamp=true_timestamp,
-            fields={
+            _Common(contexts, subject, event_id, timestamp, true_timestamp),
+            {
                 "se_ca": _text("category", category, required=True),
                 "se_ac": _text("action", action, required=True),
                 "se_la": _text("label", label),
@@ -341,11 +321,7 @@ class Tracker:
         """Track a self-describing (unstructured) event (``e=ue``)."""
         payload = self._self_describing(
             event_json,
-            contexts=contexts,
-            subject=subject,
-            event_id=event_id,
-            timestamp=timestamp,
-            true_timestamp=true_timestamp,
+            _Common(contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
         return payload["eid"]
@@ -367,11 +343,7 @@ class Tracker:
             raise InvalidEventError("track_screen_view needs a name or an id")
         payload = self._self_describing(
             SelfDescribingJson(SCREEN_VIEW_SCHEMA, {k: v for k, v in data.items() if v}),
-            contexts=contexts,
-            subject=subject,
-            event_id=event_id,
-            timestamp=timestamp,
-            true_timestamp=true_timestamp,
+            _Common(contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
         return payload["eid"]
@@ -401,11 +373,7 @@ class Tracker:
             data["label"] = label or ""
         payload = self._self_describing(
             SelfDescribingJson(TIMING_SCHEMA, data),
-            contexts=contexts,
-            subject=subject,
-            event_id=event_id,
-            timestamp=timestamp,
-            true_timestamp=true_timestamp,
+            _Common(contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
         return payload["eid"]
@@ -444,14 +412,11 @@ class Tracker:
             raise InvalidEventError("items must be a list of EcommerceItem")
         order = _text("order_id", order_id, required=True)
         cur = _text("currency", currency)
+        common = _Common(contexts, subject, event_id, timestamp, true_timestamp)
         transaction = self._payload(
             "tr",
-            contexts=contexts,
-            subject=subject,
-            event_id=event_id,
-            timestamp=timestamp,
-            true_timestamp=true_timestamp,
-            fields={
+            common,
+            {
                 "tr_id": order,
                 "tr_tt": format_money(total_value, name="total_value"),
                 "tr_af": _text("affiliation", affiliation),
@@ -468,12 +433,8 @@ class Tracker:
             payloads.append(
                 self._payload(
                     "ti",
-                    contexts=contexts,
-                    subject=subject,
-                    event_id=item.event_id,
-                    timestamp=timestamp,
-                    true_timestamp=true_timestamp,
-                    fields={
+                    common._replace(event_id=item.event_id),
+                    {
                         "ti_id": order,
                         "ti_sk": item.sku,
                         "ti_nm": item.name,
