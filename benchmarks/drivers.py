@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import subprocess
@@ -44,10 +45,14 @@ def label(i: int) -> str:
 
 def _quiet_peers() -> None:
     """The peers log every request at INFO through a root handler they install
-    (``logging.basicConfig``); production users turn that off, so do we."""
-    for name in ("aio_snowplow_tracker", "snowplow_tracker"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("aio_snowplow_tracker.emitters", "snowplow_tracker.emitters"):
+    (``logging.basicConfig``); production users turn that off, so do we. Their modules
+    set the INFO level when imported, so import them first, then lower it."""
+    for name in (
+        "aio_snowplow_tracker.emitters",
+        "snowplow_tracker.emitters",
+        "snowplow_tracker.snowplow",
+    ):
+        importlib.import_module(name)
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.simplefilter("ignore", DeprecationWarning)
 

@@ -1,6 +1,6 @@
 """End-to-end delivery throughput: asynctracker against its peers, in one run.
 
-    python benchmarks/throughput.py [--rounds 5] [--events 20000] [--get-events 2000]
+    python benchmarks/throughput.py [--rounds 5] [--events 20000] [--get-events 500]
 
 Every driver (see drivers.py) runs once per round, each in a fresh interpreter, against
 the same collector process on 127.0.0.1. Rounds are interleaved (round-robin, with the
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--get-events",
         type=int,
-        default=2_000,
-        help="events for GET drivers (one request each, so far slower)",
+        default=500,
+        help="events for GET drivers (one request each, so far slower; see README)",
     )
     parser.add_argument("--drivers", nargs="*", default=list(DRIVERS), choices=list(DRIVERS))
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -1,0 +1,147 @@
+"""Event-loop lag while tracking flat out.
+
+    python benchmarks/loop_lag.py [--events 20000] [--rounds 3]
+
+A ticker task sleeps 1 ms over and over and records how late it wakes up. That lateness
+is what every other coroutine in the application (a web request, a health check) would
+suffer while the tracker works. Scenarios run interleaved for a few rounds, each in a
+fresh event loop, against the collector process on 127.0.0.1; the idle row is the
+ticker alone (the floor this machine allows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import drivers  # noqa: E402
+from collector import CollectorClient, CollectorProcess  # noqa: E402
+
+TICK = 0.001
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+class _StopTicking:
+    """Stands in for CollectorClient: stops the ticker before the driver's blocking poll."""
+
+    def __init__(self, client: CollectorClient, stop: asyncio.Event) -> None:
+        self._client = client
+        self._stop = stop
+
+    def wait_for(self, n: int, timeout: float = 60.0) -> int:
+        self._stop.set()
+        return self._client.wait_for(n, timeout)
+
+
+async def _ticker(stop: asyncio.Event, lags: list[float]) -> None:
+    while not stop.is_set():
+        started = time.perf_counter()
+        await asyncio.sleep(TICK)
+        if stop.is_set():
+            break  # this tick may span the driver's blocking poll: not the tracker's doing
+        lags.append(time.perf_counter() - started - TICK)
+
+
+Workload = Callable[[int, str, Any], Awaitable[tuple[float, int]]]
+
+
+async def _idle(n: int, url: str, client: Any) -> tuple[float, int]:
+    await asyncio.sleep(1.0)
+    client.wait_for(0)
+    return 1.0, 0
+
+
+def _at(storage: str) -> Workload:
+    async def work(n: int, url: str, client: Any) -> tuple[float, int]:
+        return await drivers._asynctracker(
+            n, url, storage=storage, request_type="POST", client=client
+        )
+
+    return work
+
+
+async def _aio(n: int, url: str, client: Any) -> tuple[float, int]:
+    drivers._quiet_peers()
+    return await drivers._aio_snowplow(n, url, client)
+
+
+SCENARIOS: dict[str, Workload] = {
+    "idle (ticker only)": _idle,
+    "asynctracker-sqlite-post": _at("sqlite"),
+    "asynctracker-memory-post": _at("memory"),
+    "aio-snowplow-tracker": _aio,
+}
+
+
+async def _one(work: Workload, n: int, url: str, client: CollectorClient) -> dict[str, Any]:
+    stop = asyncio.Event()
+    lags: list[float] = []
+    ticker = asyncio.create_task(_ticker(stop, lags))
+    await asyncio.sleep(0)
+    seconds, delivered = await work(n, url, _StopTicking(client, stop))
+    stop.set()
+    await ticker
+    return {
+        "ticks": len(lags),
+        "p50_ms": percentile(lags, 50) * 1000,
+        "p99_ms": percentile(lags, 99) * 1000,
+        "max_ms": max(lags, default=float("nan")) * 1000,
+        "delivered": delivered,
+        "seconds": seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=HERE / "loop_lag.json")
+    args = parser.parse_args(argv)
+
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SCENARIOS}
+    with CollectorProcess(keep_eids=False) as collector:
+        client = CollectorClient(collector.url)
+        for _ in range(args.rounds):
+            for name, work in SCENARIOS.items():
+                client.reset()
+                runs[name].append(asyncio.run(_one(work, args.events, collector.url, client)))
+        client.close()
+
+    summary = {
+        name: {
+            key: statistics.median(r[key] for r in results)
+            for key in ("p50_ms", "p99_ms", "max_ms", "ticks")
+        }
+        for name, results in runs.items()
+    }
+    print(f"event-loop lag, 1 ms ticker, {args.events} events, median of {args.rounds} rounds")
+    print(f"| {'scenario':26} | lag p50 ms | lag p99 ms | lag max ms | ticks |")
+    print(f"|{'-' * 28}|------------|------------|------------|-------|")
+    for name, s in summary.items():
+        print(
+            f"| {name:26} | {s['p50_ms']:10.3f} | {s['p99_ms']:10.3f} | "
+            f"{s['max_ms']:10.2f} | {s['ticks']:5.0f} |"
+        )
+    result = {"events": args.events, "rounds": args.rounds, "summary": summary, "runs": runs}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
