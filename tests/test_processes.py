@@ -117,3 +117,22 @@ async def test_emitter_created_before_fork_is_safe_in_the_child(
     delivered = received_eids(collector)
     assert set(delivered) == set(tracked)
     assert max(delivered.values()) == 1
+
+
+async def test_many_processes_opening_a_new_file_at_once_all_succeed(db_path: Path) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "import asynctracker as at\n"
+        "async def main():\n"
+        "    async with at.SQLiteStorage(sys.argv[1]) as storage:\n"
+        "        await storage.add_event_row({'e': 'pv'})\n"
+        "asyncio.run(main())\n"
+    )
+    openers = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", code, str(db_path))
+        for _ in range(8)
+    ]
+    codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in openers)), timeout=60)
+    assert codes == [0] * 8
+    async with at.SQLiteStorage(db_path) as storage:
+        assert await storage.count() == 8
