@@ -127,7 +127,12 @@ class Emitter:
 
     Every option of the Go tracker's emitter is a keyword here (``OptionSendLimit`` is
     ``send_limit``, ...). Options are checked when the emitter is made: a bad one
-    raises ConfigurationError before anything is opened.
+    raises ConfigurationError before anything is opened. Beyond the Go options:
+    ``timeout`` (seconds per request on the owned client), ``retry`` (a RetryPolicy),
+    ``max_events`` and ``overflow`` (the queue bound and what to drop at it),
+    ``close_timeout`` (how long leaving ``async with`` may flush) and
+    ``max_concurrent_requests`` (requests in flight at once, and the owned client's
+    connection pool).
 
     Use ``async with emitter:`` (or ``async with tracker:``), or call ``aclose()``:
     closing flushes nothing by itself; leaving ``async with`` flushes for up to
@@ -153,6 +158,7 @@ class Emitter:
         max_events: int | None = None,
         overflow: OverflowPolicy = "drop_oldest",
         close_timeout: float = 10.0,
+        max_concurrent_requests: int = 16,
     ) -> None:
         if request_type not in ("GET", "POST"):
             raise ConfigurationError(f"request_type must be 'GET' or 'POST', got {request_type!r}")
@@ -191,6 +197,9 @@ class Emitter:
             )
         self.max_events = _positive_int("max_events", max_events)
         self.overflow: OverflowPolicy = overflow
+        self.max_concurrent_requests = _positive_int(
+            "max_concurrent_requests", max_concurrent_requests
+        )
         self.retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self.retry, RetryPolicy):
             raise ConfigurationError("retry must be a RetryPolicy")
@@ -203,6 +212,7 @@ class Emitter:
         self._state = _State.UNOPENED
         self._pid = os.getpid()
         self._open_lock: asyncio.Lock | None = None
+        self._in_flight: asyncio.Semaphore | None = None
         self._task: asyncio.Task[bool] | None = None
         self._retry_handle: asyncio.TimerHandle | None = None
         self._wakeup = False
@@ -254,7 +264,10 @@ class Emitter:
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             timeout=self.timeout,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            limits=httpx.Limits(
+                max_connections=self.max_concurrent_requests,
+                max_keepalive_connections=self.max_concurrent_requests,
+            ),
         )
 
     async def _ensure_open(self) -> None:
@@ -269,6 +282,7 @@ class Emitter:
         self._task = None
         self._retry_handle = None
         self._open_lock = None
+        self._in_flight = None
         self._attempts.clear()
         if self._state is _State.OPEN:
             if self._owns_client:
@@ -594,13 +608,18 @@ class Emitter:
     ) -> tuple[int, float | None]:
         client = self._client
         assert client is not None
+        if self._in_flight is None:
+            self._in_flight = asyncio.Semaphore(self.max_concurrent_requests)
         try:
-            response = await client.request(
-                method,
-                url,
-                content=content,
-                headers=POST_HEADERS if content is not None else None,
-            )
+            # An iteration may hold hundreds of GETs: beyond the client's connection pool
+            # they would time out waiting for a connection and look like a dead collector.
+            async with self._in_flight:
+                response = await client.request(
+                    method,
+                    url,
+                    content=content,
+                    headers=POST_HEADERS if content is not None else None,
+                )
         except httpx.HTTPError as exc:
             logger.debug("%s %s failed: %r", method, url, exc)
             return NO_RESPONSE, None
