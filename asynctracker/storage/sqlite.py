@@ -42,8 +42,9 @@ _T = TypeVar("_T")
 
 # SQLite builds older than 3.32 allow 999 bound parameters per statement.
 _MAX_PARAMS = 999
-# Upper bound on rows one group commit writes, so one transaction stays short.
-_MAX_GROUP = 5000
+# Rows one group commit writes: one INSERT statement, so one trip to the SQLite thread
+# (a single add_event_rows call with more rows still goes in one transaction).
+_MAX_GROUP = _MAX_PARAMS
 # How often claim_event_rows looks for rows held by dead or expired owners.
 _RECLAIM_INTERVAL = 5.0
 
@@ -202,7 +203,7 @@ class SQLiteStorage:
             if self._conn is not None:
                 # On failure the claims still come back: they expire, or we are seen dead.
                 with contextlib.suppress(StorageError):
-                    await self._run(
+                    await self._fetch(
                         "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner = ?",
                         (self._owner,),
                     )
@@ -221,21 +222,15 @@ class SQLiteStorage:
 
     # -- statement helpers ------------------------------------------------------------
 
-    async def _run(self, sql: str, params: Sequence[object] = ()) -> int:
-        """Execute one statement (its own transaction); return rows changed."""
-        conn = await self._connection()
-        assert self._lock is not None
-        try:
-            async with self._lock:
-                cursor = await conn.execute(sql, params)
-                changed = cursor.rowcount
-                await cursor.close()
-                return changed
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-
     async def _fetch(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        conn = await self._connection()
+        """Run one statement as its own transaction, in one trip to the SQLite thread.
+
+        Counts come from ``RETURNING`` rows rather than ``cursor.rowcount``, which
+        would cost a second trip (closing the cursor).
+        """
+        conn = self._conn
+        if conn is None or self._closed or self._pid != os.getpid():
+            conn = await self._connection()
         assert self._lock is not None
         try:
             async with self._lock:
@@ -243,25 +238,25 @@ class SQLiteStorage:
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
-    async def _run_many(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
-        """Execute statements in one transaction (all or nothing)."""
+    async def _transaction(
+        self, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[list[sqlite3.Row]]:
+        """Run statements in one transaction (all or nothing); their rows, in order."""
         if len(statements) == 1:
-            return await self._run(*statements[0])
+            return [await self._fetch(*statements[0])]
         conn = await self._connection()
         assert self._lock is not None
         try:
             async with self._lock:
-                await conn.execute("BEGIN IMMEDIATE")
+                await conn.execute_fetchall("BEGIN IMMEDIATE")
                 try:
-                    changed = 0
-                    for sql, params in statements:
-                        cursor = await conn.execute(sql, params)
-                        changed += cursor.rowcount
-                        await cursor.close()
-                    await conn.execute("COMMIT")
-                    return changed
+                    results = [
+                        list(await conn.execute_fetchall(sql, params)) for sql, params in statements
+                    ]
+                    await conn.execute_fetchall("COMMIT")
+                    return results
                 except BaseException:
-                    await asyncio.shield(conn.execute("ROLLBACK"))
+                    await asyncio.shield(conn.execute_fetchall("ROLLBACK"))
                     raise
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
@@ -289,7 +284,8 @@ class SQLiteStorage:
         return len(raws)
 
     async def _enqueue(self, raws: list[str]) -> None:
-        await self._connection()
+        if self._conn is None or self._closed or self._pid != os.getpid():
+            await self._connection()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((raws, future))
         if self._writer is None:
@@ -314,7 +310,7 @@ class SQLiteStorage:
                     for chunk in _chunks(raws, _MAX_PARAMS)
                 ]
                 try:
-                    await self._run_many(statements)
+                    await self._transaction(statements)
                 except BaseException as exc:
                     error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
                     for _, future in group:
@@ -332,14 +328,19 @@ class SQLiteStorage:
     # -- the Storage protocol -------------------------------------------------------
 
     async def delete_all_event_rows(self) -> int:
-        return await self._run("DELETE FROM events")
+        counted, _ = await self._transaction(
+            [("SELECT COUNT(*) FROM events", ()), ("DELETE FROM events", ())]
+        )
+        return int(counted[0][0])
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
         statements = [
-            (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))})", chunk)
+            (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))}) RETURNING id", chunk)
             for chunk in _chunks(list(ids), _MAX_PARAMS)
         ]
-        return await self._run_many(statements) if statements else 0
+        if not statements:
+            return 0
+        return sum(len(deleted) for deleted in await self._transaction(statements))
 
     async def get_all_event_rows(self) -> list[EventRow]:
         rows = await self._fetch("SELECT id, event FROM events ORDER BY id")
@@ -388,7 +389,7 @@ class SQLiteStorage:
             for chunk in _chunks(list(ids), _MAX_PARAMS - 1)
         ]
         if statements:
-            await self._run_many(statements)
+            await self._transaction(statements)
 
     async def reclaim_abandoned_rows(self) -> int:
         """Release rows whose owner process is dead or whose claim expired."""
@@ -402,16 +403,19 @@ class SQLiteStorage:
         if not owners:
             return 0
         dead = await asyncio.to_thread(dead_owners, owners, me=self._owner)
-        return await self._run(
+        released = await self._fetch(
             "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner IS NOT NULL "
-            f"AND owner != ? AND (claimed_until < ? OR owner IN ({_placeholders(len(dead))}))",
+            f"AND owner != ? AND (claimed_until < ? OR owner IN ({_placeholders(len(dead))})) "
+            "RETURNING id",
             [self._owner, time.time(), *dead],
         )
+        return len(released)
 
     async def delete_oldest_event_rows(self, count: int) -> int:
         """Delete up to ``count`` of the oldest unclaimed rows (overflow: drop oldest)."""
-        return await self._run(
+        deleted = await self._fetch(
             "DELETE FROM events WHERE id IN "
-            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?)",
+            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?) RETURNING id",
             (max(count, 0),),
         )
+        return len(deleted)
