@@ -8,6 +8,7 @@ the suite stays quick; the behaviour is the same with the defaults.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import time
@@ -60,7 +61,7 @@ def received_eids(collector: Collector) -> Counter[str]:
 
 
 def stored_count(db_path: Path) -> int:
-    with sqlite3.connect(db_path) as conn:
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
 
@@ -243,7 +244,7 @@ async def test_cancelling_track_calls_never_corrupts_storage(
     counts = received_eids(collector)
     assert returned <= set(counts)
     assert max(counts.values()) == 1
-    with sqlite3.connect(db_path) as conn:
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
