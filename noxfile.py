@@ -44,7 +44,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=None)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package and the typing examples in tests/typing."""
-    session.install("-e", ".[lint]")
+    session.install("-e", ".[test,lint]")
     session.run("mypy", "--strict")
 
 
