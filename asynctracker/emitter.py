@@ -14,7 +14,9 @@ only after a 2xx/3xx answer (or when the policy drops it, which is reported).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import importlib
 import inspect
 import logging
 import os
@@ -62,6 +64,7 @@ NO_RESPONSE = -1
 NOT_SENT = 0
 
 _DEFAULT_MAX_EVENTS_MEMORY = 100_000
+_YIELD_EVERY = 64
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
 
 
@@ -219,6 +222,7 @@ class Emitter:
         self._failures_in_a_row = 0
         self._attempts: dict[int, int] = {}
         self._queued = 0
+        self._adds = 0
         self._sent = 0
         self._failed = 0
         self._retried = 0
@@ -256,12 +260,20 @@ class Emitter:
                 await opener()
             self._queued = await self._count()
             if self._owns_client:
-                self._client = self._new_client()
+                self._client = await asyncio.to_thread(self._new_client)
             self._state = _State.OPEN
         if self._queued:
             self._wake()
 
     def _new_client(self) -> httpx.AsyncClient:
+        """Build the owned client. Blocking: run it in a worker thread.
+
+        Creating the client loads the CA bundle (tens of milliseconds of disk and CPU),
+        and httpcore imports anyio's asyncio backend on its first request; both are
+        done here, off the event loop, so the first track_* does not stall it.
+        """
+        with contextlib.suppress(ImportError):
+            importlib.import_module("anyio._backends._asyncio")
         return httpx.AsyncClient(
             timeout=self.timeout,
             limits=httpx.Limits(
@@ -285,8 +297,10 @@ class Emitter:
         self._in_flight = None
         self._attempts.clear()
         if self._state is _State.OPEN:
+            # open() runs again in the child: a new owned client, a new connection.
+            self._state = _State.UNOPENED
             if self._owns_client:
-                self._client = self._new_client()
+                self._client = None
             else:
                 logger.warning(
                     "emitter used in a forked child with the parent's http_client; "
@@ -356,6 +370,12 @@ class Emitter:
             raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
         self._queued += 1
         self._wake()
+        self._adds += 1
+        if not self._adds % _YIELD_EVERY:
+            # A storage that never suspends (MemoryStorage) would let a loop of
+            # `await track_*()` run without ever giving other tasks, the send task
+            # included, a turn: yield now and then so the event loop stays responsive.
+            await asyncio.sleep(0)
 
     async def add_many(self, payloads: Sequence[Mapping[str, str]]) -> None:
         """Store events together (all or none where the storage allows), then send."""
