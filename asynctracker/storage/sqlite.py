@@ -47,6 +47,7 @@ _MAX_PARAMS = 999
 _MAX_GROUP = _MAX_PARAMS
 # How often claim_event_rows looks for rows held by dead or expired owners.
 _RECLAIM_INTERVAL = 5.0
+_SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -126,6 +127,7 @@ class SQLiteStorage:
         self._pending: deque[tuple[list[str], asyncio.Future[None]]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._next_reclaim = 0.0
+        self._last_claim_stamp = 0.0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -171,7 +173,14 @@ class SQLiteStorage:
         deadline = time.monotonic() + self._busy_timeout
         delay = 0.01
         while True:
-            pending = aiosqlite.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+            # check_same_thread=False: total_changes is read on the loop between trips,
+            # while the connection's own thread is idle (under self._lock).
+            pending = aiosqlite.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             conn: aiosqlite.Connection | None = None
             try:
                 conn = await pending
@@ -225,16 +234,26 @@ class SQLiteStorage:
     async def _fetch(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         """Run one statement as its own transaction, in one trip to the SQLite thread.
 
-        Counts come from ``RETURNING`` rows rather than ``cursor.rowcount``, which
-        would cost a second trip (closing the cursor).
+        Keep result sets to a row or two on hot paths: the sqlite3 module takes the GIL
+        back for every row, and while the event loop is busy each of those waits up to
+        the interpreter's switch interval (5 ms). Rows are aggregated in SQL instead.
         """
+        rows, _ = await self._execute(sql, params)
+        return rows
+
+    async def _execute(
+        self, sql: str, params: Sequence[object] = ()
+    ) -> tuple[list[sqlite3.Row], int]:
+        """Like _fetch, and also return how many rows the statement changed."""
         conn = self._conn
         if conn is None or self._closed or self._pid != os.getpid():
             conn = await self._connection()
         assert self._lock is not None
         try:
             async with self._lock:
-                return list(await conn.execute_fetchall(sql, params))
+                before = conn.total_changes
+                rows = list(await conn.execute_fetchall(sql, params))
+                return rows, conn.total_changes - before
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
@@ -335,22 +354,40 @@ class SQLiteStorage:
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
         statements = [
-            (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))}) RETURNING id", chunk)
+            (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))})", chunk)
             for chunk in _chunks(list(ids), _MAX_PARAMS)
         ]
-        if not statements:
-            return 0
-        return sum(len(deleted) for deleted in await self._transaction(statements))
+        if len(statements) == 1:
+            return (await self._execute(*statements[0]))[1]
+        counted = [("SELECT COUNT(*) FROM events", ())]
+        before, *_, after = await self._transaction([*counted, *statements, *counted])
+        return int(before[0][0]) - int(after[0][0])
 
     async def get_all_event_rows(self) -> list[EventRow]:
         rows = await self._fetch("SELECT id, event FROM events ORDER BY id")
         return [EventRow(row_id, raw=raw) for row_id, raw in rows]
 
     async def get_event_rows_within_range(self, event_range: int) -> list[EventRow]:
-        rows = await self._fetch(
+        return await self._fetch_rows(
             "SELECT id, event FROM events ORDER BY id LIMIT ?", (max(event_range, 0),)
         )
-        return [EventRow(row_id, raw=raw) for row_id, raw in rows]
+
+    async def _fetch_rows(self, select: str, params: Sequence[object]) -> list[EventRow]:
+        """The ``(id, event)`` rows of ``select``, oldest first, fetched as ONE row.
+
+        group_concat folds them into two strings (see _fetch for why). Stored events are
+        ASCII JSON with control characters escaped, so the record separator (0x1E)
+        never occurs inside one.
+        """
+        rows = await self._fetch(
+            f"SELECT group_concat(id), group_concat(event, char(30)) FROM ({select})",
+            params,
+        )
+        ids, events = rows[0]
+        if ids is None:
+            return []
+        pairs = sorted(zip(map(int, ids.split(",")), events.split(_SEPARATOR), strict=True))
+        return [EventRow(row_id, raw=raw) for row_id, raw in pairs]
 
     # -- optional methods the emitter uses --------------------------------------------
 
@@ -369,14 +406,21 @@ class SQLiteStorage:
         if now >= self._next_reclaim:
             self._next_reclaim = now + _RECLAIM_INTERVAL
             await self.reclaim_abandoned_rows()
-        rows = await self._fetch(
+        # A value unique to this claim marks its rows, so they can be read back as one
+        # aggregated row (an UPDATE ... RETURNING yields them one GIL trip at a time).
+        stamp = max(now + self._claim_ttl, self._last_claim_stamp + 1e-3)
+        self._last_claim_stamp = stamp
+        _, claimed = await self._execute(
             "UPDATE events SET owner = ?, claimed_until = ? WHERE id IN "
-            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?) "
-            "RETURNING id, event",
-            (self._owner, now + self._claim_ttl, max(limit, 0)),
+            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?)",
+            (self._owner, stamp, max(limit, 0)),
         )
-        rows.sort(key=lambda row: int(row[0]))
-        return [EventRow(row_id, raw=raw) for row_id, raw in rows]
+        if not claimed:
+            return []
+        return await self._fetch_rows(
+            "SELECT id, event FROM events WHERE owner = ? AND claimed_until = ?",
+            (self._owner, stamp),
+        )
 
     async def release_event_rows(self, ids: Sequence[int]) -> None:
         """Give back claimed rows (their send failed) so they can be claimed again."""
@@ -403,19 +447,18 @@ class SQLiteStorage:
         if not owners:
             return 0
         dead = await asyncio.to_thread(dead_owners, owners, me=self._owner)
-        released = await self._fetch(
+        _, released = await self._execute(
             "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner IS NOT NULL "
-            f"AND owner != ? AND (claimed_until < ? OR owner IN ({_placeholders(len(dead))})) "
-            "RETURNING id",
+            f"AND owner != ? AND (claimed_until < ? OR owner IN ({_placeholders(len(dead))}))",
             [self._owner, time.time(), *dead],
         )
-        return len(released)
+        return released
 
     async def delete_oldest_event_rows(self, count: int) -> int:
         """Delete up to ``count`` of the oldest unclaimed rows (overflow: drop oldest)."""
-        deleted = await self._fetch(
+        _, deleted = await self._execute(
             "DELETE FROM events WHERE id IN "
-            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?) RETURNING id",
+            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?)",
             (max(count, 0),),
         )
-        return len(deleted)
+        return deleted
