@@ -244,30 +244,22 @@ def decode_event(event: Mapping[str, str]) -> dict[str, object]:
     is left as it was, so a broken event still shows what arrived.
     """
     decoded: dict[str, object] = dict(event)
-    for key in ("ue_px", "ue_pr"):
-        raw = event.get(key)
-        if not isinstance(raw, str):
-            continue
-        try:
-            obj = _load(key, raw)
-        except _DecodeError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("data"), dict):
-            del decoded[key]
-            decoded["unstruct_event"] = obj["data"]
-            break
-    for key in ("cx", "co"):
-        raw = event.get(key)
-        if not isinstance(raw, str):
-            continue
-        try:
-            obj = _load(key, raw)
-        except _DecodeError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("data"), list):
-            del decoded[key]
-            decoded["contexts"] = obj["data"]
-            break
+    for keys, name, kind in (
+        (("ue_px", "ue_pr"), "unstruct_event", dict),
+        (("cx", "co"), "contexts", list),
+    ):
+        for key in keys:
+            raw = event.get(key)
+            if not isinstance(raw, str):
+                continue
+            try:
+                obj = _load(key, raw)
+            except _DecodeError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("data"), kind):
+                del decoded[key]
+                decoded[name] = obj["data"]
+                break
     return decoded
 
 
