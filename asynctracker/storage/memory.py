@@ -34,6 +34,7 @@ class MemoryStorage:
             raise ClosedError("this MemoryStorage was closed")
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
+        """Store one event; True once stored."""
         self._check_open()
         self._rows[next(self._ids)] = encode_event(payload)
         return True
@@ -47,6 +48,7 @@ class MemoryStorage:
         return len(encoded)
 
     async def delete_all_event_rows(self) -> int:
+        """Delete every stored event (claimed ones too); return how many."""
         self._check_open()
         count = len(self._rows)
         self._rows.clear()
@@ -54,6 +56,7 @@ class MemoryStorage:
         return count
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
+        """Delete the events with these ids; return how many existed."""
         self._check_open()
         deleted = 0
         for row_id in ids:
@@ -63,10 +66,12 @@ class MemoryStorage:
         return deleted
 
     async def get_all_event_rows(self) -> list[EventRow]:
+        """Every stored event, oldest first."""
         self._check_open()
         return self._to_rows(self._rows.items())
 
     async def get_event_rows_within_range(self, event_range: int) -> list[EventRow]:
+        """Up to ``event_range`` stored events, oldest first (claimed ones included)."""
         self._check_open()
         return self._to_rows(itertools.islice(self._rows.items(), max(event_range, 0)))
 

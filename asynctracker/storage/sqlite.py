@@ -347,12 +347,14 @@ class SQLiteStorage:
     # -- the Storage protocol -------------------------------------------------------
 
     async def delete_all_event_rows(self) -> int:
+        """Delete every stored event (claimed ones too); return how many."""
         counted, _ = await self._transaction(
             [("SELECT COUNT(*) FROM events", ()), ("DELETE FROM events", ())]
         )
         return int(counted[0][0])
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
+        """Delete the events with these ids; return how many existed."""
         statements = [
             (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))})", chunk)
             for chunk in _chunks(list(ids), _MAX_PARAMS)
@@ -364,10 +366,12 @@ class SQLiteStorage:
         return int(before[0][0]) - int(after[0][0])
 
     async def get_all_event_rows(self) -> list[EventRow]:
+        """Every stored event, oldest first."""
         rows = await self._fetch("SELECT id, event FROM events ORDER BY id")
         return [EventRow(row_id, raw=raw) for row_id, raw in rows]
 
     async def get_event_rows_within_range(self, event_range: int) -> list[EventRow]:
+        """Up to ``event_range`` stored events, oldest first (claimed ones included)."""
         return await self._fetch_rows(
             "SELECT id, event FROM events ORDER BY id LIMIT ?", (max(event_range, 0),)
         )
