@@ -33,6 +33,9 @@ from collector import CollectorClient, CollectorProcess  # noqa: E402
 from drivers import ACTION, CATEGORY, VALUE, label  # noqa: E402
 from loop_lag import percentile  # noqa: E402
 
+UNDELIVERED = "asynctracker-sqlite c=100, no collector"
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # discard port: nothing listens, sends fail fast
+
 
 def raw_sqlite_rate(n: int) -> float:
     """Events/s of sqlite3 with one INSERT and one COMMIT per event (WAL, NORMAL)."""
@@ -57,7 +60,9 @@ def raw_sqlite_rate(n: int) -> float:
     return n / seconds
 
 
-async def _asynctracker(n: int, url: str, storage: str, concurrency: int) -> dict[str, float]:
+async def _asynctracker(
+    n: int, url: str, storage: str, concurrency: int, *, flush: bool = True
+) -> dict[str, float]:
     import asynctracker as at
 
     latencies: list[float] = []
@@ -76,7 +81,10 @@ async def _asynctracker(n: int, url: str, storage: str, concurrency: int) -> dic
             started = time.perf_counter()
             await asyncio.gather(*(producer(k * per_task) for k in range(concurrency)))
             seconds = time.perf_counter() - started
-            await tracker.flush()
+            if flush:
+                await tracker.flush()
+            else:
+                tracker.emitter.close_timeout = 0
     return {
         "rate": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 50) * 1000,
@@ -96,6 +104,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cases = [(s, c) for c in (1, 100) for s in ("sqlite", "memory")]
     runs: dict[str, list[dict[str, float]]] = {"raw-sqlite3-commit-per-event": []}
     runs.update({f"asynctracker-{s} c={c}": [] for s, c in cases})
+    # The same 100 callers with nothing to deliver to (a closed port): the track path
+    # alone, without the send loop's claims, deletes and HTTP sharing the two cores.
+    runs[UNDELIVERED] = []
     with CollectorProcess(keep_eids=False) as collector:
         client = CollectorClient(collector.url)
         for _ in range(args.rounds):
@@ -108,6 +119,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 runs[f"asynctracker-{storage} c={concurrency}"].append(
                     asyncio.run(_asynctracker(n, collector.url, storage, concurrency))
                 )
+            runs[UNDELIVERED].append(
+                asyncio.run(_asynctracker(args.events, CLOSED_PORT_URL, "sqlite", 100, flush=False))
+            )
         client.close()
 
     summary = {
@@ -116,11 +130,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     raw = summary["raw-sqlite3-commit-per-event"]["rate"]
     print(f"track_struct_event latency and rate, median of {args.rounds} rounds")
-    print(f"| {'case':30} | track/s | x raw sqlite3 | p50 ms | p99 ms | max ms |")
-    print(f"|{'-' * 32}|---------|---------------|--------|--------|--------|")
+    print(f"| {'case':40} | track/s | x raw sqlite3 | p50 ms | p99 ms | max ms |")
+    print(f"|{'-' * 42}|---------|---------------|--------|--------|--------|")
     for name, s in summary.items():
         cells = [f"{s[k]:6.3f}" if k in s else "     -" for k in ("p50_ms", "p99_ms", "max_ms")]
-        head = f"| {name:30} | {s['rate']:7,.0f} | {s['rate'] / raw:13.2f} | "
+        head = f"| {name:40} | {s['rate']:7,.0f} | {s['rate'] / raw:13.2f} | "
         print(head + " | ".join(cells) + " |")
     result = {
         "events": args.events,
