@@ -28,15 +28,8 @@ from typing import Literal, TypeAlias, TypeVar
 import httpx
 
 from ._retry import RetryPolicy
-from ._wire import (
-    POST_HEADERS,
-    Endpoints,
-    chunk_rows,
-    get_query,
-    now_ms,
-    parse_retry_after,
-    post_body,
-)
+from ._sender import Outcome, Sender
+from ._wire import Endpoints
 from .exceptions import (
     AsyncTrackerError,
     ClosedError,
@@ -58,8 +51,6 @@ RequestType: TypeAlias = Literal["GET", "POST"]
 HttpProtocol: TypeAlias = Literal["http", "https"]
 OverflowPolicy: TypeAlias = Literal["drop_oldest", "drop_newest", "raise"]
 
-#: CallbackResult.status when no HTTP response came back (connect error, timeout).
-NO_RESPONSE = -1
 #: CallbackResult.status of events dropped before any request (queue overflow).
 NOT_SENT = 0
 
@@ -110,13 +101,6 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-@dataclass(slots=True)
-class _Outcome:
-    rows: Sequence[EventRow]
-    status: int
-    retry_after: float | None = None
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -215,7 +199,7 @@ class Emitter:
         self._state = _State.UNOPENED
         self._pid = os.getpid()
         self._open_lock: asyncio.Lock | None = None
-        self._in_flight: asyncio.Semaphore | None = None
+        self._sender: Sender | None = None
         self._task: asyncio.Task[bool] | None = None
         self._retry_handle: asyncio.TimerHandle | None = None
         self._wakeup = False
@@ -261,6 +245,14 @@ class Emitter:
             self._queued = await self._count()
             if self._owns_client:
                 self._client = await asyncio.to_thread(self._new_client)
+            assert self._client is not None
+            self._sender = Sender(
+                self._client,
+                self._endpoints,
+                request_type=self.request_type,
+                byte_limit_post=self.byte_limit_post,
+                max_concurrent=self.max_concurrent_requests,
+            )
             self._state = _State.OPEN
         if self._queued:
             self._wake()
@@ -294,7 +286,7 @@ class Emitter:
         self._task = None
         self._retry_handle = None
         self._open_lock = None
-        self._in_flight = None
+        self._sender = None
         self._attempts.clear()
         if self._state is _State.OPEN:
             # open() runs again in the child: a new owned client, a new connection.
@@ -518,11 +510,8 @@ class Emitter:
         Returns (anything delivered?, retry hint): the hint is None when nothing needs
         retrying, else the longest Retry-After seen (0.0 when there was none).
         """
-        if self.request_type == "POST":
-            sends = [self._post(chunk) for chunk in chunk_rows(rows, self.byte_limit_post)]
-        else:
-            sends = [self._get(row) for row in rows]
-        outcomes = [outcome for batch in await asyncio.gather(*sends) for outcome in batch]
+        assert self._sender is not None
+        outcomes = await self._sender.send(rows)
 
         successes: list[CallbackResult] = []
         failures: list[CallbackResult] = []
@@ -566,7 +555,7 @@ class Emitter:
         await self._call_back(successes, failures)
         return bool(successes), retry_hint
 
-    def _drop_reason(self, outcome: _Outcome) -> str | None:
+    def _drop_reason(self, outcome: Outcome) -> str | None:
         if outcome.status in self.retry.non_retryable_statuses:
             return f"status {outcome.status} is not retryable"
         if outcome.status == 413:
@@ -605,49 +594,6 @@ class Emitter:
                 await result
         except Exception:
             logger.exception("asynctracker callback raised; delivery continues")
-
-    # -- requests ----------------------------------------------------------------------
-
-    async def _post(self, rows: list[EventRow]) -> list[_Outcome]:
-        status, retry_after = await self._request(
-            "POST", self._endpoints.post, content=post_body(rows, now_ms())
-        )
-        if status == 413 and len(rows) > 1:
-            middle = len(rows) // 2
-            halves = await asyncio.gather(self._post(rows[:middle]), self._post(rows[middle:]))
-            return halves[0] + halves[1]
-        return [_Outcome(rows, status, retry_after)]
-
-    async def _get(self, row: EventRow) -> list[_Outcome]:
-        url = f"{self._endpoints.get}?{get_query(row, now_ms())}"
-        status, retry_after = await self._request("GET", url)
-        return [_Outcome([row], status, retry_after)]
-
-    async def _request(
-        self, method: str, url: str, *, content: bytes | None = None
-    ) -> tuple[int, float | None]:
-        client = self._client
-        assert client is not None
-        if self._in_flight is None:
-            self._in_flight = asyncio.Semaphore(self.max_concurrent_requests)
-        try:
-            # An iteration may hold hundreds of GETs: beyond the client's connection pool
-            # they would time out waiting for a connection and look like a dead collector.
-            async with self._in_flight:
-                response = await client.request(
-                    method,
-                    url,
-                    content=content,
-                    headers=POST_HEADERS if content is not None else None,
-                )
-        except httpx.HTTPError as exc:
-            logger.debug("%s %s failed: %r", method, url, exc)
-            return NO_RESPONSE, None
-        status = response.status_code
-        retry_after = None
-        if status in (429, 503):
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return status, retry_after
 
     # -- flushing and stats --------------------------------------------------------------
 
