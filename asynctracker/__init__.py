@@ -4,8 +4,9 @@ Everything users need is imported from here: ``import asynctracker as at``.
 """
 
 from ._retry import RetryPolicy
+from ._settle import CallbackResult, EmitterStats
 from ._version import __version__
-from .emitter import CallbackResult, Emitter, EmitterStats
+from .emitter import Emitter
 from .exceptions import (
     AsyncTrackerError,
     ClosedError,

@@ -13,8 +13,9 @@ import collections
 from dataclasses import dataclass, field
 
 from ._collector import ReceivedEvent
+from ._settle import CallbackResult
 from ._validate import EVENT_NAMES
-from .emitter import CallbackResult, Emitter
+from .emitter import Emitter
 from .payload import SCREEN_VIEW_SCHEMA, TIMING_SCHEMA
 
 __all__ = ["Tally", "deliver", "describe", "event_kind", "failure_reason"]

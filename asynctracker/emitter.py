@@ -21,14 +21,14 @@ import inspect
 import logging
 import os
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, TypeAlias, TypeVar
 
 import httpx
 
 from ._retry import RetryPolicy
-from ._sender import Outcome, Sender
+from ._sender import Sender
+from ._settle import Callback, CallbackResult, EmitterStats, settle
 from ._wire import Endpoints
 from .exceptions import (
     AsyncTrackerError,
@@ -43,7 +43,7 @@ from .storage.sqlite import SQLiteStorage
 
 _EmitterT = TypeVar("_EmitterT", bound="Emitter")
 
-__all__ = ["CallbackResult", "Emitter", "EmitterStats"]
+__all__ = ["Emitter"]
 
 logger = logging.getLogger("asynctracker")
 
@@ -57,44 +57,6 @@ NOT_SENT = 0
 _DEFAULT_MAX_EVENTS_MEMORY = 100_000
 _YIELD_EVERY = 4  # small steps: with 100 ready producers, 4 events each is ~4 ms a loop turn
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackResult:
-    """The outcome of one request: how many events it carried and the HTTP status.
-
-    ``status`` is -1 when no response came (connection refused, timeout) and 0 for
-    events dropped without a request (queue overflow). ``dropped`` is True when the
-    events were discarded rather than kept for another try.
-    """
-
-    count: int
-    status: int
-    dropped: bool = False
-
-
-Callback: TypeAlias = Callable[
-    [list[CallbackResult], list[CallbackResult]], "Awaitable[None] | None"
-]
-
-
-@dataclass(frozen=True, slots=True)
-class EmitterStats:
-    """Counters since the emitter was created, for metrics and health checks.
-
-    ``queued`` is the number of events waiting in storage (as last known to this
-    emitter); ``sent`` events were accepted by the collector; ``failed`` counts failed
-    send attempts per event; ``retried`` the failed ones kept for another try;
-    ``dropped`` events discarded undelivered (non-retryable status, too large, queue
-    overflow, max_attempts). Each dropped event is also logged and reported to the
-    callback.
-    """
-
-    queued: int
-    sent: int
-    failed: int
-    retried: int
-    dropped: int
 
 
 class _State(enum.Enum):
@@ -511,69 +473,23 @@ class Emitter:
         retrying, else the longest Retry-After seen (0.0 when there was none).
         """
         assert self._sender is not None
-        outcomes = await self._sender.send(rows)
-
-        successes: list[CallbackResult] = []
-        failures: list[CallbackResult] = []
-        finished: list[int] = []
-        to_retry: list[int] = []
-        retry_hint: float | None = None
-        for outcome in outcomes:
-            ids = [row.id for row in outcome.rows]
-            count = len(ids)
-            if 200 <= outcome.status < 400:
-                successes.append(CallbackResult(count, outcome.status))
-                finished += ids
-                self._sent += count
-                continue
-            self._failed += count
-            reason = self._drop_reason(outcome)
-            if reason is None:
-                kept, exhausted = self._split_exhausted(ids)
-                to_retry += kept
-                finished += exhausted
-                self._retried += len(kept)
-                if kept:
-                    failures.append(CallbackResult(len(kept), outcome.status))
-                    retry_hint = max(retry_hint or 0.0, outcome.retry_after or 0.0)
-                if exhausted:
-                    failures.append(CallbackResult(len(exhausted), outcome.status, dropped=True))
-                    self._log_drop(len(exhausted), "max_attempts reached")
-            else:
-                finished += ids
-                failures.append(CallbackResult(count, outcome.status, dropped=True))
-                self._log_drop(count, reason)
-        if finished:
-            await self.storage.delete_event_rows(finished)
-            self._queued = max(self._queued - len(finished), 0)
-            for row_id in finished:
+        result = settle(await self._sender.send(rows), self.retry, self._attempts)
+        self._sent += result.sent
+        self._failed += result.failed
+        self._retried += len(result.release)
+        for count, reason in result.drops:
+            self._log_drop(count, reason)
+        if result.delete:
+            await self.storage.delete_event_rows(result.delete)
+            self._queued = max(self._queued - len(result.delete), 0)
+            for row_id in result.delete:
                 self._attempts.pop(row_id, None)
-        if to_retry:
+        if result.release:
             release = getattr(self.storage, "release_event_rows", None)
             if release is not None:
-                await release(to_retry)
-        await self._call_back(successes, failures)
-        return bool(successes), retry_hint
-
-    def _drop_reason(self, outcome: Outcome) -> str | None:
-        if outcome.status in self.retry.non_retryable_statuses:
-            return f"status {outcome.status} is not retryable"
-        if outcome.status == 413:
-            return "the collector refused a single event as too large (413)"
-        return None
-
-    def _split_exhausted(self, ids: list[int]) -> tuple[list[int], list[int]]:
-        """Split failed rows into (retry again, out of attempts) per max_attempts."""
-        limit = self.retry.max_attempts
-        if limit is None:
-            return ids, []
-        kept: list[int] = []
-        exhausted: list[int] = []
-        for row_id in ids:
-            attempts = self._attempts.get(row_id, 0) + 1
-            self._attempts[row_id] = attempts
-            (exhausted if attempts >= limit else kept).append(row_id)
-        return kept, exhausted
+                await release(result.release)
+        await self._call_back(result.successes, result.failures)
+        return result.delivered, result.retry_hint
 
     def _log_drop(self, count: int, reason: str) -> None:
         self._dropped += count

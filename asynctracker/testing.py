@@ -29,8 +29,9 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from ._settle import Callback
 from ._validate import decode_event, validate_event, validate_post_body
-from .emitter import Callback, Emitter, RequestType
+from .emitter import Emitter, RequestType
 from .storage.memory import MemoryStorage
 from .subject import Subject
 from .tracker import Platform, Tracker

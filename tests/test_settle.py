@@ -1,0 +1,68 @@
+"""The fate of each request's rows once its answer is in (pure decision, no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+import asynctracker as at
+from asynctracker._sender import NO_RESPONSE, Outcome
+from asynctracker._settle import settle
+
+
+def rows(*ids: int) -> list[at.EventRow]:
+    return [at.EventRow(i, {"e": "pv"}) for i in ids]
+
+
+@pytest.mark.parametrize("status", [200, 204, 302], ids=["200", "204", "302"])
+def test_2xx_and_3xx_are_delivered_and_deleted(status: int) -> None:
+    result = settle([Outcome(rows(1, 2), status)], at.RetryPolicy(), {})
+    assert (result.delete, result.release, result.sent) == ([1, 2], [], 2)
+    assert result.successes == [at.CallbackResult(2, status)]
+    assert result.delivered
+    assert result.retry_hint is None
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 410, 422])
+def test_non_retryable_statuses_are_dropped_and_reported(status: int) -> None:
+    result = settle([Outcome(rows(1, 2, 3), status)], at.RetryPolicy(), {})
+    assert (result.delete, result.release) == ([1, 2, 3], [])
+    assert result.failures == [at.CallbackResult(3, status, dropped=True)]
+    assert result.drops == [(3, f"status {status} is not retryable")]
+    assert result.retry_hint is None
+    assert not result.delivered
+
+
+def test_a_single_event_refused_as_too_large_is_dropped() -> None:
+    result = settle([Outcome(rows(7), 413)], at.RetryPolicy(), {})
+    assert result.delete == [7]
+    assert result.failures == [at.CallbackResult(1, 413, dropped=True)]
+
+
+@pytest.mark.parametrize("status", [NO_RESPONSE, 404, 500, 503], ids=str)
+def test_other_failures_are_kept_for_retry(status: int) -> None:
+    result = settle([Outcome(rows(1, 2), status)], at.RetryPolicy(), {})
+    assert (result.delete, result.release, result.failed) == ([], [1, 2], 2)
+    assert result.failures == [at.CallbackResult(2, status)]
+    assert result.retry_hint == 0.0
+
+
+def test_retry_hint_is_the_longest_retry_after_of_the_iteration() -> None:
+    outcomes = [Outcome(rows(1), 429, 2.0), Outcome(rows(2), 503, 5.0), Outcome(rows(3), 200)]
+    result = settle(outcomes, at.RetryPolicy(), {})
+    assert result.retry_hint == 5.0
+    assert result.delivered
+
+
+def test_rows_out_of_attempts_are_dropped_and_the_rest_kept() -> None:
+    attempts = {1: 2}
+    result = settle([Outcome(rows(1, 2), 500)], at.RetryPolicy(max_attempts=3), attempts)
+    assert (result.delete, result.release) == ([1], [2])
+    assert result.drops == [(1, "max_attempts reached")]
+    assert attempts == {1: 3, 2: 1}
+    assert at.CallbackResult(1, 500, dropped=True) in result.failures
+
+
+def test_statuses_made_retryable_by_the_policy_are_kept() -> None:
+    policy = at.RetryPolicy(non_retryable_statuses=frozenset())
+    result = settle([Outcome(rows(1), 400)], policy, {})
+    assert (result.delete, result.release) == ([], [1])
