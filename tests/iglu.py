@@ -56,23 +56,24 @@ def check_event(event: dict[str, str]) -> None:
     """Validate one event: payload_data item rules plus its ue and contexts JSON."""
     assert IGLU_DIR.is_dir(), f"Iglu schemas not found at {IGLU_DIR}"
     _check("iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4", [event])
-    unstruct = None
-    if "ue_px" in event:
-        unstruct = _decode_b64(event["ue_px"])
-    elif "ue_pr" in event:
-        unstruct = json.loads(event["ue_pr"])
+    unstruct = _embedded(event, "ue_px", "ue_pr")
     if unstruct is not None:
         check_self_describing(unstruct)
         check_self_describing(unstruct["data"])
-    contexts = None
-    if "cx" in event:
-        contexts = _decode_b64(event["cx"])
-    elif "co" in event:
-        contexts = json.loads(event["co"])
+    contexts = _embedded(event, "cx", "co")
     if contexts is not None:
         check_self_describing(contexts)
         for context in contexts["data"]:
             check_self_describing(context)
+
+
+def _embedded(event: dict[str, str], encoded_key: str, raw_key: str) -> Any:
+    """The JSON an event carries base64url-encoded or raw, or None."""
+    if encoded_key in event:
+        return _decode_b64(event[encoded_key])
+    if raw_key in event:
+        return json.loads(event[raw_key])
+    return None
 
 
 def check_post_body(body: bytes | str) -> list[dict[str, str]]:

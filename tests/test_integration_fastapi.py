@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated
 
 import httpx
 import pytest
 import uvicorn
+from examples_support import DUID, SID, load_example, sp_id_cookie
 from fastapi import Depends, FastAPI, Request
 from iglu import check_received
 
@@ -29,20 +28,7 @@ from asynctracker.integrations.fastapi import (
 )
 from asynctracker.testing import capture_tracker
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-DUID = "5f8b2c1e-1a2b-4c3d-8e9f-0123456789ab"
-SID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-SP_ID = f"{DUID}.1700000000.7.1700000500.1699999000.{SID}"
-
-
-def load_example(name: str) -> ModuleType:
-    """Import examples/<name>.py the way ``python examples/<name>.py`` finds it."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SP_ID = sp_id_cookie(7)
 
 
 @contextlib.asynccontextmanager
