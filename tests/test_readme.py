@@ -61,10 +61,13 @@ async def test_python_block_runs(code: str, tmp_path: Path) -> None:
     [c for block in blocks("bash") for c in commands(block) if c and not c.startswith(RUN_BY_CI)],
 )
 async def test_shell_command_runs(command: str, tmp_path: Path) -> None:
-    assert command.startswith("asynctracker "), f"README command not covered: {command}"
+    args = shlex.split(command)
+    if args[:3] == ["python3", "-m", "asynctracker"]:
+        args = args[2:]
+    assert args[0] == "asynctracker", f"README command not covered: {command}"
     async with Collector() as collector:
-        args = shlex.split(command.replace(README_URL, collector.url))
-        result = await _run_in_thread([sys.executable, "-m", "asynctracker", *args[1:]], tmp_path)
+        args = [arg.replace(README_URL, collector.url) for arg in args]
+        result = await _run_in_thread([sys.executable, "-m", *args], tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         assert collector.events or args[1] == "demo"
 
