@@ -37,6 +37,7 @@ from .exceptions import (
     QueueFullError,
     StorageError,
 )
+from .storage import _ops as ops
 from .storage.base import EventRow, Storage
 from .storage.memory import MemoryStorage
 from .storage.sqlite import SQLiteStorage
@@ -201,10 +202,8 @@ class Emitter:
         async with self._open_lock:
             if self._state is not _State.UNOPENED:
                 return
-            opener = getattr(self.storage, "open", None)
-            if opener is not None:
-                await opener()
-            self._queued = await self._count()
+            await ops.open_storage(self.storage)
+            self._queued = await ops.count_rows(self.storage)
             if self._owns_client:
                 self._client = await asyncio.to_thread(self._new_client)
             assert self._client is not None
@@ -282,9 +281,7 @@ class Emitter:
             if was_open and self._owns_client and self._client is not None:
                 await self._client.aclose()
         finally:
-            closer = getattr(self.storage, "aclose", None)
-            if closer is not None:
-                await closer()
+            await ops.close(self.storage)
 
     async def __aenter__(self: _EmitterT) -> _EmitterT:
         await self.open()
@@ -338,12 +335,7 @@ class Emitter:
         if not count or not await self._make_room(count):
             return
         try:
-            add_rows = getattr(self.storage, "add_event_rows", None)
-            if add_rows is not None:
-                await add_rows(payloads)
-            else:
-                for payload in payloads:
-                    await self.storage.add_event_row(payload)
+            await ops.add_rows(self.storage, payloads)
         except AsyncTrackerError:
             raise
         except Exception as exc:
@@ -356,7 +348,7 @@ class Emitter:
         excess = self._queued + count - self.max_events
         if excess <= 0:
             return True
-        self._queued = await self._count()  # other processes may have sent some
+        self._queued = await ops.count_rows(self.storage)  # others may have sent some
         excess = self._queued + count - self.max_events
         if excess <= 0:
             return True
@@ -368,24 +360,11 @@ class Emitter:
         if self.overflow == "drop_newest" or count > self.max_events:
             await self._report_dropped(count, NOT_SENT, "queue full (drop_newest)")
             return False
-        dropped = await self._delete_oldest(excess)
+        dropped = await ops.delete_oldest_rows(self.storage, excess)
         self._queued -= dropped
         if dropped:
             await self._report_dropped(dropped, NOT_SENT, "queue full (drop_oldest)")
         return True
-
-    async def _delete_oldest(self, count: int) -> int:
-        delete_oldest = getattr(self.storage, "delete_oldest_event_rows", None)
-        if delete_oldest is not None:
-            return int(await delete_oldest(count))
-        rows = await self.storage.get_event_rows_within_range(count)
-        return await self.storage.delete_event_rows([row.id for row in rows])
-
-    async def _count(self) -> int:
-        counter = getattr(self.storage, "count", None)
-        if counter is not None:
-            return int(await counter())
-        return len(await self.storage.get_all_event_rows())
 
     # -- the send task ------------------------------------------------------------------
 
@@ -425,7 +404,7 @@ class Emitter:
         try:
             while True:
                 self._wakeup = False
-                rows = await self._claim()
+                rows = await ops.claim_rows(self.storage, self.send_limit)
                 if not rows:
                     if self._wakeup:
                         continue
@@ -448,23 +427,12 @@ class Emitter:
             if self._task is asyncio.current_task():
                 self._task = None
 
-    async def _release_quietly(self, rows: list[EventRow]) -> None:
+    async def _release_quietly(self, claimed: list[EventRow]) -> None:
         """Give claimed rows back after an unexpected error, so they are not stuck."""
-        release = getattr(self.storage, "release_event_rows", None)
-        if release is None:
-            return
         try:
-            await release([row.id for row in rows])
+            await ops.release_rows(self.storage, [row.id for row in claimed])
         except Exception:
             logger.exception("could not release claimed rows; their claim will expire")
-
-    async def _claim(self) -> list[EventRow]:
-        claim = getattr(self.storage, "claim_event_rows", None)
-        if claim is not None:
-            rows: list[EventRow] = await claim(self.send_limit)
-        else:
-            rows = await self.storage.get_event_rows_within_range(self.send_limit)
-        return rows
 
     async def _send_and_settle(self, rows: list[EventRow]) -> tuple[bool, float | None]:
         """Send one iteration, then delete, drop or release each request's rows.
@@ -484,10 +452,7 @@ class Emitter:
             self._queued = max(self._queued - len(result.delete), 0)
             for row_id in result.delete:
                 self._attempts.pop(row_id, None)
-        if result.release:
-            release = getattr(self.storage, "release_event_rows", None)
-            if release is not None:
-                await release(result.release)
+        await ops.release_rows(self.storage, result.release)
         await self._call_back(result.successes, result.failures)
         return result.delivered, result.retry_hint
 
@@ -532,7 +497,7 @@ class Emitter:
         if task is not None:
             # asyncio.wait neither raises the task's outcome nor cancels it on timeout.
             await asyncio.wait([task], timeout=timeout)
-        self._queued = await self._count()
+        self._queued = await ops.count_rows(self.storage)
         return self._queued
 
     def stats(self) -> EmitterStats:
