@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from examples_support import DUID, SID, load_example, sp_id_cookie
+from examples_support import DUID, SID, collector_tracker, load_example, sp_id_cookie
 from iglu import check_received
 
 import asynctracker as at
@@ -59,13 +59,6 @@ def subject_app(
         app.middlewares.append(tracking_middleware(tracker=tracker, **options))  # type: ignore[arg-type]
     app.router.add_get("/subject", subject_handler)
     return app
-
-
-def collector_tracker(collector: Collector, db_path: Path) -> Callable[[], at.Tracker]:
-    def make() -> at.Tracker:
-        return at.Tracker(at.Emitter(collector.url, db_name=db_path), app_id="api")
-
-    return make
 
 
 # -- the example app, under a real server ---------------------------------------------------

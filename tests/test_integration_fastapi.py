@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import pytest
 import uvicorn
-from examples_support import DUID, SID, load_example, sp_id_cookie
+from examples_support import DUID, SID, collector_tracker, load_example, sp_id_cookie
 from fastapi import Depends, FastAPI, Request
 from iglu import check_received
 
@@ -82,13 +82,6 @@ async def subject_fields(
     assert response.status_code == 200, response.text
     fields: dict[str, str] = response.json()
     return fields
-
-
-def collector_tracker(collector: Collector, db_path: Path) -> Callable[[], at.Tracker]:
-    def make() -> at.Tracker:
-        return at.Tracker(at.Emitter(collector.url, db_name=db_path), app_id="api")
-
-    return make
 
 
 # -- the example app, under a real server ---------------------------------------------------
