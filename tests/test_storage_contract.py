@@ -8,44 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from examples_support import ROOT, load_file
 from iglu import check_received
 
 import asynctracker as at
 from asynctracker._collector import Collector, Reply
 
-
-class DictStorage:
-    """What a user might write: the five protocol methods over a dict, and nothing more."""
-
-    def __init__(self) -> None:
-        self._rows: dict[int, dict[str, str]] = {}
-        self._last_id = 0
-
-    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
-        self._last_id += 1
-        self._rows[self._last_id] = dict(payload)
-        return True
-
-    async def delete_all_event_rows(self) -> int:
-        count = len(self._rows)
-        self._rows.clear()
-        return count
-
-    async def delete_event_rows(self, ids: Sequence[int]) -> int:
-        return sum(self._rows.pop(row_id, None) is not None for row_id in set(ids))
-
-    async def get_all_event_rows(self) -> list[at.EventRow]:
-        return [at.EventRow(row_id, event) for row_id, event in self._rows.items()]
-
-    async def get_event_rows_within_range(self, event_range: int) -> list[at.EventRow]:
-        return (await self.get_all_event_rows())[: max(event_range, 0)]
+# The user-written storage of the typing quickstart (checked by mypy --strict as users
+# write it) is the one this contract suite holds to the same rules as the built-ins.
+UserStorage = load_file(
+    ROOT / "tests" / "typing" / "quickstart.py", "typing_quickstart"
+).ListStorage
 
 
-KINDS = ["memory", "sqlite", "user-dict"]
+KINDS = ["memory", "sqlite", "user-written"]
 
 
 def make_storage(kind: str, tmp_path: Path) -> at.Storage:
@@ -53,7 +33,7 @@ def make_storage(kind: str, tmp_path: Path) -> at.Storage:
         return at.MemoryStorage()
     if kind == "sqlite":
         return at.SQLiteStorage(tmp_path / "contract.db")
-    return DictStorage()
+    return UserStorage()
 
 
 @pytest.fixture(params=KINDS)
@@ -214,7 +194,7 @@ async def test_built_in_aclose_is_idempotent_and_refuses_later_use(
 
 
 async def test_emitter_delivers_from_a_user_written_storage(collector: Collector) -> None:
-    storage = DictStorage()
+    storage = UserStorage()
     emitter = at.Emitter(collector.url, storage=storage)
     async with at.Tracker(emitter, app_id="user-storage") as tracker:
         eids = [await tracker.track_page_view(page_url=f"https://a/{n}") for n in range(5)]
@@ -236,7 +216,7 @@ async def test_emitter_keeps_rows_in_a_user_written_storage_when_the_collector_f
 ) -> None:
 
     collector.responder = lambda _: Reply(500)
-    storage = DictStorage()
+    storage = UserStorage()
     emitter = at.Emitter(collector.url, storage=storage, retry=at.RetryPolicy(auto_retry=False))
     tracker = at.Tracker(emitter)
     try:
