@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,6 +57,13 @@ def _quiet_peers() -> None:
     warnings.simplefilter("ignore", DeprecationWarning)
 
 
+async def track_in_slices(n: int, track: Callable[[int], Awaitable[object]]) -> None:
+    """Track events 0..n-1, ``SLICE`` concurrent calls at a time (the same for every
+    async tracker, so they are driven alike)."""
+    for base in range(0, n, SLICE):
+        await asyncio.gather(*(track(i) for i in range(base, min(base + SLICE, n))))
+
+
 # -- asynctracker -----------------------------------------------------------------------
 
 
@@ -71,13 +78,9 @@ async def _asynctracker(
         tracker = at.Tracker(emitter, namespace="bench", app_id="bench")
         async with tracker:
             start = time.perf_counter()
-            for base in range(0, n, SLICE):
-                await asyncio.gather(
-                    *(
-                        tracker.track_struct_event(CATEGORY, ACTION, label(i), value=VALUE)
-                        for i in range(base, min(base + SLICE, n))
-                    )
-                )
+            await track_in_slices(
+                n, lambda i: tracker.track_struct_event(CATEGORY, ACTION, label(i), value=VALUE)
+            )
             await tracker.flush()
             delivered = client.wait_for(n, DELIVERY_TIMEOUT)
             seconds = time.perf_counter() - start
@@ -121,13 +124,9 @@ async def _aio_snowplow(n: int, url: str, client: CollectorClient) -> Result:
         start = time.perf_counter()
         # Its Emitter.input holds a lock while it POSTs a full buffer, so concurrent
         # calls queue up behind each request: gather gives it every chance anyway.
-        for base in range(0, n, SLICE):
-            await asyncio.gather(
-                *(
-                    tracker.track_struct_event(CATEGORY, ACTION, label(i), None, VALUE)
-                    for i in range(base, min(base + SLICE, n))
-                )
-            )
+        await track_in_slices(
+            n, lambda i: tracker.track_struct_event(CATEGORY, ACTION, label(i), None, VALUE)
+        )
         await tracker.flush()
         delivered = client.wait_for(n, DELIVERY_TIMEOUT)
         seconds = time.perf_counter() - start
