@@ -1,5 +1,6 @@
 """Shared test support: loading files that are not importable modules (examples/, the
-typing quickstart), a realistic ``_sp_id`` cookie, and a tracker factory for apps."""
+typing quickstart), a realistic ``_sp_id`` cookie, a tracker factory for apps, and the
+visit to the example shop that both framework suites run under a real server."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
+
+import httpx
+from iglu import check_received
 
 import asynctracker as at
-from asynctracker._collector import Collector
+from asynctracker._collector import Collector, ReceivedEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -44,3 +49,67 @@ def collector_tracker(collector: Collector, db_path: Path) -> Callable[[], at.Tr
         return at.Tracker(at.Emitter(collector.url, db_name=db_path), app_id="api")
 
     return make
+
+
+# -- the shop both example apps serve (examples/fastapi_app.py, examples/aiohttp_app.py) --
+
+
+class ShopVisit(NamedTuple):
+    base_url: str
+    cart_event_id: str
+    checkout_event_id: str
+
+
+async def visit_shop(
+    base_url: str, headers: dict[str, str], *, cookie: str, session_index: int, order_id: str
+) -> ShopVisit:
+    """Browse the example shop as a user would: home page, add a mug, check out."""
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        client.cookies.set(cookie, sp_id_cookie(session_index))
+        assert (await client.get("/", headers=headers)).json() == {"hello": "shop"}
+        cart = await client.post("/cart/mug", params={"quantity": 2}, headers=headers)
+        checkout = await client.post(f"/checkout/{order_id}", headers=headers)
+    return ShopVisit(base_url, cart.json()["event_id"], checkout.json()["event_id"])
+
+
+def check_shop_events(
+    events: list[ReceivedEvent],
+    visit: ShopVisit,
+    *,
+    order_id: str,
+    cart_schema: str,
+    app_id: str,
+    language: str,
+    session_index: int,
+) -> dict[str, list[dict[str, str]]]:
+    """What the visit must have delivered, valid and attributed; returns payloads by type."""
+    check_received(events)
+    by_type: dict[str, list[dict[str, str]]] = {}
+    for event in events:
+        by_type.setdefault(event.payload["e"], []).append(event.payload)
+    assert sorted(by_type) == ["pv", "ti", "tr", "ue"]
+    assert sorted(pv["url"] for pv in by_type["pv"]) == [
+        f"{visit.base_url}/",
+        f"{visit.base_url}/cart/mug?quantity=2",
+        f"{visit.base_url}/checkout/{order_id}",
+    ]
+    (cart,) = [event for event in events if event.payload["e"] == "ue"]
+    assert cart.payload["eid"] == visit.cart_event_id
+    assert cart.decoded["unstruct_event"] == {
+        "schema": cart_schema,
+        "data": {"quantity": 2, "sku": "mug"},
+    }
+    assert by_type["tr"][0]["eid"] == visit.checkout_event_id
+    for payload in (event.payload for event in events):
+        assert payload["aid"] == app_id
+        assert payload["ip"] == "127.0.0.1"
+        assert payload["ua"] == "Mozilla/5.0 (test)"
+        assert payload["lang"] == language
+        assert (payload["duid"], payload["vid"], payload["sid"]) == (DUID, str(session_index), SID)
+    return by_type
+
+
+async def assert_nothing_left(db_path: Path) -> None:
+    """The tracker's SQLite file holds no undelivered event."""
+    async with at.SQLiteStorage(db_path) as storage:
+        assert await storage.get_all_event_rows() == []

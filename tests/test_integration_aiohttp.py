@@ -11,8 +11,16 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from examples_support import DUID, SID, collector_tracker, load_example, sp_id_cookie
-from iglu import check_received
+from examples_support import (
+    DUID,
+    SID,
+    assert_nothing_left,
+    check_shop_events,
+    collector_tracker,
+    load_example,
+    sp_id_cookie,
+    visit_shop,
+)
 
 import asynctracker as at
 from asynctracker._collector import Collector
@@ -70,43 +78,22 @@ async def test_example_app_delivers_everything_tracked_when_the_server_stops(
     example = load_example("aiohttp_app")
     app = example.create_app(collector_url=collector.url, db_path=str(db_path))
     headers = {"User-Agent": "Mozilla/5.0 (test)", "Accept-Language": "nl-BE,nl;q=0.9"}
-    async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
-        client.cookies.set("_sp_id.9a9a", SP_ID)
-        assert (await client.get("/", headers=headers)).json() == {"hello": "shop"}
-        cart = (await client.post("/cart/mug", params={"quantity": 2}, headers=headers)).json()
-        checkout = (await client.post("/checkout/o-7", headers=headers)).json()
+    async with serving(app) as base_url:
+        visit = await visit_shop(
+            base_url, headers, cookie="_sp_id.9a9a", session_index=3, order_id="o-7"
+        )
 
     # No flush here: cleaning up the app (what a stop does) delivered the events.
-    events = collector.events
-    check_received(events)
-    by_type: dict[str, list[dict[str, str]]] = {}
-    for event in events:
-        by_type.setdefault(event.payload["e"], []).append(event.payload)
-    assert sorted(by_type) == ["pv", "ti", "tr", "ue"]
-    assert sorted(pv["url"] for pv in by_type["pv"]) == [
-        f"{base_url}/",
-        f"{base_url}/cart/mug?quantity=2",
-        f"{base_url}/checkout/o-7",
-    ]
-    assert by_type["ue"][0]["eid"] == cart["event_id"]
-    assert next(e for e in events if e.payload["e"] == "ue").decoded["unstruct_event"] == {
-        "schema": example.CART_SCHEMA,
-        "data": {"quantity": 2, "sku": "mug"},
-    }
-    assert by_type["tr"][0]["eid"] == checkout["event_id"]
-    for event in events:
-        payload = event.payload
-        assert payload["aid"] == "aiohttp-example"
-        assert payload["ip"] == "127.0.0.1"
-        assert payload["ua"] == "Mozilla/5.0 (test)"
-        assert payload["lang"] == "nl-BE"
-        assert (payload["duid"], payload["vid"], payload["sid"]) == (DUID, "3", SID)
-
-    storage = at.SQLiteStorage(db_path)
-    try:
-        assert await storage.get_all_event_rows() == []
-    finally:
-        await storage.aclose()
+    check_shop_events(
+        collector.events,
+        visit,
+        order_id="o-7",
+        cart_schema=example.CART_SCHEMA,
+        app_id="aiohttp-example",
+        language="nl-BE",
+        session_index=3,
+    )
+    await assert_nothing_left(db_path)
 
 
 def test_example_app_reads_its_settings_from_the_environment(

@@ -12,9 +12,17 @@ from typing import Annotated
 import httpx
 import pytest
 import uvicorn
-from examples_support import DUID, SID, collector_tracker, load_example, sp_id_cookie
+from examples_support import (
+    DUID,
+    SID,
+    assert_nothing_left,
+    check_shop_events,
+    collector_tracker,
+    load_example,
+    sp_id_cookie,
+    visit_shop,
+)
 from fastapi import Depends, FastAPI, Request
-from iglu import check_received
 
 import asynctracker as at
 from asynctracker._collector import Collector
@@ -97,46 +105,24 @@ async def test_example_app_delivers_everything_tracked_when_the_server_stops(
         "Accept-Language": "de-CH,de;q=0.9,en;q=0.5",
         "Referer": "https://search.test/?q=mugs",
     }
-    async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
-        client.cookies.set("_sp_id.1fff", SP_ID)
-        assert (await client.get("/", headers=headers)).json() == {"hello": "shop"}
-        cart = (await client.post("/cart/mug", params={"quantity": 2}, headers=headers)).json()
-        checkout = (await client.post("/checkout/o-42", headers=headers)).json()
+    async with serving(app) as base_url:
+        visit = await visit_shop(
+            base_url, headers, cookie="_sp_id.1fff", session_index=7, order_id="o-42"
+        )
 
     # No flush here: stopping the server (lifespan shutdown) delivered the events.
-    events = collector.events
-    check_received(events)
-    by_type: dict[str, list[dict[str, str]]] = {}
-    for event in events:
-        by_type.setdefault(event.payload["e"], []).append(event.payload)
-    assert sorted(by_type) == ["pv", "ti", "tr", "ue"]
-    assert sorted(pv["url"] for pv in by_type["pv"]) == [
-        f"{base_url}/",
-        f"{base_url}/cart/mug?quantity=2",
-        f"{base_url}/checkout/o-42",
-    ]
-    (cart_event,) = by_type["ue"]
-    assert cart_event["eid"] == cart["event_id"]
-    assert next(e for e in events if e.payload["e"] == "ue").decoded["unstruct_event"] == {
-        "schema": example.CART_SCHEMA,
-        "data": {"quantity": 2, "sku": "mug"},
-    }
-    assert by_type["tr"][0]["eid"] == checkout["event_id"]
+    by_type = check_shop_events(
+        collector.events,
+        visit,
+        order_id="o-42",
+        cart_schema=example.CART_SCHEMA,
+        app_id="fastapi-example",
+        language="de-CH",
+        session_index=7,
+    )
     assert by_type["ti"][0]["ti_sk"] == "mug"
-    for event in events:
-        payload = event.payload
-        assert payload["aid"] == "fastapi-example"
-        assert payload["ip"] == "127.0.0.1"
-        assert payload["ua"] == "Mozilla/5.0 (test)"
-        assert payload["lang"] == "de-CH"
-        assert (payload["duid"], payload["vid"], payload["sid"]) == (DUID, "7", SID)
     assert {pv["refr"] for pv in by_type["pv"]} == {"https://search.test/?q=mugs"}
-
-    storage = at.SQLiteStorage(db_path)
-    try:
-        assert await storage.get_all_event_rows() == []
-    finally:
-        await storage.aclose()
+    await assert_nothing_left(db_path)
 
 
 def test_example_app_reads_its_settings_from_the_environment(
