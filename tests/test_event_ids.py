@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,9 @@ def test_event_ids_are_canonical_uuid4_and_unique() -> None:
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
         assert str(parsed) == text
+    canonical = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+    assert all(canonical.fullmatch(text) for text in ids)
+    assert {text[19] for text in ids} == set("89ab")  # every variant digit occurs
 
 
 def test_forked_child_does_not_repeat_the_parents_ids() -> None:
