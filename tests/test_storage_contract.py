@@ -374,6 +374,41 @@ async def test_sqlite_on_a_missing_folder_raises_storage_error(tmp_path: Path) -
     await _aiosqlite_threads_finished()
 
 
+async def test_sqlite_concurrent_inserts_share_one_transaction(tmp_path: Path) -> None:
+    """Group commit: callers that insert in the same loop turn or the next one share
+    one INSERT, and each still returns only once its own row is committed."""
+    async with at.SQLiteStorage(tmp_path / "group.db") as storage:
+        assert storage._conn is not None
+        inserts: list[str] = []
+        await storage._conn.set_trace_callback(
+            lambda sql: inserts.append(sql) if sql.startswith("INSERT") else None
+        )
+
+        async def add(n: int) -> None:
+            if n % 2:
+                await asyncio.sleep(0)  # arrives a turn after the first insert started
+            assert await storage.add_event_row(payload(n)) is True
+
+        await asyncio.gather(*(add(n) for n in range(100)))
+        await storage._conn.set_trace_callback(None)
+        assert len(inserts) == 1
+        stored = sorted(row.event["se_ac"] for row in await storage.get_all_event_rows())
+        assert stored == sorted(f"a-{n}" for n in range(100))
+
+
+async def test_sqlite_inserts_of_a_cancelled_group_commit_fail_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    async with at.SQLiteStorage(tmp_path / "cancelled.db") as storage:
+        callers = [asyncio.create_task(storage.add_event_row(payload(n))) for n in range(10)]
+        await asyncio.sleep(0)  # the callers queue their rows and start the group commit
+        await asyncio.sleep(0)  # which is now waiting a turn for more rows
+        assert storage._writer is not None
+        storage._writer.cancel()
+        results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+        assert [type(result) for result in results] == [at.StorageError] * 10
+
+
 async def _aiosqlite_threads_finished(timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while any(
