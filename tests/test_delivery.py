@@ -372,3 +372,34 @@ async def test_events_tracked_while_the_loop_finishes_are_still_sent(
         # No flush: the emitter alone must send everything, however the tracks interleaved.
         received = await collector.wait_for_events(50, timeout=10)
         assert len({event.payload["eid"] for event in received}) == 50
+
+
+async def test_a_loop_of_tracks_on_memory_storage_lets_other_tasks_and_delivery_run(
+    collector: Collector,
+) -> None:
+    """MemoryStorage never suspends, so the emitter itself must hand the loop over:
+    a caller that only awaits track_* calls must not starve the send task or others."""
+    turns = 0
+    tracking = True
+
+    async def other_task() -> None:
+        nonlocal turns
+        while tracking:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with at.Tracker(at.Emitter(collector.url, storage=at.MemoryStorage())) as tracker:
+        other = asyncio.create_task(other_task())
+        await asyncio.sleep(0)
+        tracked = 0
+        while tracker.emitter.stats().sent == 0 and tracked < 50_000:
+            await tracker.track_struct_event("shop", "view", f"item-{tracked}")
+            tracked += 1
+        tracking = False
+        delivered_while_tracking = tracker.emitter.stats().sent
+        await other
+        await tracker.flush()
+    assert delivered_while_tracking > 0
+    assert turns > 1
+    received = await collector.wait_for_events(tracked, timeout=10)
+    assert len({event.payload["eid"] for event in received}) == tracked
