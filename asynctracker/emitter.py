@@ -323,17 +323,11 @@ class Emitter:
             raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
         self._queued += 1
         self._wake()
-        await self._share_the_loop()
-
-    async def _share_the_loop(self) -> None:
-        """Yield once this loop turn has spent ``_TURN_BUDGET`` on adding events.
-
-        A storage that never suspends (MemoryStorage) would let ``await track_*()``
-        calls run on without giving other tasks, the send task included, a turn. A
-        time budget per turn, rather than a yield every N events, costs nothing while
-        few events are tracked and, once spent, holds every ready caller to one event
-        per turn: 100 callers tracking flat out no longer make 4-event steps each.
-        """
+        # A storage that never suspends (MemoryStorage) would let `await track_*()`
+        # calls run on without giving other tasks, the send task included, a turn.
+        # A time budget per turn, rather than a yield every N events, costs nothing
+        # while few events are tracked and, once spent, holds every ready caller to
+        # one event per turn (100 callers no longer take 4-event steps each).
         started = self._turn_started
         if started is None:
             self._turn_started = time.perf_counter()
