@@ -11,6 +11,10 @@ Each round runs, interleaved: the raw sqlite3 loop, then asynctracker with SQLit
 with MemoryStorage at concurrency 1 (one caller awaiting each call) and at concurrency
 100 (100 tasks tracking at once). Delivery to the collector on 127.0.0.1 runs meanwhile,
 as it would in production. Rates count tracking time only (not the final flush).
+
+Two more rows: the same 100 SQLite callers with nothing to deliver to (the track path
+alone), and what an async service gets from one transaction per call without blocking
+its loop: 100 callers each awaiting their own INSERT on one aiosqlite connection.
 """
 
 from __future__ import annotations
@@ -34,22 +38,25 @@ from drivers import ACTION, CATEGORY, VALUE, label  # noqa: E402
 from loop_lag import percentile  # noqa: E402
 
 UNDELIVERED = "asynctracker-sqlite c=100, no collector"
+PER_CALL_ASYNC = "aiosqlite commit-per-call c=100"
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # discard port: nothing listens, sends fail fast
+
+
+def _raw_events(n: int) -> list[str]:
+    import uuid
+
+    event = {"e": "se", "se_ca": CATEGORY, "se_ac": ACTION, "se_va": "2.5", "tv": "py-x"}
+    return [json.dumps({**event, "se_la": label(i), "eid": str(uuid.uuid4())}) for i in range(n)]
 
 
 def raw_sqlite_rate(n: int) -> float:
     """Events/s of sqlite3 with one INSERT and one COMMIT per event (WAL, NORMAL)."""
-    import uuid
-
-    event = {"e": "se", "se_ca": CATEGORY, "se_ac": ACTION, "se_va": "2.5", "tv": "py-x"}
     with tempfile.TemporaryDirectory(prefix="raw-sqlite-") as tmp:
         conn = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, event TEXT NOT NULL)")
-        raws = [
-            json.dumps({**event, "se_la": label(i), "eid": str(uuid.uuid4())}) for i in range(n)
-        ]
+        raws = _raw_events(n)
         started = time.perf_counter()
         for raw in raws:
             conn.execute("BEGIN")
@@ -58,6 +65,40 @@ def raw_sqlite_rate(n: int) -> float:
         seconds = time.perf_counter() - started
         conn.close()
     return n / seconds
+
+
+async def _aiosqlite_per_call(n: int, concurrency: int) -> dict[str, float]:
+    """The naive durable async tracker: each call awaits its own INSERT transaction on
+    aiosqlite's thread (autocommit, so one statement is one transaction)."""
+    import aiosqlite
+
+    raws = _raw_events(n)
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="aiosqlite-") as tmp:
+        async with aiosqlite.connect(Path(tmp) / "ev.db", isolation_level=None) as conn:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, event TEXT NOT NULL)")
+
+            async def producer(first: int) -> None:
+                for raw in raws[first::concurrency]:
+                    started = time.perf_counter()
+                    await conn.execute("INSERT INTO events(event) VALUES (?)", (raw,))
+                    latencies.append(time.perf_counter() - started)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(producer(k) for k in range(concurrency)))
+            seconds = time.perf_counter() - started
+    return _rates(latencies, seconds)
+
+
+def _rates(latencies: list[float], seconds: float) -> dict[str, float]:
+    return {
+        "rate": len(latencies) / seconds,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000,
+    }
 
 
 async def _asynctracker(
@@ -85,12 +126,7 @@ async def _asynctracker(
                 await tracker.flush()
             else:
                 tracker.emitter.close_timeout = 0
-    return {
-        "rate": len(latencies) / seconds,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "max_ms": max(latencies) * 1000,
-    }
+    return _rates(latencies, seconds)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -107,6 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The same 100 callers with nothing to deliver to (a closed port): the track path
     # alone, without the send loop's claims, deletes and HTTP sharing the two cores.
     runs[UNDELIVERED] = []
+    runs[PER_CALL_ASYNC] = []
     with CollectorProcess(keep_eids=False) as collector:
         client = CollectorClient(collector.url)
         for _ in range(args.rounds):
@@ -122,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs[UNDELIVERED].append(
                 asyncio.run(_asynctracker(args.events, CLOSED_PORT_URL, "sqlite", 100, flush=False))
             )
+            runs[PER_CALL_ASYNC].append(asyncio.run(_aiosqlite_per_call(args.serial_events, 100)))
         client.close()
 
     summary = {
