@@ -141,20 +141,14 @@ def check_contexts(contexts: Sequence[SelfDescribingJson] | None) -> None:
             )
 
 
-def add_json(
-    payload: dict[str, str],
-    value: object,
-    *,
-    base64_encode: bool,
-    encoded_key: str,
-    raw_key: str,
-) -> None:
-    """Put a JSON value into the payload, base64url-encoded or raw as configured."""
+def json_field(
+    value: object, *, base64_encode: bool, encoded_key: str, raw_key: str
+) -> tuple[str, str]:
+    """A JSON value as a payload field: ``(encoded_key, base64url)`` or ``(raw_key, json)``."""
     text = encode_json(value)
     if base64_encode:
-        payload[encoded_key] = base64url(text)
-    else:
-        payload[raw_key] = text
+        return encoded_key, base64url(text)
+    return raw_key, text
 
 
 def format_number(value: float, *, name: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal, NamedTuple, TypeAlias, TypeVar
 
+from ._encoded import EncodedPayload, member, quote
 from ._version import __version__
 from .emitter import Emitter
 from .exceptions import ClosedError, ConfigurationError, InvalidEventError
@@ -24,10 +25,10 @@ from .payload import (
     TIMING_SCHEMA,
     UNSTRUCT_EVENT_SCHEMA,
     SelfDescribingJson,
-    add_json,
     check_contexts,
     format_money,
     format_number,
+    json_field,
     new_event_id,
 )
 from .subject import Subject
@@ -199,9 +200,17 @@ class Tracker:
     # -- building payloads ---------------------------------------------------------------
 
     def _payload(
-        self, event: str, common: _Common, fields: dict[str, str | None]
-    ) -> dict[str, str]:
-        """The protocol payload: tracker fields, subject, ``fields``, contexts."""
+        self,
+        event: str,
+        common: _Common,
+        fields: dict[str, str | None],
+        last: tuple[str, str] | None = None,
+    ) -> EncodedPayload:
+        """The protocol payload: tracker fields, subject, ``fields``, contexts, ``last``.
+
+        Written directly as the JSON text storages keep (see ``_encoded``), members in
+        that order; empty event fields are left out.
+        """
         if self.emitter.closed:
             raise ClosedError("this tracker's emitter was closed")
         subject = common.subject
@@ -209,48 +218,56 @@ class Tracker:
             raise InvalidEventError("subject must be an asynctracker.Subject")
         contexts = common.contexts
         check_contexts(contexts)
-        payload: dict[str, str] = {
-            "e": event,
-            "tv": TRACKER_VERSION,
-            "p": self.platform,
-            "eid": _event_id(common.event_id),
-            "dtm": _epoch_ms("timestamp", common.timestamp) or str(time.time_ns() // 1_000_000),
-        }
+        eid = _event_id(common.event_id)
+        dtm = _epoch_ms("timestamp", common.timestamp) or str(time.time_ns() // 1_000_000)
+        # event, the version, a canonical UUID and digits need no escaping.
+        parts = [
+            f'{{"e":"{event}","tv":"{TRACKER_VERSION}","p":{quote(self.platform)},'
+            f'"eid":"{eid}","dtm":"{dtm}"'
+        ]
         if self.namespace:
-            payload["tna"] = self.namespace
+            parts.append(member("tna", self.namespace))
         if self.app_id:
-            payload["aid"] = self.app_id
+            parts.append(member("aid", self.app_id))
         ttm = _epoch_ms("true_timestamp", common.true_timestamp)
         if ttm:
-            payload["ttm"] = ttm
+            parts.append(member("ttm", ttm))
         chosen = subject if subject is not None else self.subject
         if chosen is not None:
-            payload.update(chosen._fields)
+            parts.extend([member(key, value) for key, value in chosen._fields.items()])
         for key, value in fields.items():
             if value:
-                payload[key] = value
+                parts.append(member(key, value))
         if contexts:
-            add_json(
-                payload,
-                {"schema": CONTEXTS_SCHEMA, "data": [c.to_dict() for c in contexts]},
-                base64_encode=self.base64_encode,
-                encoded_key="cx",
-                raw_key="co",
+            parts.append(
+                member(
+                    *json_field(
+                        {"schema": CONTEXTS_SCHEMA, "data": [c.to_dict() for c in contexts]},
+                        base64_encode=self.base64_encode,
+                        encoded_key="cx",
+                        raw_key="co",
+                    )
+                )
             )
-        return payload
+        if last is not None:
+            parts.append(member(*last))
+        parts.append("}")
+        return EncodedPayload("".join(parts), eid)
 
-    def _self_describing(self, event_json: SelfDescribingJson, common: _Common) -> dict[str, str]:
+    def _self_describing(self, event_json: SelfDescribingJson, common: _Common) -> EncodedPayload:
         if not isinstance(event_json, SelfDescribingJson):
             raise InvalidEventError("the event must be a SelfDescribingJson")
-        payload = self._payload("ue", common, {})
-        add_json(
-            payload,
-            {"schema": UNSTRUCT_EVENT_SCHEMA, "data": event_json.to_dict()},
-            base64_encode=self.base64_encode,
-            encoded_key="ue_px",
-            raw_key="ue_pr",
+        return self._payload(
+            "ue",
+            common,
+            {},
+            json_field(
+                {"schema": UNSTRUCT_EVENT_SCHEMA, "data": event_json.to_dict()},
+                base64_encode=self.base64_encode,
+                encoded_key="ue_px",
+                raw_key="ue_pr",
+            ),
         )
-        return payload
 
     # -- track_* ------------------------------------------------------------------------
 
@@ -277,7 +294,7 @@ class Tracker:
             },
         )
         await self.emitter.add(payload)
-        return payload["eid"]
+        return payload.eid
 
     async def track_struct_event(
         self,
@@ -306,7 +323,7 @@ class Tracker:
             },
         )
         await self.emitter.add(payload)
-        return payload["eid"]
+        return payload.eid
 
     async def track_self_describing_event(
         self,
@@ -324,7 +341,7 @@ class Tracker:
             _Common(contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
-        return payload["eid"]
+        return payload.eid
 
     async def track_screen_view(
         self,
@@ -346,7 +363,7 @@ class Tracker:
             _Common(contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
-        return payload["eid"]
+        return payload.eid
 
     async def track_timing(
         self,
@@ -376,7 +393,7 @@ class Tracker:
             _Common(contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
-        return payload["eid"]
+        return payload.eid
 
     async def track_ecommerce_transaction(
         self,
@@ -446,4 +463,4 @@ class Tracker:
                 )
             )
         await self.emitter.add_many(payloads)
-        return transaction["eid"]
+        return transaction.eid

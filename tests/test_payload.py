@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 import asynctracker as at
 from asynctracker.payload import base64url, encode_json
+from asynctracker.storage.base import encode_event
 
 GOOD_SCHEMA = "iglu:com.acme/click/jsonschema/1-0-0"
 DUID = "d1f3c4e2-8a4b-4c5d-9e6f-0a1b2c3d4e5f"
@@ -243,3 +245,70 @@ def test_from_id_cookie_skips_short_or_garbled_parts(cookie: str, fields: dict[s
 def test_from_id_cookie_keeps_fields_it_cannot_read() -> None:
     subject = at.Subject(domain_user_id="kept").from_id_cookie("garbled")
     assert subject.fields == {"duid": "kept"}
+
+
+class _KeepPayloads:
+    """A user-written storage that keeps exactly what the emitter hands it."""
+
+    def __init__(self) -> None:
+        self.payloads: list[Mapping[str, str]] = []
+
+    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
+        self.payloads.append(payload)
+        return True
+
+    async def delete_all_event_rows(self) -> int:
+        return 0
+
+    async def delete_event_rows(self, ids: Sequence[int]) -> int:
+        return 0
+
+    async def get_all_event_rows(self) -> list[at.EventRow]:
+        return []
+
+    async def get_event_rows_within_range(self, event_range: int) -> list[at.EventRow]:
+        return []
+
+
+AWKWARD = 'quote " back\\slash \n\t\x00\x1e é ☃ 𝄞 \u2028 end'
+
+
+@pytest.mark.parametrize("base64_encode", [True, False])
+async def test_tracker_payload_text_is_exactly_what_encoding_its_fields_gives(
+    base64_encode: bool,
+) -> None:
+    """The tracker writes payloads as JSON text directly (no dict): that text must be
+    byte for byte what encode_event makes of the same fields, in the same order, and
+    a user-written storage must still get a Mapping of str to str."""
+    storage = _KeepPayloads()
+    emitter = at.Emitter("http://127.0.0.1:9", storage=storage)
+    subject = at.Subject(user_id=AWKWARD, ip_address="10.0.0.1", screen_resolution=(1, 2))
+    tracker = at.Tracker(
+        emitter, namespace=AWKWARD, app_id="app", base64_encode=base64_encode, subject=subject
+    )
+    context = at.SelfDescribingJson("iglu:com.acme/ctx/jsonschema/1-0-0", {"note": AWKWARD})
+    common: dict[str, Any] = {"contexts": [context], "true_timestamp": 1_700_000_000_123}
+    await tracker.track_page_view(AWKWARD, AWKWARD, **common)
+    await tracker.track_struct_event(AWKWARD, "act", AWKWARD, AWKWARD, 1.5, **common)
+    await tracker.track_self_describing_event(
+        at.SelfDescribingJson("iglu:com.acme/ev/jsonschema/1-0-0", {"x": AWKWARD}), **common
+    )
+    await tracker.track_screen_view(AWKWARD, **common)
+    await tracker.track_timing("c", "v", 12, AWKWARD, **common)
+    await tracker.track_ecommerce_transaction(
+        "o-1", 10, city=AWKWARD, items=[at.EcommerceItem("sku", 1.0, name=AWKWARD)], **common
+    )
+    await emitter.aclose()
+
+    assert len(storage.payloads) == 7
+    for payload in storage.payloads:
+        fields = dict(payload)
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+        assert encode_event(payload) == encode_event(fields)
+        assert json.loads(encode_event(payload)) == fields
+        assert fields["uid"] == AWKWARD
+        assert fields["tna"] == AWKWARD
+        assert fields["ttm"] == "1700000000123"
+        assert ("cx" in fields) is base64_encode
+        assert ("co" in fields) is not base64_encode
+    assert [dict(p)["e"] for p in storage.payloads] == ["pv", "se", "ue", "ue", "ue", "tr", "ti"]

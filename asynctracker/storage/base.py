@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Protocol, runtime_checkable
 
+from .._encoded import EncodedPayload
+
 __all__ = ["EventRow", "Storage", "encode_event"]
 
 
@@ -26,6 +28,8 @@ def encode_event(payload: Mapping[str, str]) -> str:
     are flat maps of strings, so this joins C-escaped strings directly, about three
     times faster than ``json.dumps``; anything else falls back to the json module.
     """
+    if type(payload) is EncodedPayload:
+        return payload.raw  # built as text by the tracker (see asynctracker._encoded)
     try:
         return "{" + ",".join([_quote(k) + ":" + _quote(v) for k, v in payload.items()]) + "}"
     except TypeError:
