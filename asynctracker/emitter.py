@@ -172,6 +172,7 @@ class Emitter:
         self._attempts: dict[int, int] = {}
         self._queued = 0
         self._turn_started: float | None = None
+        self._repeat_adders: set[asyncio.Task[object] | None] = set()
         self._sent = 0
         self._failed = 0
         self._retried = 0
@@ -313,6 +314,9 @@ class Emitter:
         # and the queue has room.
         if self._state is not _State.OPEN or self._pid != os.getpid():
             await self.open()
+        started = self._turn_started
+        if started is not None and time.perf_counter() - started > _TURN_BUDGET:
+            await self._take_turns(started)
         if self._queued >= self.max_events and not await self._make_room(1):
             return
         try:
@@ -323,24 +327,32 @@ class Emitter:
             raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
         self._queued += 1
         self._wake()
-        # A storage that never suspends (MemoryStorage) would let `await track_*()`
-        # calls run on without giving other tasks, the send task included, a turn.
-        # A time budget per turn, rather than a yield every N events, costs nothing
-        # while few events are tracked and, once spent, holds every ready caller to
-        # one event per turn (100 callers no longer take 4-event steps each).
-        started = self._turn_started
-        if started is None:
+        if self._turn_started is None:
             self._turn_started = time.perf_counter()
             asyncio.get_running_loop().call_soon(self._next_turn)
-        elif time.perf_counter() - started > _TURN_BUDGET:
+
+    async def _take_turns(self, started: float) -> None:
+        """This loop turn has spent its tracking budget: a caller that already added
+        an event in it waits for the next turn before adding another.
+
+        A storage that never suspends (MemoryStorage) would otherwise let a task that
+        loops on ``await track_*()`` run on without giving other tasks, the send task
+        included, a turn. Only such repeat callers wait: a task that adds one event
+        and moves on (a request handler, or a gather of many track calls) has nothing
+        to give back, so it never pays for a yield.
+        """
+        task = asyncio.current_task()
+        if task in self._repeat_adders:
             await asyncio.sleep(0)
             if self._turn_started == started:
                 # _next_turn never ran: it was scheduled on a loop that has since
                 # closed (or in the parent, before a fork). Start counting afresh.
-                self._turn_started = None
+                self._next_turn()
+        self._repeat_adders.add(task)
 
     def _next_turn(self) -> None:
         self._turn_started = None
+        self._repeat_adders.clear()
 
     async def add_many(self, payloads: Sequence[Mapping[str, str]]) -> None:
         """Store events together (all or none where the storage allows), then send."""
