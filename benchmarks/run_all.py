@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 FULL = [
-    ("throughput.py", ["--rounds", "5", "--events", "20000", "--get-events", "500"], 1800),
+    ("throughput.py", ["--rounds", "7", "--events", "20000", "--get-events", "500"], 1800),
     ("loop_lag.py", ["--events", "20000", "--rounds", "3"], 600),
     ("track_latency.py", ["--events", "20000", "--serial-events", "5000", "--rounds", "3"], 900),
     ("backlog_memory.py", ["--events", "1000000"], 1200),
