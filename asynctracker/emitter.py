@@ -27,6 +27,7 @@ from typing import Literal, TypeAlias, TypeVar
 
 import httpx
 
+from ._encoded import plain
 from ._retry import RetryPolicy
 from ._sender import Sender
 from ._settle import Callback, CallbackResult, EmitterStats, settle
@@ -141,6 +142,7 @@ class Emitter:
                 f"overflow must be 'drop_oldest', 'drop_newest' or 'raise', got {overflow!r}"
             )
         self.storage: Storage = storage if storage is not None else SQLiteStorage(db_name)
+        self._plain_payloads = not ops.takes_encoded(self.storage)
         if max_events is None:
             max_events = (
                 _DEFAULT_MAX_EVENTS_MEMORY
@@ -320,7 +322,7 @@ class Emitter:
         if self._queued >= self.max_events and not await self._make_room(1):
             return
         try:
-            await self.storage.add_event_row(payload)
+            await self.storage.add_event_row(plain(payload) if self._plain_payloads else payload)
         except AsyncTrackerError:
             raise
         except Exception as exc:

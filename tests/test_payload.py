@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import asynctracker as at
+from asynctracker._encoded import EncodedPayload
 from asynctracker.payload import base64url, encode_json
 from asynctracker.storage.base import encode_event
 
@@ -247,14 +248,30 @@ def test_from_id_cookie_keeps_fields_it_cannot_read() -> None:
     assert subject.fields == {"duid": "kept"}
 
 
-class _KeepPayloads:
-    """A user-written storage that keeps exactly what the emitter hands it."""
+class _KeepPayloads(at.MemoryStorage):
+    """The built-in memory storage, keeping exactly what the emitter hands it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.payloads: list[Mapping[str, str]] = []
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         self.payloads.append(payload)
+        return await super().add_event_row(payload)
+
+    async def add_event_rows(self, payloads: Sequence[Mapping[str, str]]) -> int:
+        self.payloads.extend(payloads)
+        return await super().add_event_rows(payloads)
+
+
+class _JsonLinesStorage:
+    """A user-written storage that serialises payloads the obvious way."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
+        self.lines.append(json.dumps(payload))
         return True
 
     async def delete_all_event_rows(self) -> int:
@@ -278,8 +295,7 @@ async def test_tracker_payload_text_is_exactly_what_encoding_its_fields_gives(
     base64_encode: bool,
 ) -> None:
     """The tracker writes payloads as JSON text directly (no dict): that text must be
-    byte for byte what encode_event makes of the same fields, in the same order, and
-    a user-written storage must still get a Mapping of str to str."""
+    byte for byte what encode_event makes of the same fields, in the same order."""
     storage = _KeepPayloads()
     emitter = at.Emitter("http://127.0.0.1:9", storage=storage)
     subject = at.Subject(user_id=AWKWARD, ip_address="10.0.0.1", screen_resolution=(1, 2))
@@ -302,6 +318,7 @@ async def test_tracker_payload_text_is_exactly_what_encoding_its_fields_gives(
 
     assert len(storage.payloads) == 7
     for payload in storage.payloads:
+        assert isinstance(payload, EncodedPayload)  # the text, not a dict, reached storage
         fields = dict(payload)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
         assert encode_event(payload) == encode_event(fields)
@@ -312,3 +329,16 @@ async def test_tracker_payload_text_is_exactly_what_encoding_its_fields_gives(
         assert ("cx" in fields) is base64_encode
         assert ("co" in fields) is not base64_encode
     assert [dict(p)["e"] for p in storage.payloads] == ["pv", "se", "ue", "ue", "ue", "tr", "ti"]
+
+
+async def test_a_user_written_storage_gets_plain_dicts_it_can_serialise() -> None:
+    storage = _JsonLinesStorage()
+    emitter = at.Emitter("http://127.0.0.1:9", storage=storage)
+    tracker = at.Tracker(emitter, app_id="app")
+    eid = await tracker.track_struct_event("shop", "view", AWKWARD)
+    await tracker.track_ecommerce_transaction("o-1", 10, items=[at.EcommerceItem("sku", 1.0)])
+    await emitter.aclose()
+    events = [json.loads(line) for line in storage.lines]
+    assert [event["e"] for event in events] == ["se", "tr", "ti"]
+    assert events[0]["eid"] == eid
+    assert events[0]["se_la"] == AWKWARD

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .._encoded import plain
 from .base import EventRow, Storage
+from .memory import MemoryStorage
+from .sqlite import SQLiteStorage
 
 __all__ = [
     "add_rows",
@@ -20,6 +23,7 @@ __all__ = [
     "delete_oldest_rows",
     "open_storage",
     "release_rows",
+    "takes_encoded",
 ]
 
 
@@ -35,8 +39,19 @@ async def close(storage: Storage) -> None:
         await closer()
 
 
+def takes_encoded(storage: Storage) -> bool:
+    """Can this storage be handed the tracker's EncodedPayload text as it is?
+
+    The built-ins store the text without looking inside. A user-written storage gets
+    plain dicts, the type its author expects from ``Mapping[str, str]`` in practice.
+    """
+    return isinstance(storage, (MemoryStorage, SQLiteStorage))
+
+
 async def add_rows(storage: Storage, payloads: Sequence[Mapping[str, str]]) -> None:
     """Store several events: in one transaction where the storage can, else one by one."""
+    if not takes_encoded(storage):
+        payloads = [plain(payload) for payload in payloads]
     batched = getattr(storage, "add_event_rows", None)
     if batched is not None:
         await batched(payloads)

@@ -56,6 +56,9 @@ class EventRow:
         if (event is None) == (raw is None):
             raise TypeError("EventRow takes exactly one of event and raw")
         self.id = id
+        if isinstance(event, EncodedPayload):  # already the text the row would compute
+            raw = event.raw
+            event = None
         self._event = dict(event) if event is not None else None
         self._raw = raw
 
