@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 import asynctracker as at
-from asynctracker._encoded import EncodedPayload
 from asynctracker.payload import base64url, encode_json
 from asynctracker.storage.base import encode_event
 
@@ -248,22 +247,6 @@ def test_from_id_cookie_keeps_fields_it_cannot_read() -> None:
     assert subject.fields == {"duid": "kept"}
 
 
-class _KeepPayloads(at.MemoryStorage):
-    """The built-in memory storage, keeping exactly what the emitter hands it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.payloads: list[Mapping[str, str]] = []
-
-    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
-        self.payloads.append(payload)
-        return await super().add_event_row(payload)
-
-    async def add_event_rows(self, payloads: Sequence[Mapping[str, str]]) -> int:
-        self.payloads.extend(payloads)
-        return await super().add_event_rows(payloads)
-
-
 class _JsonLinesStorage:
     """A user-written storage that serialises payloads the obvious way."""
 
@@ -296,7 +279,7 @@ async def test_tracker_payload_text_is_exactly_what_encoding_its_fields_gives(
 ) -> None:
     """The tracker writes payloads as JSON text directly (no dict): that text must be
     byte for byte what encode_event makes of the same fields, in the same order."""
-    storage = _KeepPayloads()
+    storage = at.MemoryStorage()  # stores the text it is given, as it is
     emitter = at.Emitter("http://127.0.0.1:9", storage=storage)
     subject = at.Subject(user_id=AWKWARD, ip_address="10.0.0.1", screen_resolution=(1, 2))
     tracker = at.Tracker(
@@ -314,21 +297,20 @@ async def test_tracker_payload_text_is_exactly_what_encoding_its_fields_gives(
     await tracker.track_ecommerce_transaction(
         "o-1", 10, city=AWKWARD, items=[at.EcommerceItem("sku", 1.0, name=AWKWARD)], **common
     )
+    rows = await storage.get_all_event_rows()
     await emitter.aclose()
 
-    assert len(storage.payloads) == 7
-    for payload in storage.payloads:
-        assert isinstance(payload, EncodedPayload)  # the text, not a dict, reached storage
-        fields = dict(payload)
+    assert len(rows) == 7
+    for row in rows:
+        fields = row.event
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
-        assert encode_event(payload) == encode_event(fields)
-        assert json.loads(encode_event(payload)) == fields
+        assert row.raw == encode_event(fields)
         assert fields["uid"] == AWKWARD
         assert fields["tna"] == AWKWARD
         assert fields["ttm"] == "1700000000123"
         assert ("cx" in fields) is base64_encode
         assert ("co" in fields) is not base64_encode
-    assert [dict(p)["e"] for p in storage.payloads] == ["pv", "se", "ue", "ue", "ue", "tr", "ti"]
+    assert [row.event["e"] for row in rows] == ["pv", "se", "ue", "ue", "ue", "tr", "ti"]
 
 
 async def test_a_user_written_storage_gets_plain_dicts_it_can_serialise() -> None:
@@ -342,3 +324,22 @@ async def test_a_user_written_storage_gets_plain_dicts_it_can_serialise() -> Non
     assert [event["e"] for event in events] == ["se", "tr", "ti"]
     assert events[0]["eid"] == eid
     assert events[0]["se_la"] == AWKWARD
+
+
+class _LoggingMemoryStorage(at.MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
+        self.lines.append(json.dumps(payload))
+        return await super().add_event_row(payload)
+
+
+async def test_a_built_in_storage_subclass_that_overrides_inserts_gets_plain_dicts() -> None:
+    storage = _LoggingMemoryStorage()
+    emitter = at.Emitter("http://127.0.0.1:9", storage=storage)
+    eid = await at.Tracker(emitter).track_struct_event("shop", "view")
+    assert json.loads(storage.lines[0])["eid"] == eid
+    assert len(await storage.get_all_event_rows()) == 1
+    await emitter.aclose()

@@ -42,10 +42,16 @@ async def close(storage: Storage) -> None:
 def takes_encoded(storage: Storage) -> bool:
     """Can this storage be handed the tracker's EncodedPayload text as it is?
 
-    The built-ins store the text without looking inside. A user-written storage gets
-    plain dicts, the type its author expects from ``Mapping[str, str]`` in practice.
+    The built-ins' inserts store the text without looking inside. A user-written
+    storage, or a subclass that overrides an insert, gets plain dicts: the type its
+    author expects from ``Mapping[str, str]`` in practice (``json.dumps`` works).
     """
-    return isinstance(storage, (MemoryStorage, SQLiteStorage))
+    cls = type(storage)
+    return any(
+        cls.add_event_row is builtin.add_event_row and cls.add_event_rows is builtin.add_event_rows
+        for builtin in (MemoryStorage, SQLiteStorage)
+        if issubclass(cls, builtin)
+    )
 
 
 async def add_rows(storage: Storage, payloads: Sequence[Mapping[str, str]]) -> None:
