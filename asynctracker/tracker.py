@@ -56,10 +56,8 @@ def _text(name: str, value: object, *, required: bool = False) -> str | None:
     return value
 
 
-def _epoch_ms(name: str, value: Timestamp | None) -> str | None:
+def _epoch_ms(name: str, value: Timestamp) -> str:
     """A timestamp as epoch milliseconds: an int of ms, or a timezone-aware datetime."""
-    if value is None:
-        return None
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidEventError(
@@ -78,9 +76,8 @@ def _epoch_ms(name: str, value: Timestamp | None) -> str | None:
     return str(value)
 
 
-def _event_id(value: str | None) -> str:
-    if value is None:
-        return new_event_id()
+def _event_id(value: str) -> str:
+    """A caller's event id, checked and in canonical form."""
     try:
         return str(uuid.UUID(value))
     except (TypeError, ValueError, AttributeError) as exc:
@@ -217,9 +214,16 @@ class Tracker:
         if subject is not None and not isinstance(subject, Subject):
             raise InvalidEventError("subject must be an asynctracker.Subject")
         contexts = common.contexts
-        check_contexts(contexts)
-        eid = _event_id(common.event_id)
-        dtm = _epoch_ms("timestamp", common.timestamp) or str(time.time_ns() // 1_000_000)
+        if contexts is not None:
+            check_contexts(contexts)
+        # The common case (no event_id, no timestamps) calls no helper: this runs per event.
+        eid = new_event_id() if common.event_id is None else _event_id(common.event_id)
+        timestamp = common.timestamp
+        dtm = (
+            str(time.time_ns() // 1_000_000)
+            if timestamp is None
+            else _epoch_ms("timestamp", timestamp)
+        )
         # event, the version, a canonical UUID and digits need no escaping.
         parts = [
             f'{{"e":"{event}","tv":"{TRACKER_VERSION}","p":{quote(self.platform)},'
@@ -229,9 +233,8 @@ class Tracker:
             parts.append(member("tna", self.namespace))
         if self.app_id:
             parts.append(member("aid", self.app_id))
-        ttm = _epoch_ms("true_timestamp", common.true_timestamp)
-        if ttm:
-            parts.append(member("ttm", ttm))
+        if common.true_timestamp is not None:
+            parts.append(member("ttm", _epoch_ms("true_timestamp", common.true_timestamp)))
         chosen = subject if subject is not None else self.subject
         if chosen is not None:
             parts.extend([member(key, value) for key, value in chosen._fields.items()])
