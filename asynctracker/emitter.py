@@ -58,7 +58,8 @@ OverflowPolicy: TypeAlias = Literal["drop_oldest", "drop_newest", "raise"]
 NOT_SENT = 0
 
 _DEFAULT_MAX_EVENTS_MEMORY = 100_000
-# Tracking work one loop turn may do before track_* calls start yielding (seconds).
+# Seconds of adds one loop turn may run before a caller that loops on track_* must
+# wait for the next turn (see Emitter._take_turns).
 _TURN_BUDGET = 0.001
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
 
