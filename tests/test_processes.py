@@ -8,8 +8,11 @@ those are the events asynctracker promised to deliver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import signal
+import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
@@ -117,6 +120,24 @@ async def test_emitter_created_before_fork_is_safe_in_the_child(
     delivered = received_eids(collector)
     assert set(delivered) == set(tracked)
     assert max(delivered.values()) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.fork() does not exist on Windows")
+@pytest.mark.parametrize("moment", ["idle", "busy"])
+async def test_child_forked_with_a_storage_open_keeps_every_commit(
+    db_path: Path, moment: str
+) -> None:
+    # SQLite's lock bookkeeping is per process: a child that inherited the parent's
+    # open connection was locked out ("busy": forked mid-statement) or lost what it
+    # committed after the parent closed ("idle": the parent took the WAL with it).
+    worker = await start_worker("fork-storage", "--db", str(db_path), "--moment", moment)
+    _, other = await promised_eids(worker)
+    assert other == ["DONE child-status=0"]
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        stored = sorted(
+            json.loads(row[0])["who"] for row in conn.execute("SELECT event FROM events")
+        )
+    assert stored == ["child, parent closed", "child, parent open", "parent"]
 
 
 async def test_many_processes_opening_a_new_file_at_once_all_succeed(db_path: Path) -> None:

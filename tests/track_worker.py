@@ -8,6 +8,9 @@ events were promised. Modes:
 - ``fork``: open the emitter, track once, then ``os.fork()``: the child reuses the same
   tracker object in a new event loop (it must not reuse the parent's task, client or
   SQLite connection), and both processes track and flush.
+- ``fork-storage``: fork a process that has a SQLiteStorage open (``--moment idle``,
+  or ``busy``: while one of its inserts waits on another connection's lock); the
+  child stores rows with a storage of its own, before and after the parent closed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
+import threading
 
 import asynctracker as at
 
@@ -80,18 +85,62 @@ def run_fork(args: argparse.Namespace) -> None:
     say(f"DONE {left} child-status={status}")
 
 
+def run_fork_storage(args: argparse.Namespace) -> None:
+    loop = asyncio.new_event_loop()
+    storage = at.SQLiteStorage(args.db, busy_timeout=3)
+    loop.run_until_complete(storage.open())
+    insert = loop.create_task(storage.add_event_row({"e": "pv", "who": "parent"}))
+    if args.moment == "busy":
+        blocker = sqlite3.connect(args.db, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")
+        loop.run_until_complete(asyncio.sleep(0.1))  # the insert now waits for the lock
+
+        def unblock() -> None:
+            blocker.rollback()
+            blocker.close()
+
+        threading.Timer(0.3, unblock).start()
+    else:
+        loop.run_until_complete(insert)
+    parent_closed, tell_child = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+
+        async def child() -> None:
+            async with at.SQLiteStorage(args.db, busy_timeout=3) as own:
+                await own.add_event_row({"e": "pv", "who": "child, parent open"})
+                await asyncio.to_thread(os.read, parent_closed, 1)
+                await own.add_event_row({"e": "pv", "who": "child, parent closed"})
+
+        try:
+            asyncio.run(child())
+        except Exception as exc:
+            say(f"CHILD-FAILED {exc}")
+            os._exit(1)
+        os._exit(0)
+    loop.run_until_complete(insert)
+    loop.run_until_complete(storage.aclose())
+    loop.close()
+    os.write(tell_child, b"x")
+    _, status = os.waitpid(pid, 0)
+    say(f"DONE child-status={status}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["track", "fork"])
+    parser.add_argument("mode", choices=["track", "fork", "fork-storage"])
     parser.add_argument("--db", required=True)
-    parser.add_argument("--collector", required=True)
+    parser.add_argument("--collector")
+    parser.add_argument("--moment", choices=["idle", "busy"], default="idle")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--name", default="worker")
     args = parser.parse_args()
     if args.mode == "track":
         asyncio.run(run_track(args))
-    else:
+    elif args.mode == "fork":
         run_fork(args)
+    else:
+        run_fork_storage(args)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 Design notes:
 
 * aiosqlite runs every statement on its own thread, so the event loop never waits for
-  the disk. One connection per storage; an asyncio lock keeps multi-statement work from
-  interleaving on it.
+  the disk. One connection per storage; an asyncio lock keeps work from interleaving
+  on it, and a transaction is one trip to that thread (``_forksafe.BATCH``).
+* Fork: a child never shares SQLite's lock bookkeeping with the parent's connection
+  (see ``_forksafe``); it opens its own connection on first use.
 * Group commit: concurrent ``add_event_row`` calls queue up while one insert is on the
   disk, then share the next transaction. Every caller still returns only after its own
   row is committed, but a burst costs a few transactions instead of one per event.
@@ -32,6 +34,7 @@ from typing import Literal, TypeVar
 import aiosqlite
 
 from ..exceptions import ClosedError, ConfigurationError, StorageError
+from ._forksafe import BATCH, ForkSafeConnection
 from ._owner import dead_owners, new_owner_id
 from .base import EventRow, encode_event
 
@@ -50,6 +53,8 @@ _RECLAIM_INTERVAL = 5.0
 # Loop turns the group commit waits, at most, for more inserts to join a trip.
 _SETTLE_TURNS = 3
 _SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
+# Connections copied from the parent by fork() (see _forget_parent).
+_INHERITED: list[aiosqlite.Connection] = []
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -166,6 +171,10 @@ class SQLiteStorage:
         """After fork: the parent's connection thread does not exist here. Start over."""
         self._pid = os.getpid()
         self._owner = new_owner_id()
+        if self._conn is not None:
+            # Its sqlite3 connection was closed at the fork (_forksafe); kept so that
+            # aiosqlite does not warn that its wrapper was collected unclosed.
+            _INHERITED.append(self._conn)
         self._conn = None
         self._lock = None
         self._pending = deque()
@@ -182,13 +191,14 @@ class SQLiteStorage:
                 timeout=self._busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
+                factory=ForkSafeConnection,
             )
             conn: aiosqlite.Connection | None = None
             try:
                 conn = await pending
-                await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-                await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                await conn.execute_fetchall(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+                await conn.execute_fetchall("PRAGMA journal_mode=WAL")
+                await conn.execute_fetchall(f"PRAGMA synchronous={self._synchronous}")
                 await conn.executescript(_SCHEMA)
                 return conn
             except sqlite3.Error as exc:
@@ -269,18 +279,12 @@ class SQLiteStorage:
         assert self._lock is not None
         try:
             async with self._lock:
-                await conn.execute_fetchall("BEGIN IMMEDIATE")
-                try:
-                    results = [
-                        list(await conn.execute_fetchall(sql, params)) for sql, params in statements
-                    ]
-                    await conn.execute_fetchall("COMMIT")
-                    return results
-                except BaseException:
-                    await asyncio.shield(conn.execute_fetchall("ROLLBACK"))
-                    raise
+                # One trip: BEGIN, the statements and COMMIT (or ROLLBACK) run together
+                # on the SQLite thread, even if this task is cancelled meanwhile.
+                results = await conn.execute_fetchall(BATCH, statements)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+        return [list(rows) for rows in results]
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
         if _is_busy(exc):

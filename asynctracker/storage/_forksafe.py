@@ -1,0 +1,132 @@
+"""The sqlite3 connection SQLiteStorage runs on its aiosqlite thread, safe across fork.
+
+SQLite keeps per-process bookkeeping of the locks each open file holds. A child forked
+while a connection is open inherits that bookkeeping but not the operating-system locks
+it describes (POSIX locks are not inherited), and its own new connection to the same
+file then skips the locks it believes the process already holds. Measured with this
+package before the fix: a child forked while a statement was in flight stayed locked
+out of the file for good, and a child forked while the connection was idle lost the
+commits it made after the parent closed (the parent, seeing no other reader, took the
+WAL with it). SQLite documents the hazard: https://www.sqlite.org/howtocorrupt.html
+section 2.6.
+
+So, three rules:
+
+* every statement runs whole, rows fetched, inside the connection's gate, and a
+  transaction is one call (:data:`BATCH`): the thread never holds the gate while it
+  waits for the event loop;
+* ``os.fork()`` waits at the gate of every open connection, so none is inside SQLite
+  when the process is copied;
+* the child closes its copies first thing (they are idle), before anything in it can
+  open the file again, so its bookkeeping starts empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["BATCH", "ForkSafeConnection"]
+
+logger = logging.getLogger("asynctracker")
+
+#: Pass as the SQL, with ``[(sql, params), ...]`` as the parameters, to run the
+#: statements as one ``BEGIN IMMEDIATE`` transaction in a single call; the result is
+#: the list of each statement's rows.
+BATCH = "-- asynctracker: statements in one transaction"
+
+# Guards the set of open connections; held while one is opened or closed, so a fork
+# never copies SQLite in the middle of either.
+_registry = threading.Lock()
+_open: weakref.WeakSet[ForkSafeConnection] = weakref.WeakSet()
+_held: list[ForkSafeConnection] = []
+
+
+class _Rows(list[Any]):
+    """Rows already fetched, in the shape aiosqlite expects back from ``execute``."""
+
+    def fetchall(self) -> _Rows:
+        return self
+
+
+class ForkSafeConnection(sqlite3.Connection):
+    """A sqlite3 connection whose statements a fork waits for (the ``factory`` given
+    to ``aiosqlite.connect``; every method runs on aiosqlite's thread)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._gate = threading.Lock()
+        # A statement waits up to the busy timeout for another process's lock.
+        self._longest_statement = float(kwargs.get("timeout", 5.0))
+        with _registry:
+            super().__init__(*args, **kwargs)
+            _open.add(self)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        with self._gate:
+            if sql is BATCH:
+                return _Rows(self._transaction(parameters))
+            return _Rows(super().execute(sql, parameters).fetchall())
+
+    def _transaction(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+        execute = super().execute
+        execute("BEGIN IMMEDIATE")
+        try:
+            results = [execute(sql, params).fetchall() for sql, params in statements]
+            execute("COMMIT")
+        except BaseException:
+            if self.in_transaction:
+                execute("ROLLBACK")
+            raise
+        return results
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        with self._gate:
+            return super().executescript(sql_script)
+
+    def close(self) -> None:
+        with _registry, self._gate:
+            _open.discard(self)
+            super().close()
+
+
+def _before_fork() -> None:
+    """Wait until no open connection is inside SQLite, and keep it so until forked."""
+    _registry.acquire()
+    for conn in list(_open):
+        if conn._gate.acquire(timeout=conn._longest_statement + 1.0):
+            _held.append(conn)
+        else:
+            logger.warning("forking while a SQLite statement still runs; the child keeps its copy")
+
+
+def _after_fork_in_parent() -> None:
+    for conn in _held:
+        conn._gate.release()
+    _held.clear()
+    _registry.release()
+
+
+def _after_fork_in_child() -> None:
+    """Close the copies of the parent's connections (idle: see _before_fork)."""
+    for conn in _held:
+        try:
+            sqlite3.Connection.close(conn)
+        except sqlite3.Error:
+            logger.debug("could not close a connection inherited from the parent", exc_info=True)
+        _open.discard(conn)
+        conn._gate.release()
+    _held.clear()
+    _registry.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
