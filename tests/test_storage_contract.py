@@ -7,6 +7,8 @@ could write (five async methods over a dict, nothing else).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -326,6 +328,25 @@ async def test_add_event_rows_is_all_or_nothing(
     with pytest.raises((TypeError, at.AsyncTrackerError)):
         await built_in.add_event_rows(batch)  # type: ignore[arg-type]
     assert await built_in.get_all_event_rows() == before
+
+
+async def test_sqlite_batch_failing_in_a_later_statement_stores_nothing(tmp_path: Path) -> None:
+    # 2,500 rows are three INSERT statements in one transaction; make the second fail.
+    path = tmp_path / "batch.db"
+    async with at.SQLiteStorage(path) as storage:
+        await fill(storage, 2)
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.event LIKE '%refuse%' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+            )
+        payloads = [payload(n) for n in range(2_500)]
+        payloads[1_500] = payload(1_500, note="refuse")
+        with pytest.raises(at.StorageError, match="refused by a trigger"):
+            await storage.add_event_rows(payloads)
+        assert await storage.count() == 2
+        assert await storage.add_event_rows(payloads[:1_000]) == 1_000  # not left mid-transaction
+        assert await storage.count() == 1_002
 
 
 async def test_sqlite_claims_are_invisible_to_another_instance_until_released(
