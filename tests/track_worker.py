@@ -105,6 +105,7 @@ def run_fork_storage(args: argparse.Namespace) -> None:
     parent_closed, tell_child = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(tell_child)  # so the read below ends if the parent dies first
 
         async def child() -> None:
             async with at.SQLiteStorage(args.db, busy_timeout=3) as own:
@@ -118,6 +119,7 @@ def run_fork_storage(args: argparse.Namespace) -> None:
             say(f"CHILD-FAILED {exc}")
             os._exit(1)
         os._exit(0)
+    os.close(parent_closed)
     loop.run_until_complete(insert)
     loop.run_until_complete(storage.aclose())
     loop.close()
