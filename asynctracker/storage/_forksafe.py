@@ -12,9 +12,9 @@ section 2.6.
 
 So, three rules:
 
-* every statement runs whole, rows fetched, inside the connection's gate, and a
-  transaction is one call (:data:`BATCH`): the thread never holds the gate while it
-  waits for the event loop;
+* every statement runs whole, rows fetched, inside the connection's gate (so does
+  every other call into SQLite), and a transaction is one call (:data:`BATCH`): the
+  gate is never held while waiting for the event loop;
 * ``os.fork()`` waits at the gate of every open connection, so none is inside SQLite
   when the process is copied;
 * the child closes its copies first thing (they are idle), before anything in it can
@@ -83,6 +83,13 @@ class ForkSafeConnection(sqlite3.Connection):
                 execute("ROLLBACK")
             raise
         return results
+
+    @property
+    def total_changes(self) -> int:
+        # Read on the event loop's thread, not aiosqlite's: gated all the same, so that
+        # a fork from a third thread never copies a thread that is inside SQLite.
+        with self._gate:
+            return super().total_changes
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         with self._gate:
