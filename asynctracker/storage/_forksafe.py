@@ -5,10 +5,10 @@ while a connection is open inherits that bookkeeping but not the operating-syste
 it describes (POSIX locks are not inherited), and its own new connection to the same
 file then skips the locks it believes the process already holds. Measured with this
 package before the fix: a child forked while a statement was in flight stayed locked
-out of the file for good, and a child forked while the connection was idle lost the
-commits it made after the parent closed (the parent, seeing no other reader, took the
-WAL with it). SQLite documents the hazard: https://www.sqlite.org/howtocorrupt.html
-section 2.6.
+out of the file for good (every time), and one forked while the connection was idle
+could lose the commits it made after the parent closed (the parent, seeing no other
+reader, took the WAL with it). SQLite documents the hazard:
+https://www.sqlite.org/howtocorrupt.html section 2.6.
 
 So, three rules:
 
