@@ -128,8 +128,8 @@ async def test_child_forked_with_a_storage_open_keeps_every_commit(
     db_path: Path, moment: str
 ) -> None:
     # SQLite's lock bookkeeping is per process: a child that inherited the parent's
-    # open connection was locked out ("busy": forked mid-statement) or lost what it
-    # committed after the parent closed ("idle": the parent took the WAL with it).
+    # open connection was locked out ("busy": forked mid-statement) or could lose what
+    # it committed after the parent closed ("idle": the parent took the WAL with it).
     worker = await start_worker("fork-storage", "--db", str(db_path), "--moment", moment)
     _, other = await promised_eids(worker)
     assert other == ["DONE child-status=0"]

@@ -95,11 +95,9 @@ def run_fork_storage(args: argparse.Namespace) -> None:
         blocker.execute("BEGIN IMMEDIATE")
         loop.run_until_complete(asyncio.sleep(0.1))  # the insert now waits for the lock
 
-        def unblock() -> None:
-            blocker.rollback()
-            blocker.close()
-
-        threading.Timer(0.3, unblock).start()
+        # Closing rolls back and lets the insert go on; by the time it has committed,
+        # the blocker is gone, so the child never inherits it.
+        threading.Timer(0.3, blocker.close).start()
     else:
         loop.run_until_complete(insert)
     parent_closed, tell_child = os.pipe()
