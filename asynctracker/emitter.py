@@ -28,6 +28,7 @@ from typing import Literal, TypeAlias, TypeVar
 import httpx
 
 from ._encoded import plain
+from ._pacing import Pacing
 from ._retry import RetryPolicy
 from ._sender import Sender
 from ._settle import Callback, CallbackResult, EmitterStats, settle
@@ -58,9 +59,9 @@ OverflowPolicy: TypeAlias = Literal["drop_oldest", "drop_newest", "raise"]
 NOT_SENT = 0
 
 _DEFAULT_MAX_EVENTS_MEMORY = 100_000
-# Seconds of adds one loop turn may run before a caller that loops on track_* must
-# wait for the next turn (see Emitter._take_turns).
-_TURN_BUDGET = 0.001
+# Seconds of adds one loop turn may run before a caller that loops on track_* sits out
+# a turn (see _pacing).
+_TURN_BUDGET = 0.0005
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
 
 
@@ -174,8 +175,7 @@ class Emitter:
         self._failures_in_a_row = 0
         self._attempts: dict[int, int] = {}
         self._queued = 0
-        self._turn_started: float | None = None
-        self._repeat_adders: set[asyncio.Task[object] | None] = set()
+        self._pacing = Pacing(_TURN_BUDGET)
         self._sent = 0
         self._failed = 0
         self._retried = 0
@@ -255,6 +255,7 @@ class Emitter:
         self._open_lock = None
         self._sender = None
         self._attempts.clear()
+        self._pacing = Pacing(_TURN_BUDGET)
         if self._state is _State.OPEN:
             # open() runs again in the child: a new owned client, a new connection.
             self._state = _State.UNOPENED
@@ -317,9 +318,10 @@ class Emitter:
         # and the queue has room.
         if self._state is not _State.OPEN or self._pid != os.getpid():
             await self.open()
-        started = self._turn_started
-        if started is not None and time.perf_counter() - started > _TURN_BUDGET:
-            await self._take_turns(started)
+        pacing = self._pacing
+        started = pacing.started
+        if started is not None and time.perf_counter() - started > pacing.budget:
+            await pacing.take_turn(started)
         if self._queued >= self.max_events and not await self._make_room(1):
             return
         try:
@@ -330,32 +332,8 @@ class Emitter:
             raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
         self._queued += 1
         self._wake()
-        if self._turn_started is None:
-            self._turn_started = time.perf_counter()
-            asyncio.get_running_loop().call_soon(self._next_turn)
-
-    async def _take_turns(self, started: float) -> None:
-        """This loop turn has spent its tracking budget: a caller that already added
-        an event in it waits for the next turn before adding another.
-
-        A storage that never suspends (MemoryStorage) would otherwise let a task that
-        loops on ``await track_*()`` run on without giving other tasks, the send task
-        included, a turn. Only such repeat callers wait: a task that adds one event
-        and moves on (a request handler, or a gather of many track calls) has nothing
-        to give back, so it never pays for a yield.
-        """
-        task = asyncio.current_task()
-        if task in self._repeat_adders:
-            await asyncio.sleep(0)
-            if self._turn_started == started:
-                # _next_turn never ran: it was scheduled on a loop that has since
-                # closed (or in the parent, before a fork). Start counting afresh.
-                self._next_turn()
-        self._repeat_adders.add(task)
-
-    def _next_turn(self) -> None:
-        self._turn_started = None
-        self._repeat_adders.clear()
+        if pacing.started is None:
+            pacing.start_turn()
 
     async def add_many(self, payloads: Sequence[Mapping[str, str]]) -> None:
         """Store events together (all or none where the storage allows), then send."""
