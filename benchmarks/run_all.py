@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 FULL = [
     ("throughput.py", ["--rounds", "7", "--events", "20000", "--get-events", "500"], 1800),
-    ("loop_lag.py", ["--events", "20000", "--rounds", "3"], 600),
+    ("loop_lag.py", ["--events", "20000", "--rounds", "5"], 900),
     ("track_latency.py", ["--events", "20000", "--serial-events", "5000", "--rounds", "5"], 900),
     ("backlog_memory.py", ["--events", "1000000"], 1200),
     ("plot.py", [], 120),

@@ -12,9 +12,10 @@ with MemoryStorage at concurrency 1 (one caller awaiting each call) and at concu
 100 (100 tasks tracking at once). Delivery to the collector on 127.0.0.1 runs meanwhile,
 as it would in production. Rates count tracking time only (not the final flush).
 
-Two more rows: the same 100 SQLite callers with nothing to deliver to (the track path
-alone), and what an async service gets from one transaction per call without blocking
-its loop: 100 callers each awaiting their own INSERT on one aiosqlite connection.
+Three more rows: the same 100 SQLite callers, and 1,000, with nothing to deliver to (the
+track path alone; more callers share each commit), and what an async service gets from
+one transaction per call without blocking its loop: 100 callers each awaiting their own
+INSERT on one aiosqlite connection.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from drivers import ACTION, CATEGORY, VALUE, label  # noqa: E402
 from loop_lag import percentile  # noqa: E402
 
 UNDELIVERED = "asynctracker-sqlite c=100, no collector"
+UNDELIVERED_1000 = "asynctracker-sqlite c=1000, no collector"
 PER_CALL_ASYNC = "aiosqlite commit-per-call c=100"
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # discard port: nothing listens, sends fail fast
 
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The same 100 callers with nothing to deliver to (a closed port): the track path
     # alone, without the send loop's claims, deletes and HTTP sharing the two cores.
     runs[UNDELIVERED] = []
+    runs[UNDELIVERED_1000] = []
     runs[PER_CALL_ASYNC] = []
     with CollectorProcess(keep_eids=False) as collector:
         client = CollectorClient(collector.url)
@@ -156,9 +159,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 runs[f"asynctracker-{storage} c={concurrency}"].append(
                     asyncio.run(_asynctracker(n, collector.url, storage, concurrency))
                 )
-            runs[UNDELIVERED].append(
-                asyncio.run(_asynctracker(args.events, CLOSED_PORT_URL, "sqlite", 100, flush=False))
-            )
+            for name, callers in ((UNDELIVERED, 100), (UNDELIVERED_1000, 1000)):
+                runs[name].append(
+                    asyncio.run(
+                        _asynctracker(args.events, CLOSED_PORT_URL, "sqlite", callers, flush=False)
+                    )
+                )
             runs[PER_CALL_ASYNC].append(asyncio.run(_aiosqlite_per_call(args.serial_events, 100)))
         client.close()
 
