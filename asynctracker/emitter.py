@@ -19,6 +19,7 @@ import enum
 import importlib
 import inspect
 import logging
+import math
 import os
 import time
 import warnings
@@ -175,7 +176,7 @@ class Emitter:
         self._failures_in_a_row = 0
         self._attempts: dict[int, int] = {}
         self._queued = 0
-        self._pacing = Pacing(_TURN_BUDGET)
+        self._pacing = self._new_pacing()
         self._sent = 0
         self._failed = 0
         self._retried = 0
@@ -241,6 +242,11 @@ class Emitter:
             ),
         )
 
+    def _new_pacing(self) -> Pacing:
+        # SQLiteStorage suspends on every insert (it awaits its thread), so a task never
+        # adds twice in one loop turn there: no budget to watch.
+        return Pacing(math.inf if isinstance(self.storage, SQLiteStorage) else _TURN_BUDGET)
+
     async def _ensure_open(self) -> None:
         if self._state is not _State.OPEN or self._pid != os.getpid():
             await self.open()
@@ -255,7 +261,7 @@ class Emitter:
         self._open_lock = None
         self._sender = None
         self._attempts.clear()
-        self._pacing = Pacing(_TURN_BUDGET)
+        self._pacing = self._new_pacing()
         if self._state is _State.OPEN:
             # open() runs again in the child: a new owned client, a new connection.
             self._state = _State.UNOPENED
