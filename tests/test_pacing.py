@@ -89,6 +89,30 @@ async def test_cancelling_one_sitting_task_does_not_cancel_the_others() -> None:
     assert sorted(done) == ["a", "c"]
 
 
+async def test_many_sitting_tasks_resume_in_batches_first_come_first_served() -> None:
+    pacing = Pacing(budget=0.0)
+    counter = TurnCounter()
+    counter.start()
+    sat: list[int] = []
+    resumed: list[int] = []
+    waits: list[tuple[int, int]] = []  # (turn it sat out in, turn it resumed in)
+
+    async def add_twice(index: int) -> None:
+        await _add(pacing)
+        sat.append(index)
+        before = counter.turns
+        await _add(pacing)  # a repeat in this turn: sits out
+        resumed.append(index)
+        waits.append((before, counter.turns))
+
+    await asyncio.gather(*(add_twice(k) for k in range(61)))
+    counter.stop()
+    assert resumed == sat
+    # The task that started the turn's clock is not yet a repeat adder: it never waits.
+    later = [end for start, end in waits if end > start]
+    assert sorted(later.count(turn) for turn in set(later)) == [10, 25, 25]
+
+
 def test_a_wait_left_behind_by_a_closed_loop_does_not_hang_the_next_loop() -> None:
     pacing = Pacing(budget=0.0)
 
