@@ -403,3 +403,33 @@ async def test_a_loop_of_tracks_on_memory_storage_lets_other_tasks_and_delivery_
     assert turns > 1
     received = await collector.wait_for_events(tracked, timeout=10)
     assert len({event.payload["eid"] for event in received}) == tracked
+
+
+async def test_many_looping_trackers_some_cancelled_lose_no_returned_event(
+    collector: Collector,
+) -> None:
+    """Tasks looping on track_* over MemoryStorage wait their turns in a queue; cancelling
+    some of them while they wait must neither stall the others nor lose or repeat an
+    event whose track_* call returned."""
+    returned: list[str] = []
+    a_quarter_in = asyncio.Event()
+
+    async def loop_tracking(worker: int) -> None:
+        for n in range(40):
+            returned.append(await tracker.track_struct_event("w", "loop", f"{worker}-{n}"))
+            if len(returned) >= 600:
+                a_quarter_in.set()
+
+    async with at.Tracker(at.Emitter(collector.url, storage=at.MemoryStorage())) as tracker:
+        workers = [asyncio.create_task(loop_tracking(k)) for k in range(60)]
+        await a_quarter_in.wait()
+        for task in workers[::6]:
+            task.cancel()
+        outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        await tracker.flush()
+    cancelled = [o for o in outcomes if isinstance(o, asyncio.CancelledError)]
+    assert 0 < len(cancelled) <= 10
+    assert all(o is None for o in outcomes if not isinstance(o, asyncio.CancelledError))
+    received = await collector.wait_for_events(len(returned), timeout=10)
+    eids = [event.payload["eid"] for event in received]
+    assert sorted(eids) == sorted(returned)
