@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal, NamedTuple, TypeAlias, TypeVar
+from typing import Literal, TypeAlias, TypeVar
 
 from ._encoded import EncodedPayload, member, quote
 from ._version import __version__
@@ -39,6 +39,7 @@ Platform: TypeAlias = Literal["web", "mob", "pc", "srv", "app", "tv", "cnsl", "i
 Timestamp: TypeAlias = "int | datetime"
 _PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"})
 TRACKER_VERSION = f"py-{__version__}"
+_TRACKER_FIELDS = frozenset({"namespace", "app_id", "platform"})
 
 _TrackerT = TypeVar("_TrackerT", bound="Tracker")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -84,14 +85,15 @@ def _event_id(value: str) -> str:
         raise InvalidEventError(f"event_id must be a UUID string, got {value!r}") from exc
 
 
-class _Common(NamedTuple):
-    """The arguments every ``track_*`` call takes besides its own."""
-
-    contexts: Sequence[SelfDescribingJson] | None
-    subject: Subject | None
-    event_id: str | None
-    timestamp: Timestamp | None
-    true_timestamp: Timestamp | None
+#: The arguments every ``track_*`` call takes besides its own: contexts, subject,
+#: event_id, timestamp, true_timestamp. A plain tuple: cheaper to make per event.
+_Common: TypeAlias = tuple[
+    "Sequence[SelfDescribingJson] | None",
+    "Subject | None",
+    "str | None",
+    "Timestamp | None",
+    "Timestamp | None",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,8 @@ class Tracker:
     the emitter's ``close_timeout``) and closes it.
     """
 
+    _tracker_json: tuple[str, str] | None = None
+
     def __init__(
         self,
         emitter: Emitter,
@@ -151,21 +155,37 @@ class Tracker:
     ) -> None:
         if not isinstance(emitter, Emitter):
             raise ConfigurationError("emitter must be an asynctracker.Emitter")
-        if platform not in _PLATFORMS:
-            raise ConfigurationError(
-                f"platform must be one of {sorted(_PLATFORMS)}, got {platform!r}"
-            )
-        for name, value in (("namespace", namespace), ("app_id", app_id)):
-            if value is not None and not isinstance(value, str):
-                raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
         if subject is not None and not isinstance(subject, Subject):
             raise ConfigurationError("subject must be an asynctracker.Subject")
         self.emitter = emitter
+        # Checked by __setattr__, here and whenever they are changed later.
+        self.platform: Platform = platform
         self.namespace = namespace
         self.app_id = app_id
-        self.platform: Platform = platform
         self.base64_encode = bool(base64_encode)
         self.subject = subject
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _TRACKER_FIELDS:
+            if name == "platform":
+                if value not in _PLATFORMS:
+                    raise ConfigurationError(
+                        f"platform must be one of {sorted(_PLATFORMS)}, got {value!r}"
+                    )
+            elif value is not None and not isinstance(value, str):
+                raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+            # The JSON of these three is written into every event: made again on next use.
+            object.__setattr__(self, "_tracker_json", None)
+        object.__setattr__(self, name, value)
+
+    def _make_tracker_json(self) -> tuple[str, str]:
+        """``p`` as a JSON string, and the ``tna``/``aid`` members (empty ones left out)."""
+        members = ""
+        if self.namespace:
+            members += member("tna", self.namespace)
+        if self.app_id:
+            members += member("aid", self.app_id)
+        return quote(self.platform), members
 
     def __repr__(self) -> str:
         return f"<Tracker namespace={self.namespace!r} app_id={self.app_id!r} {self.emitter!r}>"
@@ -210,31 +230,29 @@ class Tracker:
         """
         if self.emitter.closed:
             raise ClosedError("this tracker's emitter was closed")
-        subject = common.subject
+        contexts, subject, event_id, timestamp, true_timestamp = common
         if subject is not None and not isinstance(subject, Subject):
             raise InvalidEventError("subject must be an asynctracker.Subject")
-        contexts = common.contexts
         if contexts is not None:
             check_contexts(contexts)
         # The common case (no event_id, no timestamps) calls no helper: this runs per event.
-        eid = new_event_id() if common.event_id is None else _event_id(common.event_id)
-        timestamp = common.timestamp
+        eid = new_event_id() if event_id is None else _event_id(event_id)
         dtm = (
             str(time.time_ns() // 1_000_000)
             if timestamp is None
             else _epoch_ms("timestamp", timestamp)
         )
+        tracker_json = self._tracker_json
+        if tracker_json is None:
+            tracker_json = self._tracker_json = self._make_tracker_json()
+        platform, tracker_members = tracker_json
         # event, the version, a canonical UUID and digits need no escaping.
         parts = [
-            f'{{"e":"{event}","tv":"{TRACKER_VERSION}","p":{quote(self.platform)},'
-            f'"eid":"{eid}","dtm":"{dtm}"'
+            f'{{"e":"{event}","tv":"{TRACKER_VERSION}","p":{platform},'
+            f'"eid":"{eid}","dtm":"{dtm}"{tracker_members}'
         ]
-        if self.namespace:
-            parts.append(member("tna", self.namespace))
-        if self.app_id:
-            parts.append(member("aid", self.app_id))
-        if common.true_timestamp is not None:
-            parts.append(member("ttm", _epoch_ms("true_timestamp", common.true_timestamp)))
+        if true_timestamp is not None:
+            parts.append(member("ttm", _epoch_ms("true_timestamp", true_timestamp)))
         chosen = subject if subject is not None else self.subject
         if chosen is not None:
             parts.extend([member(key, value) for key, value in chosen._fields.items()])
@@ -289,7 +307,7 @@ class Tracker:
         """Track a page view (``e=pv``); ``page_url`` is required. Returns the event id."""
         payload = self._payload(
             "pv",
-            _Common(contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp),
             {
                 "url": _text("page_url", page_url, required=True),
                 "page": _text("page_title", page_title),
@@ -316,7 +334,7 @@ class Tracker:
         """Track a structured event (``e=se``); category and action are required."""
         payload = self._payload(
             "se",
-            _Common(contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp),
             {
                 "se_ca": _text("category", category, required=True),
                 "se_ac": _text("action", action, required=True),
@@ -341,7 +359,7 @@ class Tracker:
         """Track a self-describing (unstructured) event (``e=ue``)."""
         payload = self._self_describing(
             event_json,
-            _Common(contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
         return payload.eid
@@ -363,7 +381,7 @@ class Tracker:
             raise InvalidEventError("track_screen_view needs a name or an id")
         payload = self._self_describing(
             SelfDescribingJson(SCREEN_VIEW_SCHEMA, {k: v for k, v in data.items() if v}),
-            _Common(contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
         return payload.eid
@@ -393,7 +411,7 @@ class Tracker:
             data["label"] = label or ""
         payload = self._self_describing(
             SelfDescribingJson(TIMING_SCHEMA, data),
-            _Common(contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp),
         )
         await self.emitter.add(payload)
         return payload.eid
@@ -432,7 +450,7 @@ class Tracker:
             raise InvalidEventError("items must be a list of EcommerceItem")
         order = _text("order_id", order_id, required=True)
         cur = _text("currency", currency)
-        common = _Common(contexts, subject, event_id, timestamp, true_timestamp)
+        common = (contexts, subject, event_id, timestamp, true_timestamp)
         transaction = self._payload(
             "tr",
             common,
@@ -453,7 +471,7 @@ class Tracker:
             payloads.append(
                 self._payload(
                     "ti",
-                    common._replace(event_id=item.event_id),
+                    (*common[:2], item.event_id, *common[3:]),
                     {
                         "ti_id": order,
                         "ti_sk": item.sku,

@@ -771,6 +771,40 @@ async def test_bad_tracker_options_raise_configuration_error(kwargs: dict[str, A
     await emitter.aclose()
 
 
+async def test_tracker_fields_changed_later_go_into_the_next_events(harness: Harness) -> None:
+    tracker, storage = harness.make()
+    await tracker.track_struct_event("c", "a")
+    tracker.app_id = "renamed"
+    tracker.namespace = None
+    tracker.platform = "web"
+    await tracker.track_struct_event("c", "a")
+    first, second = await stored(storage)
+    assert (first["aid"], first["tna"], first["p"]) == ("app", "ns", "srv")
+    assert (second["aid"], second["p"]) == ("renamed", "web")
+    assert "tna" not in second
+    check_event(second)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("platform", "desktop", id="platform"),
+        pytest.param("namespace", 1, id="namespace"),
+        pytest.param("app_id", b"x", id="app-id"),
+    ],
+)
+async def test_a_bad_tracker_field_set_later_is_refused_and_the_old_one_kept(
+    harness: Harness, name: str, value: object
+) -> None:
+    tracker, storage = harness.make()
+    before = getattr(tracker, name)
+    with pytest.raises(at.ConfigurationError):
+        setattr(tracker, name, value)
+    assert getattr(tracker, name) == before
+    await tracker.track_struct_event("c", "a")
+    assert_well_formed((await stored(storage))[0])
+
+
 async def test_tracker_needs_an_emitter() -> None:
     with pytest.raises(at.ConfigurationError):
         at.Tracker("https://c.acme.com")  # type: ignore[arg-type]
