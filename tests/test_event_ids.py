@@ -22,6 +22,16 @@ def test_event_ids_are_canonical_uuid4_and_unique() -> None:
     assert {text[19] for text in ids} == set("89ab")  # every variant digit occurs
 
 
+def test_every_random_digit_of_an_event_id_varies() -> None:
+    # Ids are cut from one random buffer per batch: a slip in the cutting would repeat
+    # or fix digits. All 30 random hex digits (not the dashes, the version "4" or the
+    # two fixed bits of the variant digit) must take every value over a few batches.
+    ids = [new_event_id() for _ in range(2_000)]
+    fixed = {8, 13, 14, 18, 19, 23}
+    for position in set(range(36)) - fixed:
+        assert {text[position] for text in ids} == set("0123456789abcdef"), position
+
+
 def test_forked_child_does_not_repeat_the_parents_ids() -> None:
     code = (
         "import os\n"
