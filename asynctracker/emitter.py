@@ -146,6 +146,12 @@ class Emitter:
             )
         self.storage: Storage = storage if storage is not None else SQLiteStorage(db_name)
         self._plain_payloads = not ops.takes_encoded(self.storage)
+        # SQLiteStorage's inserts, unchanged by a subclass: awaited without a coroutine.
+        self._group_commit = (
+            self.storage
+            if isinstance(self.storage, SQLiteStorage) and not self._plain_payloads
+            else None
+        )
         if max_events is None:
             max_events = (
                 _DEFAULT_MAX_EVENTS_MEMORY
@@ -330,8 +336,14 @@ class Emitter:
             await pacing.take_turn(started)
         if self._queued >= self.max_events and not await self._make_room(1):
             return
+        group_commit = self._group_commit
         try:
-            await self.storage.add_event_row(plain(payload) if self._plain_payloads else payload)
+            if group_commit is not None:
+                await group_commit._add_event_row_nowait(payload)
+            else:
+                await self.storage.add_event_row(
+                    plain(payload) if self._plain_payloads else payload
+                )
         except AsyncTrackerError:
             raise
         except Exception as exc:

@@ -27,7 +27,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -298,18 +298,28 @@ class SQLiteStorage:
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         """Store one event; returns True once it is committed to the file."""
-        if self._conn is None or self._closed or self._pid != os.getpid():
-            await self._connection()
-        await self._queue([encode_event(payload)])
+        await self._add_event_row_nowait(payload)
         return True
+
+    def _add_event_row_nowait(self, payload: Mapping[str, str]) -> Awaitable[None]:
+        """Queue one event for the next group commit; await the result to know it is
+        committed. Used by the emitter on every ``track_*`` call: while the storage is
+        open this is the commit's future itself, not a coroutine, so no frame is made
+        and resumed per event (about a tenth of the loop's work per event with 100
+        concurrent callers)."""
+        if self._conn is None or self._closed or self._pid != os.getpid():
+            return self._connect_and_queue([encode_event(payload)])
+        return self._queue([encode_event(payload)])
+
+    async def _connect_and_queue(self, raws: list[str]) -> None:
+        await self._connection()
+        await self._queue(raws)
 
     async def add_event_rows(self, payloads: Sequence[Mapping[str, str]]) -> int:
         """Store several events in one transaction: all of them or none."""
         raws = [encode_event(payload) for payload in payloads]
         if raws:
-            if self._conn is None or self._closed or self._pid != os.getpid():
-                await self._connection()
-            await self._queue(raws)
+            await self._connect_and_queue(raws)
         return len(raws)
 
     def _queue(self, raws: list[str]) -> asyncio.Future[None]:
