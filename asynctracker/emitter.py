@@ -146,7 +146,8 @@ class Emitter:
             )
         self.storage: Storage = storage if storage is not None else SQLiteStorage(db_name)
         self._plain_payloads = not ops.takes_encoded(self.storage)
-        # SQLiteStorage's inserts, unchanged by a subclass: awaited without a coroutine.
+        # SQLiteStorage's inserts, unchanged by a subclass: awaited without a coroutine
+        # (add() checks it is still self.storage, should someone replace that).
         self._group_commit = (
             self.storage
             if isinstance(self.storage, SQLiteStorage) and not self._plain_payloads
@@ -338,7 +339,7 @@ class Emitter:
             return
         group_commit = self._group_commit
         try:
-            if group_commit is not None:
+            if group_commit is not None and group_commit is self.storage:
                 await group_commit._add_event_row_nowait(payload)
             else:
                 await self.storage.add_event_row(

@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -343,3 +344,27 @@ async def test_a_built_in_storage_subclass_that_overrides_inserts_gets_plain_dic
     assert json.loads(storage.lines[0])["eid"] == eid
     assert len(await storage.get_all_event_rows()) == 1
     await emitter.aclose()
+
+
+class _LoggingSQLiteStorage(at.SQLiteStorage):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.lines: list[str] = []
+
+    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
+        self.lines.append(json.dumps(payload))
+        return await super().add_event_row(payload)
+
+
+async def test_an_overridden_sqlite_insert_is_called_for_every_event(tmp_path: Path) -> None:
+    # The emitter skips SQLiteStorage.add_event_row's coroutine on its hot path; a
+    # subclass that overrides it must still see every event, as a plain dict.
+    storage = _LoggingSQLiteStorage(tmp_path / "events.db")
+    emitter = at.Emitter("http://127.0.0.1:9", storage=storage, close_timeout=0)
+    tracker = at.Tracker(emitter)
+    try:
+        eids = [await tracker.track_struct_event("shop", "view", f"item-{n}") for n in range(3)]
+        assert [json.loads(line)["eid"] for line in storage.lines] == eids
+        assert len(await storage.get_all_event_rows()) == 3
+    finally:
+        await emitter.aclose()  # stops the SQLite thread even when an assert failed
