@@ -13,6 +13,7 @@ import json
 import random
 import signal
 import sqlite3
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -157,3 +158,33 @@ async def test_many_processes_opening_a_new_file_at_once_all_succeed(db_path: Pa
     assert codes == [0] * 8
     async with at.SQLiteStorage(db_path) as storage:
         assert await storage.count() == 8
+
+
+def test_a_process_that_never_closes_its_tracker_exits_and_keeps_its_events(
+    db_path: Path,
+) -> None:
+    # A tracker kept until the end of the program and never closed: the interpreter
+    # must still exit (aiosqlite's worker thread used to keep it waiting forever), with
+    # every tracked event stored and the file closed cleanly (SQLite removes the WAL
+    # file on a clean close; without the exit hook this script leaves it behind).
+    code = (
+        "import asyncio, sys\n"
+        "import asynctracker as at\n"
+        "KEPT = []\n"
+        "async def main():\n"
+        "    tracker = at.Tracker(at.Emitter('http://127.0.0.1:9', db_name=sys.argv[1]))\n"
+        "    KEPT.append(tracker)\n"
+        "    for n in range(3):\n"
+        "        print(await tracker.track_struct_event('shop', 'view', str(n)), flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", code, str(db_path)], capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr
+    tracked = finished.stdout.split()
+    assert len(tracked) == 3
+    assert not Path(f"{db_path}-wal").exists()  # before opening it (that would recover)
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        stored = [json.loads(row[0])["eid"] for row in conn.execute("SELECT event FROM events")]
+    assert sorted(stored) == sorted(tracked)

@@ -23,6 +23,7 @@ So, three rules:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sqlite3
@@ -130,6 +131,22 @@ def _after_fork_in_child() -> None:
     _held.clear()
     _registry.release()
 
+
+def _close_at_exit() -> None:
+    """Close the connections of storages never closed, when the interpreter exits.
+
+    Their worker threads are daemons (see ``sqlite._let_exit_without_close``) and
+    would simply stop; closing here (after a statement in flight, at the gate) lets
+    SQLite checkpoint the WAL and remove its files, as a normal close does.
+    """
+    for conn in list(_open):
+        try:
+            conn.close()
+        except sqlite3.Error:
+            logger.debug("could not close a SQLite connection at exit", exc_info=True)
+
+
+atexit.register(_close_at_exit)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(

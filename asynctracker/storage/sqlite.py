@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Mapping, Sequence
@@ -78,6 +79,20 @@ def _placeholders(count: int) -> str:
 def _is_busy(exc: sqlite3.Error) -> bool:
     message = str(exc).lower()
     return "locked" in message or "busy" in message
+
+
+def _let_exit_without_close(pending: aiosqlite.Connection) -> None:
+    """Make the connection's worker thread a daemon, before it starts.
+
+    aiosqlite's worker is not a daemon and stops only when its connection is closed or
+    its wrapper collected, which a reference cycle (emitter, tasks, storage) puts off
+    past the end of the program: a script that never closed its tracker waited at exit
+    forever. Nothing is lost by not waiting (an insert is committed before its
+    ``track_*`` returns), and ``_forksafe`` still closes the file cleanly at exit.
+    """
+    worker = getattr(pending, "_thread", None)
+    if isinstance(worker, threading.Thread) and worker.ident is None:
+        worker.daemon = True
 
 
 async def _join_worker(pending: aiosqlite.Connection) -> None:
@@ -193,6 +208,7 @@ class SQLiteStorage:
                 check_same_thread=False,
                 factory=ForkSafeConnection,
             )
+            _let_exit_without_close(pending)
             conn: aiosqlite.Connection | None = None
             try:
                 conn = await pending
