@@ -23,12 +23,14 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Literal, TypeAlias, TypeVar
 
 import httpx
 
+from . import _process
 from ._encoded import plain
+from ._loop_end import call_at_loop_end
 from ._pacing import Pacing
 from ._retry import RetryPolicy
 from ._sender import Sender
@@ -64,6 +66,8 @@ _DEFAULT_MAX_EVENTS_MEMORY = 100_000
 # a turn (see _pacing).
 _TURN_BUDGET = 0.0005
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
+# Loop-end hooks copied from the parent by fork(); see _check_fork.
+_INHERITED_HOOKS: list[object] = []
 
 
 class _State(enum.Enum):
@@ -175,6 +179,9 @@ class Emitter:
 
         self._state = _State.UNOPENED
         self._pid = os.getpid()
+        self._forks = _process.forks
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_end: AsyncGenerator[None, None] | None = None
         self._open_lock: asyncio.Lock | None = None
         self._sender: Sender | None = None
         self._task: asyncio.Task[bool] | None = None
@@ -182,6 +189,7 @@ class Emitter:
         self._wakeup = False
         self._failures_in_a_row = 0
         self._attempts: dict[int, int] = {}
+        self._cut_off: list[EventRow] | None = None
         self._queued = 0
         self._pacing = self._new_pacing()
         self._sent = 0
@@ -207,6 +215,7 @@ class Emitter:
         Raises StorageError if the storage cannot be opened, ClosedError after aclose.
         """
         self._check_fork()
+        self._check_loop()
         if self._state is _State.OPEN:
             return
         if self._state is _State.CLOSED:
@@ -229,6 +238,11 @@ class Emitter:
                 max_concurrent=self.max_concurrent_requests,
             )
             self._state = _State.OPEN
+            self._loop_end = await call_at_loop_end(self._loop_ended)
+        if self._cut_off is not None:
+            # Claimed by a send iteration the previous event loop stopped in mid-flight.
+            rows, self._cut_off = self._cut_off, None
+            await self._release_quietly(rows)
         if self._queued:
             self._wake()
 
@@ -255,20 +269,48 @@ class Emitter:
         return Pacing(math.inf if isinstance(self.storage, SQLiteStorage) else _TURN_BUDGET)
 
     async def _ensure_open(self) -> None:
-        if self._state is not _State.OPEN or self._pid != os.getpid():
+        if (
+            self._state is not _State.OPEN
+            or self._forks != _process.forks
+            or self._loop is not asyncio.get_running_loop()
+        ):
             await self.open()
+
+    def _check_loop(self) -> None:
+        """Follow the event loop the emitter is used from.
+
+        A tracker made at import time and used by two ``asyncio.run`` calls in a row
+        finds the first loop's send task, timer and HTTP connections dead: start over
+        on the new loop (rows a stopped send had claimed are released on opening).
+        """
+        loop = asyncio.get_running_loop()
+        old, self._loop = self._loop, loop
+        if old is None or old is loop:
+            return
+        if old.is_running():
+            self._loop = old
+            raise ConfigurationError(
+                "this emitter is in use on another running event loop; "
+                "use one tracker per event loop"
+            )
+        self._forget_tasks()
+        if self._state is _State.OPEN:
+            self._state = _State.UNOPENED
+            if self._owns_client:
+                self._client = None  # its connections belong to the stopped loop
 
     def _check_fork(self) -> None:
         """In a forked child, never reuse the parent's task, timer or connections."""
+        self._forks = _process.forks
         if self._pid == os.getpid():
             return
         self._pid = os.getpid()
-        self._task = None
-        self._retry_handle = None
-        self._open_lock = None
-        self._sender = None
-        self._attempts.clear()
-        self._pacing = self._new_pacing()
+        if self._loop_end is not None:
+            # Collected, it would schedule itself on the parent's loop, whose wake-up
+            # socket this process shares with the parent: keep it.
+            _INHERITED_HOOKS.append(self._loop_end)
+        self._forget_tasks()
+        self._cut_off = None  # the parent's rows, which the parent is still sending
         if self._state is _State.OPEN:
             # open() runs again in the child: a new owned client, a new connection.
             self._state = _State.UNOPENED
@@ -280,6 +322,35 @@ class Emitter:
                     "create the client after fork"
                 )
 
+    async def _loop_ended(self) -> None:
+        """The event loop is shutting down with this emitter open (``asyncio.run``
+        returning without ``aclose()``; see ``_loop_end``): stop sending and close the
+        owned HTTP client while the loop still runs. The next loop that uses the
+        emitter opens it again; rows a cut-off send had claimed are released then."""
+        if self._state is not _State.OPEN or self._loop is not asyncio.get_running_loop():
+            return
+        self._state = _State.UNOPENED
+        self._loop = None
+        task = self._task
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        self._forget_tasks()
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def _forget_tasks(self) -> None:
+        self._loop_end = None
+        self._task = None
+        self._retry_handle = None
+        self._open_lock = None
+        self._sender = None
+        self._attempts.clear()
+        self._pacing = self._new_pacing()
+
     async def aclose(self) -> None:
         """Stop sending, release claimed rows, close the storage and the owned client.
 
@@ -288,13 +359,21 @@ class Emitter:
         """
         if self._state is _State.CLOSED:
             return
+        self._check_loop()
         was_open = self._state is _State.OPEN
         self._state = _State.CLOSED
+        loop_end, self._loop_end = self._loop_end, None
+        if loop_end is not None:
+            await loop_end.aclose()  # nothing left for it to do
         if self._retry_handle is not None:
             self._retry_handle.cancel()
             self._retry_handle = None
         task, self._task = self._task, None
-        if task is not None and self._pid == os.getpid():
+        if (
+            task is not None
+            and self._pid == os.getpid()
+            and task.get_loop() is asyncio.get_running_loop()
+        ):
             task.cancel()
             await asyncio.wait([task])
         try:
@@ -329,7 +408,11 @@ class Emitter:
         """Store one event, then make sure the send task is running."""
         # The hot path of every track_* call: no extra awaits when the emitter is open
         # and the queue has room.
-        if self._state is not _State.OPEN or self._pid != os.getpid():
+        if (
+            self._state is not _State.OPEN
+            or self._forks != _process.forks
+            or self._loop is not asyncio.get_running_loop()
+        ):
             await self.open()
         pacing = self._pacing
         started = pacing.started
@@ -340,7 +423,7 @@ class Emitter:
         group_commit = self._group_commit
         try:
             if group_commit is not None and group_commit is self.storage:
-                await group_commit._add_event_row_nowait(payload)
+                await group_commit._add_event_row_nowait(payload, self._loop)
             else:
                 await self.storage.add_event_row(
                     plain(payload) if self._plain_payloads else payload
@@ -435,11 +518,16 @@ class Emitter:
                     if self._wakeup:
                         continue
                     return True
+                # Cleared unless the task is cancelled in mid-flight: if that was the
+                # event loop stopping, the next loop's open() releases these rows.
+                self._cut_off = rows
                 try:
                     delivered, retry_after = await self._send_and_settle(rows)
                 except Exception:
+                    self._cut_off = None
                     await self._release_quietly(rows)
                     raise
+                self._cut_off = None
                 if delivered:
                     self._failures_in_a_row = 0
                 if retry_after is not None and (not delivered or retry_after > 0):
@@ -450,8 +538,11 @@ class Emitter:
             self._schedule_retry(None)
             return False
         finally:
-            if self._task is asyncio.current_task():
-                self._task = None
+            # RuntimeError: closed by the garbage collector after its loop was closed
+            # by hand, outside any loop (nothing left to tidy then).
+            with contextlib.suppress(RuntimeError):
+                if self._task is asyncio.current_task():
+                    self._task = None
 
     async def _release_quietly(self, claimed: list[EventRow]) -> None:
         """Give claimed rows back after an unexpected error, so they are not stuck."""

@@ -2,7 +2,7 @@
 
 ```
 AsyncTrackerError
-├── ConfigurationError (ValueError)   bad Emitter/Tracker/Subject/storage options
+├── ConfigurationError (ValueError)   bad options; a tracker used by two running loops
 ├── InvalidEventError (ValueError)    bad arguments to a track_* call or SelfDescribingJson
 ├── StorageError (RuntimeError)       the storage could not store, read or delete events
 │   └── QueueFullError                the queue is at max_events and the policy is "raise"
@@ -34,7 +34,10 @@ class AsyncTrackerError(Exception):
 class ConfigurationError(AsyncTrackerError, ValueError):
     """An option given to Emitter, Tracker, Subject or a storage is invalid.
 
-    Raised by the constructor that received it, before anything is opened or stored.
+    Raised by the constructor that received it, before anything is opened or stored;
+    and by a call from one event loop while the tracker is in use on another, still
+    running one (a tracker follows its loop from one ``asyncio.run`` to the next, but
+    serves one loop at a time).
     """
 
 

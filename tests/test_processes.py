@@ -160,13 +160,26 @@ async def test_many_processes_opening_a_new_file_at_once_all_succeed(db_path: Pa
         assert await storage.count() == 8
 
 
+# How the program runs its loop: asyncio.run closes async generators before closing the
+# loop (the tracker closes its file then); a loop closed by hand, or left open, does not,
+# and the file is still open when the interpreter exits.
+RUN_LOOP = {
+    "asyncio.run": "asyncio.run(main())\n",
+    "loop closed by hand": (
+        "loop = asyncio.new_event_loop()\nloop.run_until_complete(main())\nloop.close()\n"
+    ),
+    "loop left open": "asyncio.new_event_loop().run_until_complete(main())\n",
+}
+
+
+@pytest.mark.parametrize("run_loop", sorted(RUN_LOOP))
 def test_a_process_that_never_closes_its_tracker_exits_and_keeps_its_events(
-    db_path: Path,
+    db_path: Path, run_loop: str
 ) -> None:
     # A tracker kept until the end of the program and never closed: the interpreter
     # must still exit (aiosqlite's worker thread used to keep it waiting forever), with
     # every tracked event stored and the file closed cleanly (SQLite removes the WAL
-    # file on a clean close; without the exit hook this script leaves it behind).
+    # file on a clean close; with the loop closed by hand, only the exit hook does it).
     code = (
         "import asyncio, sys\n"
         "import asynctracker as at\n"
@@ -176,8 +189,7 @@ def test_a_process_that_never_closes_its_tracker_exits_and_keeps_its_events(
         "    KEPT.append(tracker)\n"
         "    for n in range(3):\n"
         "        print(await tracker.track_struct_event('shop', 'view', str(n)), flush=True)\n"
-        "asyncio.run(main())\n"
-    )
+    ) + RUN_LOOP[run_loop]
     finished = subprocess.run(
         [sys.executable, "-c", code, str(db_path)], capture_output=True, text=True, timeout=60
     )

@@ -28,12 +28,14 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import aiosqlite
 
+from .. import _process
+from .._loop_end import call_at_loop_end
 from ..exceptions import ClosedError, ConfigurationError, StorageError
 from ._forksafe import BATCH, ForkSafeConnection
 from ._owner import dead_owners, new_owner_id
@@ -54,8 +56,9 @@ _RECLAIM_INTERVAL = 5.0
 # Loop turns the group commit waits, at most, for more inserts to join a trip.
 _SETTLE_TURNS = 3
 _SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
-# Connections copied from the parent by fork() (see _forget_parent).
-_INHERITED: list[aiosqlite.Connection] = []
+# Connections (and their loop-end hooks) copied from the parent by fork(); see
+# _forget_parent.
+_INHERITED: list[object] = []
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -144,6 +147,9 @@ class SQLiteStorage:
         self._claim_ttl = claim_ttl
         self._conn: aiosqlite.Connection | None = None
         self._pid = os.getpid()
+        self._forks = _process.forks
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_end: AsyncGenerator[None, None] | None = None
         self._owner = new_owner_id()
         self._lock: asyncio.Lock | None = None
         self._pending: deque[tuple[list[str], asyncio.Future[None]]] = deque()
@@ -170,8 +176,11 @@ class SQLiteStorage:
     async def _connection(self) -> aiosqlite.Connection:
         if self._closed:
             raise ClosedError(f"{self!r} was closed")
+        self._forks = _process.forks
         if self._pid != os.getpid():
             self._forget_parent()
+        if self._loop is not asyncio.get_running_loop():
+            await self._follow_loop()
         if self._conn is not None:
             return self._conn
         if self._lock is None:
@@ -180,7 +189,24 @@ class SQLiteStorage:
             if self._conn is None:
                 self._conn = await self._connect()
                 self._next_reclaim = 0.0
+                self._loop_end = await call_at_loop_end(self._loop_ended)
         return self._conn
+
+    async def _loop_ended(self) -> None:
+        """The event loop is shutting down with this storage open (see ``_loop_end``):
+        close the connection while the loop can still take aiosqlite's replies. The
+        next loop that uses this storage opens a new one."""
+        if self._closed or self._loop is not asyncio.get_running_loop():
+            return
+        conn, self._conn = self._conn, None
+        self._loop = None
+        self._loop_end = None
+        self._lock = None
+        self._pending = deque()
+        self._writer = None
+        worker = getattr(conn, "_thread", None)
+        if conn is not None and (worker is None or worker.is_alive()):
+            await conn.close()
 
     def _forget_parent(self) -> None:
         """After fork: the parent's connection thread does not exist here. Start over."""
@@ -190,10 +216,40 @@ class SQLiteStorage:
             # Its sqlite3 connection was closed at the fork (_forksafe); kept so that
             # aiosqlite does not warn that its wrapper was collected unclosed.
             _INHERITED.append(self._conn)
+        if self._loop_end is not None:
+            # Collected, it would schedule itself on the parent's loop, whose wake-up
+            # socket this process shares with the parent.
+            _INHERITED.append(self._loop_end)
+            self._loop_end = None
         self._conn = None
         self._lock = None
         self._pending = deque()
         self._writer = None
+
+    async def _follow_loop(self) -> None:
+        """Move to the event loop this storage is now used from.
+
+        After the loop it was used on has stopped (two ``asyncio.run`` calls in a row,
+        say), that loop's lock, writer task and futures are dead: start over with a new
+        connection. The old one is stopped from a worker thread: aiosqlite's ``stop()``
+        then asks for no reply (a reply to a closed loop kills its thread).
+        """
+        loop = asyncio.get_running_loop()
+        old, self._loop = self._loop, loop
+        if old is None:
+            return
+        if old.is_running():
+            self._loop = old
+            raise ConfigurationError(
+                f"{self!r} is in use on another running event loop; use one storage per event loop"
+            )
+        conn, self._conn = self._conn, None
+        self._loop_end = None  # its loop closed without closing it: never runs
+        self._lock = None
+        self._pending = deque()
+        self._writer = None
+        if conn is not None:
+            await asyncio.to_thread(conn.stop)
 
     async def _connect(self) -> aiosqlite.Connection:
         deadline = time.monotonic() + self._busy_timeout
@@ -234,6 +290,8 @@ class SQLiteStorage:
             return
         if self._pid != os.getpid():
             self._forget_parent()
+        if self._loop is not asyncio.get_running_loop():
+            await self._follow_loop()
         try:
             if self._writer is not None:
                 await asyncio.shield(self._writer)
@@ -247,8 +305,11 @@ class SQLiteStorage:
         finally:
             self._closed = True
             conn, self._conn = self._conn, None
+            loop_end, self._loop_end = self._loop_end, None
             if conn is not None:
                 await conn.close()
+            if loop_end is not None:
+                await loop_end.aclose()  # nothing left for it to do
 
     async def __aenter__(self) -> SQLiteStorage:
         await self.open()
@@ -274,7 +335,12 @@ class SQLiteStorage:
     ) -> tuple[list[sqlite3.Row], int]:
         """Like _fetch, and also return how many rows the statement changed."""
         conn = self._conn
-        if conn is None or self._closed or self._pid != os.getpid():
+        if (
+            conn is None
+            or self._closed
+            or self._forks != _process.forks
+            or self._loop is not asyncio.get_running_loop()
+        ):
             conn = await self._connection()
         assert self._lock is not None
         try:
@@ -314,16 +380,25 @@ class SQLiteStorage:
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         """Store one event; returns True once it is committed to the file."""
-        await self._add_event_row_nowait(payload)
+        await self._add_event_row_nowait(payload, asyncio.get_running_loop())
         return True
 
-    def _add_event_row_nowait(self, payload: Mapping[str, str]) -> Awaitable[None]:
+    def _add_event_row_nowait(
+        self, payload: Mapping[str, str], loop: asyncio.AbstractEventLoop | None
+    ) -> Awaitable[None]:
         """Queue one event for the next group commit; await the result to know it is
-        committed. Used by the emitter on every ``track_*`` call: while the storage is
-        open this is the commit's future itself, not a coroutine, so no frame is made
-        and resumed per event (about a tenth of the loop's work per event with 100
-        concurrent callers)."""
-        if self._conn is None or self._closed or self._pid != os.getpid():
+        committed. ``loop`` is the running loop (the emitter knows it already).
+
+        Used by the emitter on every ``track_*`` call: while the storage is open this is
+        the commit's future itself, not a coroutine, so no frame is made and resumed
+        per event (about a tenth of the loop's work per event with 100 concurrent
+        callers)."""
+        if (
+            self._conn is None
+            or self._closed
+            or self._forks != _process.forks
+            or self._loop is not loop
+        ):
             return self._connect_and_queue([encode_event(payload)])
         return self._queue([encode_event(payload)])
 
