@@ -424,8 +424,9 @@ async def test_sqlite_inserts_of_a_cancelled_group_commit_fail_instead_of_hangin
         callers = [asyncio.create_task(storage.add_event_row(payload(n))) for n in range(10)]
         await asyncio.sleep(0)  # the callers queue their rows and start the group commit
         await asyncio.sleep(0)  # which is now waiting a turn for more rows
-        assert storage._writer is not None
-        storage._writer.cancel()
+        writer = storage._group._writer
+        assert writer is not None
+        writer.cancel()
         results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
         assert [type(result) for result in results] == [at.StorageError] * 10
 

@@ -7,9 +7,10 @@ Design notes:
   on it, and a transaction is one trip to that thread (``_forksafe.BATCH``).
 * Fork: a child never shares SQLite's lock bookkeeping with the parent's connection
   (see ``_forksafe``); it opens its own connection on first use.
-* Group commit: concurrent ``add_event_row`` calls queue up while one insert is on the
-  disk, then share the next transaction. Every caller still returns only after its own
-  row is committed, but a burst costs a few transactions instead of one per event.
+* Group commit (``_group_commit``): concurrent ``add_event_row`` calls queue up while
+  one insert is on the disk, then share the next transaction. Every caller still
+  returns only after its own row is committed, but a burst costs a few transactions
+  instead of one per event.
 * WAL journal with ``synchronous=NORMAL`` by default: a committed event survives the
   process being killed (the WAL is in the OS page cache); only an OS crash or power
   loss can lose the last commits. ``synchronous="FULL"`` closes that window at the cost
@@ -27,7 +28,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -38,6 +38,7 @@ from .. import _process
 from .._loop_end import call_at_loop_end
 from ..exceptions import ClosedError, ConfigurationError, StorageError
 from ._forksafe import BATCH, ForkSafeConnection
+from ._group_commit import GroupCommit
 from ._owner import dead_owners, new_owner_id
 from .base import EventRow, encode_event
 
@@ -53,8 +54,6 @@ _MAX_PARAMS = 999
 _MAX_GROUP = _MAX_PARAMS
 # How often claim_event_rows looks for rows held by dead or expired owners.
 _RECLAIM_INTERVAL = 5.0
-# Loop turns the group commit waits, at most, for more inserts to join a trip.
-_SETTLE_TURNS = 3
 _SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
 # Connections (and their loop-end hooks) copied from the parent by fork(); see
 # _forget_parent.
@@ -152,14 +151,16 @@ class SQLiteStorage:
         self._loop_end: AsyncGenerator[None, None] | None = None
         self._owner = new_owner_id()
         self._lock: asyncio.Lock | None = None
-        self._pending: deque[tuple[list[str], asyncio.Future[None]]] = deque()
-        self._writer: asyncio.Task[None] | None = None
+        self._group = self._new_group()
         self._next_reclaim = 0.0
         self._last_claim_stamp = 0.0
         self._closed = False
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
+
+    def _new_group(self) -> GroupCommit:
+        return GroupCommit(self._insert, max_rows=_MAX_GROUP)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -202,8 +203,7 @@ class SQLiteStorage:
         self._loop = None
         self._loop_end = None
         self._lock = None
-        self._pending = deque()
-        self._writer = None
+        self._group = self._new_group()
         worker = getattr(conn, "_thread", None)
         if conn is not None and (worker is None or worker.is_alive()):
             await conn.close()
@@ -223,8 +223,7 @@ class SQLiteStorage:
             self._loop_end = None
         self._conn = None
         self._lock = None
-        self._pending = deque()
-        self._writer = None
+        self._group = self._new_group()
 
     async def _follow_loop(self) -> None:
         """Move to the event loop this storage is now used from.
@@ -246,8 +245,7 @@ class SQLiteStorage:
         conn, self._conn = self._conn, None
         self._loop_end = None  # its loop closed without closing it: never runs
         self._lock = None
-        self._pending = deque()
-        self._writer = None
+        self._group = self._new_group()
         if conn is not None:
             await asyncio.to_thread(conn.stop)
 
@@ -293,8 +291,7 @@ class SQLiteStorage:
         if self._loop is not asyncio.get_running_loop():
             await self._follow_loop()
         try:
-            if self._writer is not None:
-                await asyncio.shield(self._writer)
+            await self._group.drain()
             if self._conn is not None:
                 # On failure the claims still come back: they expire, or we are seen dead.
                 with contextlib.suppress(StorageError):
@@ -400,11 +397,11 @@ class SQLiteStorage:
             or self._loop is not loop
         ):
             return self._connect_and_queue([encode_event(payload)])
-        return self._queue([encode_event(payload)])
+        return self._group.queue([encode_event(payload)])
 
     async def _connect_and_queue(self, raws: list[str]) -> None:
         await self._connection()
-        await self._queue(raws)
+        await self._group.queue(raws)
 
     async def add_event_rows(self, payloads: Sequence[Mapping[str, str]]) -> int:
         """Store several events in one transaction: all of them or none."""
@@ -413,75 +410,14 @@ class SQLiteStorage:
             await self._connect_and_queue(raws)
         return len(raws)
 
-    def _queue(self, raws: list[str]) -> asyncio.Future[None]:
-        """Queue rows for the next group commit; the future is done once they are
-        committed (or failed). A plain future, not a coroutine: on the hot path of
-        every track_* call that is one frame less to create and resume per event.
-
-        If the caller awaiting it is cancelled, the rows may still be committed
-        (at-least-once).
-        """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((raws, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_pending())
-        return future
-
-    async def _write_pending(self) -> None:
-        try:
-            while self._pending:
-                await self._gather_stragglers()
-                group: list[tuple[list[str], asyncio.Future[None]]] = []
-                size = 0
-                while self._pending and (
-                    not group or size + len(self._pending[0][0]) <= _MAX_GROUP
-                ):
-                    entry = self._pending.popleft()
-                    group.append(entry)
-                    size += len(entry[0])
-                raws = [raw for entry_raws, _ in group for raw in entry_raws]
-                statements = [
-                    (f"INSERT INTO events(event) VALUES {','.join(['(?)'] * len(chunk))}", chunk)
-                    for chunk in _chunks(raws, _MAX_PARAMS)
-                ]
-                try:
-                    await self._transaction(statements)
-                except BaseException as exc:
-                    error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
-                    for _, future in group:
-                        if not future.done():
-                            future.set_exception(error)
-                    if not isinstance(exc, Exception):
-                        raise
-                else:
-                    for _, future in group:
-                        if not future.done():
-                            future.set_result(None)
-        finally:
-            self._writer = None
-            # Entries are left only if this task was cancelled (the loop is closing):
-            # fail them rather than leave their callers waiting forever.
-            while self._pending:
-                _, future = self._pending.popleft()
-                if not future.done():
-                    future.set_exception(StorageError("the insert was cancelled"))
-
-    async def _gather_stragglers(self) -> None:
-        """Let callers that are about to insert join this group (a few loop turns).
-
-        Callers woken by the previous commit reach their next insert over a turn or
-        two (the emitter yields now and then). Starting the trip at the first one
-        splits them into two small transactions, and the SQLite thread then waits for
-        the GIL while the loop is still busy with the rest. Waiting until no new
-        insert arrives in a turn gives one full group and a trip made while the loop
-        is idle: about a third more inserts per second at 100 concurrent callers.
-        """
-        waiting = 0
-        for _ in range(_SETTLE_TURNS):
-            if len(self._pending) == waiting:
-                return
-            waiting = len(self._pending)
-            await asyncio.sleep(0)
+    async def _insert(self, raws: list[str]) -> None:
+        """One group commit: all these rows in one transaction (one trip)."""
+        await self._transaction(
+            [
+                (f"INSERT INTO events(event) VALUES {','.join(['(?)'] * len(chunk))}", chunk)
+                for chunk in _chunks(raws, _MAX_PARAMS)
+            ]
+        )
 
     # -- the Storage protocol -------------------------------------------------------
 
