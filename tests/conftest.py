@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from iglu import IGLU_DIR
+from iglu import IGLU_DIR, IGLU_FOUND, IGLU_MISSING_REASON, IGLU_REQUIRED
 
 from asynctracker._collector import Collector
 
@@ -24,6 +24,14 @@ async def collector() -> AsyncIterator[Collector]:
         yield running
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _iglu_present() -> None:
-    assert IGLU_DIR.is_dir(), f"Iglu Central schemas expected at {IGLU_DIR}"
+def pytest_report_header() -> str:
+    """Say up front whether the Iglu Central checks run, and why not."""
+    if IGLU_FOUND:
+        return f"iglu: validating against Iglu Central schemas at {IGLU_DIR}"
+    return f"iglu: skipped. {IGLU_MISSING_REASON}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """CI sets ASYNCTRACKER_REQUIRE_IGLU=1: there a missing copy is an error, not a skip."""
+    if IGLU_REQUIRED and not IGLU_FOUND:
+        raise pytest.UsageError(f"ASYNCTRACKER_REQUIRE_IGLU is set but {IGLU_MISSING_REASON}")
