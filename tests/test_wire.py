@@ -283,7 +283,7 @@ async def test_post_bodies_never_exceed_the_byte_limit_and_keep_order(
     for n in range(60):
         payload = event(n, url_size=size_of(n))
         if sizes == "unicode":
-            payload["page"] = "é€😀" * size_of(n)
+            payload["page"] = "é€😀" * (size_of(n) or 1)  # empty values are left out
         originals.append(payload)
         await storage.add_event_row(payload)
     recorder = Recorder()
