@@ -3,7 +3,7 @@ for environments where the script is not on PATH (a venv that is not activated).
 
 from __future__ import annotations
 
-from ._cli import main
+from .cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

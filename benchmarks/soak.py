@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import asynctracker as at
-from asynctracker._collector import Collector, ReceivedRequest, Reply
+from asynctracker.collector import Collector, ReceivedRequest, Reply
 
 
 async def outages(collector: Collector, every: float, length: float, stop: asyncio.Event) -> int:

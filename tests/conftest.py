@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from iglu import IGLU_DIR, IGLU_FOUND, IGLU_MISSING_REASON, IGLU_REQUIRED
 
-from asynctracker._collector import Collector
+from asynctracker.collector import Collector
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import httpx
 from iglu import check_received
 
 import asynctracker as at
-from asynctracker._collector import Collector, ReceivedEvent
+from asynctracker.collector import Collector, ReceivedEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from asynctracker._collector import Collector, ReceivedRequest, Reply
+from asynctracker.collector import Collector, ReceivedRequest, Reply
 
 TIMEOUT = 60.0
 STRUCT = ("--category", "shop", "--action", "add")

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from asynctracker._collector import Collector, ReceivedRequest, Reply
 from asynctracker._validate import decode_event, validate_event, validate_post_body
+from asynctracker.collector import Collector, ReceivedRequest, Reply
 
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"

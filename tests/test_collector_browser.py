@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import asynctracker as at
-from asynctracker._collector import Collector
+from asynctracker.collector import Collector
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(

@@ -16,7 +16,7 @@ import pytest
 from iglu import check_received
 
 import asynctracker as at
-from asynctracker._collector import Collector, ReceivedRequest, Reply
+from asynctracker.collector import Collector, ReceivedRequest, Reply
 
 NO_AUTO_RETRY = at.RetryPolicy(auto_retry=False)
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import asynctracker as at
-from asynctracker._collector import Collector, ReceivedRequest, Reply
+from asynctracker.collector import Collector, ReceivedRequest, Reply
 
 StorageFactory = Callable[[Path], at.Storage]
 STORAGES: dict[str, StorageFactory] = {

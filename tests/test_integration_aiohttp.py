@@ -23,7 +23,7 @@ from examples_support import (
 )
 
 import asynctracker as at
-from asynctracker._collector import Collector
+from asynctracker.collector import Collector
 from asynctracker.integrations.aiohttp import (
     TRACKER_KEY,
     get_subject,

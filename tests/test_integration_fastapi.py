@@ -25,7 +25,7 @@ from examples_support import (
 from fastapi import Depends, FastAPI, Request
 
 import asynctracker as at
-from asynctracker._collector import Collector
+from asynctracker.collector import Collector
 from asynctracker.integrations.fastapi import (
     STATE_KEY,
     TrackingMiddleware,

@@ -22,7 +22,7 @@ import pytest
 from test_reliability import hang_forever, received_eids
 
 import asynctracker as at
-from asynctracker._collector import Collector, Reply
+from asynctracker.collector import Collector, Reply
 
 WORKER = Path(__file__).with_name("track_worker.py")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from asynctracker._collector import Collector
+from asynctracker.collector import Collector
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_URL = "http://127.0.0.1:9090"

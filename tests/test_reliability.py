@@ -21,7 +21,7 @@ import pytest
 from iglu import check_received
 
 import asynctracker as at
-from asynctracker._collector import Collector, ReceivedRequest, Reply
+from asynctracker.collector import Collector, ReceivedRequest, Reply
 
 FAST_RETRY = at.RetryPolicy(backoff_base=0.05, backoff_cap=0.3)
 

@@ -18,7 +18,7 @@ from examples_support import ROOT, load_file
 from iglu import check_received
 
 import asynctracker as at
-from asynctracker._collector import Collector, Reply
+from asynctracker.collector import Collector, Reply
 
 # The user-written storage of the typing quickstart (checked by mypy --strict as users
 # write it) is the one this contract suite holds to the same rules as the built-ins.

@@ -20,7 +20,12 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
-from ._cli_common import (
+from ..collector import Collector, ReceivedEvent
+from ..emitter import Emitter
+from ..payload import SelfDescribingJson
+from ..subject import Subject
+from ..tracker import EcommerceItem, Tracker
+from ._common import (
     EXIT_NOT_DELIVERED,
     Tally,
     deliver,
@@ -28,11 +33,6 @@ from ._cli_common import (
     event_kind,
     failure_reason,
 )
-from ._collector import Collector, ReceivedEvent
-from .emitter import Emitter
-from .payload import SelfDescribingJson
-from .subject import Subject
-from .tracker import EcommerceItem, Tracker
 
 __all__ = ["run_demo"]
 

@@ -2,7 +2,7 @@
 
 Both commands answer one question with their exit status: did the collector accept the
 events? Queueing is not enough, so they count the emitter's callback reports (a
-:class:`~asynctracker._cli_common.Tally`) and drain storage before exiting. Events come
+:class:`~asynctracker.cli._common.Tally`) and drain storage before exiting. Events come
 from flags (``track``) or newline-delimited JSON (``send``); both go through
 :func:`parse_event`, so a line of a file and a ``track`` call accept the same shapes and
 fail with the same messages.
@@ -24,19 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar, cast
 
-from ._cli_common import (
+from .._wire import Endpoints
+from ..emitter import Emitter
+from ..exceptions import AsyncTrackerError, InvalidEventError, StorageError
+from ..payload import JSONValue, SelfDescribingJson
+from ..storage import MemoryStorage
+from ..tracker import Tracker
+from ._common import (
     EXIT_BAD_INPUT,
     EXIT_NOT_DELIVERED,
     Tally,
     deliver,
     failure_reason,
 )
-from ._wire import Endpoints
-from .emitter import Emitter
-from .exceptions import AsyncTrackerError, InvalidEventError, StorageError
-from .payload import JSONValue, SelfDescribingJson
-from .storage import MemoryStorage
-from .tracker import Tracker
 
 __all__ = ["StructEvent", "UnstructEvent", "parse_event", "run_send", "run_track"]
 

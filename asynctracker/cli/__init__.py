@@ -3,7 +3,7 @@
 Subcommands: ``track`` (one event), ``send`` (newline-delimited JSON), ``collector`` (a
 local collector with a web page) and ``demo`` (every event type, end to end). This module
 only parses arguments and maps outcomes to exit statuses; the work lives in
-``_cli_send`` and ``_demo``, so each can be read (and tested) on its own.
+``_send`` and ``_demo``, so each can be read (and tested) on its own.
 
 Exit statuses: 0 everything delivered (and valid, for the demo); 1 something was not
 delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines);
@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ._cli_common import EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
-from ._collector import Collector, ReceivedEvent
-from ._version import __version__
+from .._version import __version__
+from ..collector import Collector, ReceivedEvent
+from ._common import EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
 
 __all__ = ["build_parser", "main"]
 
@@ -326,11 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         if args.command == "track":
-            from ._cli_send import run_track
+            from ._send import run_track
 
             return asyncio.run(run_track(args, out, err))
         if args.command == "send":
-            from ._cli_send import run_send
+            from ._send import run_send
 
             return asyncio.run(run_send(args, out, err))
         if args.command == "collector":

@@ -1,6 +1,6 @@
 """A local Snowplow collector for tests, the demo and ``asynctracker collector``.
 
-See :mod:`asynctracker._collector._server` for the routes and the responder hook.
+See :mod:`asynctracker.collector._server` for the routes and the responder hook.
 """
 
 from __future__ import annotations

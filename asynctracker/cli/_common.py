@@ -12,11 +12,11 @@ import asyncio
 import collections
 from dataclasses import dataclass, field
 
-from ._collector import ReceivedEvent
-from ._settle import CallbackResult
-from ._validate import EVENT_NAMES
-from .emitter import Emitter
-from .payload import SCREEN_VIEW_SCHEMA, TIMING_SCHEMA
+from .._settle import CallbackResult
+from .._validate import EVENT_NAMES
+from ..collector import ReceivedEvent
+from ..emitter import Emitter
+from ..payload import SCREEN_VIEW_SCHEMA, TIMING_SCHEMA
 
 __all__ = ["Tally", "deliver", "describe", "event_kind", "failure_reason"]
 
