@@ -3,6 +3,7 @@
 Everything users need is imported from here: ``import asynctracker as at``.
 """
 
+from ._request_scope import bind_subject, bound_subject
 from ._retry import RetryPolicy
 from ._settle import CallbackResult, EmitterStats
 from ._version import __version__
@@ -40,4 +41,6 @@ __all__ = [
     "Subject",
     "Tracker",
     "__version__",
+    "bind_subject",
+    "bound_subject",
 ]
