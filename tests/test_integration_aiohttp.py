@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -232,7 +234,7 @@ async def test_page_view_per_handled_request_with_url_and_referrer() -> None:
         app = subject_app(tracker=tracker, track_page_views=True)
         async with serving(app) as base_url, httpx.AsyncClient() as client:
             await client.get(f"{base_url}/subject?a=1", headers={"Referer": "https://r.test/"})
-            assert (await client.get(f"{base_url}/missing")).status_code == 404
+            assert (await client.get(f"{base_url}/missing")).status_code == 404  # not a page
         await tracker.flush()
     assert [(pv["url"], pv["refr"]) for pv in events.of_type("pv")] == [
         (f"{base_url}/subject?a=1", "https://r.test/")
@@ -262,3 +264,161 @@ async def test_setup_tracking_wires_context_and_middleware(
     (event,) = collector.events
     assert event.payload["e"] == "pv"
     assert event.payload["url"] == f"{base_url}/subject"
+
+
+# -- the request's Subject, bound for plain track_* calls -------------------------------------
+
+
+async def test_the_request_subject_is_bound_in_the_handler_and_the_tasks_it_starts() -> None:
+    seen: dict[str, object] = {}
+
+    async def in_a_task() -> at.Subject | None:
+        await asyncio.sleep(0)
+        return at.bound_subject()
+
+    async def handler(request: web.Request) -> web.Response:
+        seen["handler"] = at.bound_subject()
+        seen["task"] = await asyncio.create_task(in_a_task())
+        seen["get_subject"] = get_subject(request)
+        current = at.bound_subject()
+        return web.json_response(current.fields if current is not None else {})
+
+    app = web.Application(middlewares=[tracking_middleware()])
+    app.router.add_get("/bound", handler)
+    async with serving(app) as base_url, httpx.AsyncClient() as client:
+        first = await client.get(f"{base_url}/bound", headers={"User-Agent": "first/1"})
+        first_subject = seen["handler"]
+        second = await client.get(f"{base_url}/bound", headers={"User-Agent": "second/2"})
+
+    assert first.json() == {"ip": "127.0.0.1", "ua": "first/1"}
+    assert second.json() == {"ip": "127.0.0.1", "ua": "second/2"}
+    assert isinstance(first_subject, at.Subject)
+    assert first_subject.fields["ua"] == "first/1"
+    assert seen["handler"] is seen["task"] is seen["get_subject"]
+    assert at.bound_subject() is None
+
+
+async def test_no_subject_is_bound_without_the_middleware() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"bound": repr(at.bound_subject())})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with serving(app) as base_url, httpx.AsyncClient() as client:
+        assert (await client.get(base_url)).json() == {"bound": "None"}
+
+
+# -- which requests are page views --------------------------------------------------------------
+
+
+def filter_app(tracker: at.Tracker, **options: object) -> web.Application:
+    """An app with pages, probes, docs, static files, an action, a redirect and errors."""
+
+    async def text(request: web.Request) -> web.Response:
+        return web.Response(text=request.path)
+
+    async def old(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/shop/mugs")
+
+    async def boom(request: web.Request) -> web.Response:
+        raise web.HTTPServiceUnavailable()
+
+    app = web.Application(
+        middlewares=[tracking_middleware(tracker=tracker, track_page_views=True, **options)]  # type: ignore[arg-type]
+    )
+    for path in ("/", "/shop/mugs", "/healthz", "/docs", "/openapi.json", "/static/app.css"):
+        app.router.add_get(path, text)  # GET routes answer HEAD too
+    app.router.add_post("/cart/{sku}", text)
+    app.router.add_get("/old", old)
+    app.router.add_get("/boom", boom)
+    return app
+
+
+async def page_views_of(requests: list[tuple[str, str]], **options: object) -> list[str]:
+    """Send ``(method, path)`` requests to ``filter_app`` on a real server; tracked paths."""
+    async with capture_tracker() as (tracker, events):
+        app = filter_app(tracker, **options)
+        async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+            for method, path in requests:
+                await client.request(method, path)
+        await tracker.flush()
+    events.assert_valid()
+    return [event["url"].removeprefix(base_url) for event in events.of_type("pv")]
+
+
+EVERY_KIND_OF_REQUEST = [
+    ("GET", "/"),
+    ("HEAD", "/"),
+    ("GET", "/shop/mugs?colour=red"),
+    ("GET", "/healthz"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("GET", "/static/app.css"),
+    ("GET", "/favicon.ico"),
+    ("POST", "/cart/mug"),
+    ("GET", "/old"),
+    ("GET", "/missing"),
+    ("GET", "/boom"),
+]
+
+
+async def test_by_default_only_pages_served_to_a_get_are_page_views() -> None:
+    tracked = await page_views_of(EVERY_KIND_OF_REQUEST)
+    assert tracked == ["/", "/shop/mugs?colour=red", "/old"]
+
+
+async def test_page_view_filters_can_be_widened_and_narrowed() -> None:
+    every_path = await page_views_of(
+        EVERY_KIND_OF_REQUEST, methods=["get", "POST"], statuses=range(100, 600), exclude_paths=()
+    )
+    assert every_path == [
+        "/",
+        "/shop/mugs?colour=red",
+        "/healthz",
+        "/docs",
+        "/openapi.json",
+        "/static/app.css",
+        "/favicon.ico",
+        "/cart/mug",
+        "/old",
+        "/missing",
+        "/boom",
+    ]
+    shop_only = await page_views_of(
+        EVERY_KIND_OF_REQUEST, include_paths=[re.compile(r"^/shop/"), "/old"]
+    )
+    assert shop_only == ["/shop/mugs?colour=red", "/old"]
+    errors_only = await page_views_of(EVERY_KIND_OF_REQUEST, statuses={404, 503})
+    assert errors_only == ["/missing", "/boom"]
+    no_shop = await page_views_of(EVERY_KIND_OF_REQUEST, exclude_paths=["/shop"])
+    assert no_shop == ["/", "/healthz", "/docs", "/openapi.json", "/static/app.css", "/old"]
+
+
+async def test_setup_tracking_passes_the_page_view_filters_on(
+    collector: Collector, db_path: Path
+) -> None:
+    app = web.Application()
+    setup_tracking(
+        app, collector_tracker(collector, db_path), track_page_views=True, methods=["POST"]
+    )
+    app.router.add_get("/subject", subject_handler)
+    app.router.add_post("/subject", subject_handler)
+    async with serving(app) as base_url, httpx.AsyncClient() as client:
+        await client.get(f"{base_url}/subject?via=get")
+        await client.post(f"{base_url}/subject?via=post")
+    assert [event.payload["url"] for event in collector.events] == [f"{base_url}/subject?via=post"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        pytest.param("methods", "GET", "methods must be a list", id="methods-string"),
+        pytest.param("statuses", [700], "700 is not an HTTP status", id="status"),
+        pytest.param("exclude_paths", ["health"], "exclude_paths entry 'health'", id="no-slash"),
+    ],
+)
+def test_a_malformed_page_view_filter_fails_when_the_middleware_is_made(
+    option: str, value: object, message: str
+) -> None:
+    with pytest.raises(at.ConfigurationError, match=re.escape(message)):
+        tracking_middleware(**{option: value})  # type: ignore[arg-type]

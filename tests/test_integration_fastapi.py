@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +23,8 @@ from examples_support import (
     sp_id_cookie,
     visit_shop,
 )
-from fastapi import Depends, FastAPI, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import RedirectResponse
 
 import asynctracker as at
 from asynctracker.collector import Collector
@@ -329,11 +331,11 @@ async def test_page_view_per_request_with_url_referrer_and_subject() -> None:
         transport = httpx.ASGITransport(app=app, client=("198.51.100.4", 1))
         async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
             await client.get("/subject?a=1", headers={"Referer": "https://r.test/"})
-            await client.get("/missing")
+            await client.get("/subject")
         await tracker.flush()
     assert [(pv["url"], pv.get("refr")) for pv in events.of_type("pv")] == [
         ("http://shop.test/subject?a=1", "https://r.test/"),
-        ("http://shop.test/missing", None),
+        ("http://shop.test/subject", None),
     ]
     assert {pv["ip"] for pv in events} == {"198.51.100.4"}
     events.assert_valid()
@@ -355,3 +357,174 @@ async def test_a_closed_tracker_is_logged_not_raised(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.ERROR, logger="asynctracker"):
         await subject_fields(subject_app(tracker=tracker, track_page_views=True))
     assert "ClosedError" in caplog.text
+
+
+# -- the request's Subject, bound for plain track_* calls -------------------------------------
+
+
+async def test_the_request_subject_is_bound_in_the_endpoint_and_the_tasks_it_starts() -> None:
+    app = FastAPI()
+    app.add_middleware(TrackingMiddleware)
+    seen: dict[str, object] = {}
+
+    async def in_a_task() -> at.Subject | None:
+        await asyncio.sleep(0)
+        return at.bound_subject()
+
+    async def after_the_response() -> None:
+        seen["background"] = at.bound_subject()
+
+    @app.get("/bound")
+    async def bound(
+        subject: Annotated[at.Subject, Depends(get_subject)], background: BackgroundTasks
+    ) -> dict[str, str]:
+        seen["endpoint"] = at.bound_subject()
+        seen["task"] = await asyncio.create_task(in_a_task())
+        seen["dependency"] = subject
+        background.add_task(after_the_response)
+        current = at.bound_subject()
+        return current.fields if current is not None else {}
+
+    async with serving(app) as base_url, httpx.AsyncClient() as client:
+        first = await client.get(f"{base_url}/bound", headers={"User-Agent": "first/1"})
+        first_subject = seen["endpoint"]
+        second = await client.get(f"{base_url}/bound", headers={"User-Agent": "second/2"})
+
+    assert first.json() == {"ip": "127.0.0.1", "ua": "first/1"}
+    assert second.json() == {"ip": "127.0.0.1", "ua": "second/2"}
+    assert isinstance(first_subject, at.Subject)
+    assert first_subject.fields["ua"] == "first/1"
+    assert seen["endpoint"] is seen["task"] is seen["dependency"] is seen["background"]
+    assert at.bound_subject() is None
+
+
+async def test_no_subject_is_bound_without_the_middleware() -> None:
+    app = FastAPI()
+
+    @app.get("/subject")
+    async def endpoint() -> dict[str, str]:
+        return {"bound": repr(at.bound_subject())}
+
+    assert await subject_fields(app) == {"bound": "None"}
+
+
+# -- which requests are page views --------------------------------------------------------------
+
+
+def filter_app(tracker: at.Tracker, **options: object) -> FastAPI:
+    """An app with pages, probes, docs, static files, an action, a redirect and errors."""
+    app = FastAPI()
+    app.add_middleware(TrackingMiddleware, tracker=tracker, track_page_views=True, **options)  # type: ignore[arg-type]
+
+    @app.get("/")
+    async def home() -> str:
+        return "home"
+
+    @app.head("/", include_in_schema=False)
+    async def home_head() -> None:
+        return None
+
+    @app.get("/shop/mugs")
+    async def mugs() -> str:
+        return "mugs"
+
+    @app.get("/healthz")
+    async def health() -> str:
+        return "ok"
+
+    @app.get("/static/app.css")
+    async def css() -> str:
+        return "body {}"
+
+    @app.post("/cart/{sku}")
+    async def add(sku: str) -> str:
+        return sku
+
+    @app.get("/old")
+    async def old() -> RedirectResponse:
+        return RedirectResponse("/shop/mugs")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise HTTPException(status_code=503)
+
+    return app
+
+
+async def page_views_of(requests: list[tuple[str, str]], **options: object) -> list[str]:
+    """Send ``(method, path)`` requests to ``filter_app`` under uvicorn; tracked paths."""
+    async with capture_tracker() as (tracker, events):
+        app = filter_app(tracker, **options)
+        async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+            for method, path in requests:
+                await client.request(method, path)
+        await tracker.flush()
+    events.assert_valid()
+    return [event["url"].removeprefix(base_url) for event in events.of_type("pv")]
+
+
+EVERY_KIND_OF_REQUEST = [
+    ("GET", "/"),
+    ("HEAD", "/"),
+    ("GET", "/shop/mugs?colour=red"),
+    ("GET", "/healthz"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("GET", "/static/app.css"),
+    ("GET", "/favicon.ico"),
+    ("POST", "/cart/mug"),
+    ("GET", "/old"),
+    ("GET", "/missing"),
+    ("GET", "/boom"),
+]
+
+
+async def test_by_default_only_pages_served_to_a_get_are_page_views() -> None:
+    tracked = await page_views_of(EVERY_KIND_OF_REQUEST)
+    assert tracked == ["/", "/shop/mugs?colour=red", "/old"]
+
+
+async def test_page_view_filters_can_be_widened_and_narrowed() -> None:
+    every_path = await page_views_of(
+        EVERY_KIND_OF_REQUEST, methods=["get", "POST"], statuses=range(100, 600), exclude_paths=()
+    )
+    assert every_path == [
+        "/",
+        "/shop/mugs?colour=red",
+        "/healthz",
+        "/docs",
+        "/openapi.json",
+        "/static/app.css",
+        "/favicon.ico",
+        "/cart/mug",
+        "/old",
+        "/missing",
+        "/boom",
+    ]
+    shop_only = await page_views_of(
+        EVERY_KIND_OF_REQUEST, include_paths=[re.compile(r"^/shop/"), "/old"]
+    )
+    assert shop_only == ["/shop/mugs?colour=red", "/old"]
+    errors_only = await page_views_of(EVERY_KIND_OF_REQUEST, statuses={404, 503})
+    assert errors_only == ["/missing", "/boom"]
+    no_shop = await page_views_of(EVERY_KIND_OF_REQUEST, exclude_paths=["/shop"])
+    assert no_shop == ["/", "/healthz", "/docs", "/openapi.json", "/static/app.css", "/old"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        pytest.param("methods", "GET", "methods must be a list", id="methods-string"),
+        pytest.param("methods", ["GET", "G T"], "'G T' is not an HTTP method", id="method"),
+        pytest.param("statuses", [200, 99], "99 is not an HTTP status", id="status"),
+        pytest.param("statuses", "200", "statuses must be", id="statuses-string"),
+        pytest.param("exclude_paths", "/health", "exclude_paths must be a list", id="exclude"),
+        pytest.param("include_paths", ["shop"], "include_paths entry 'shop'", id="no-slash"),
+        pytest.param("include_paths", [3], "include_paths entry 3", id="not-a-path"),
+    ],
+)
+def test_a_malformed_page_view_filter_fails_when_the_middleware_is_made(
+    option: str, value: object, message: str
+) -> None:
+    with pytest.raises(at.ConfigurationError, match=re.escape(message)):
+        TrackingMiddleware(FastAPI(), **{option: value})  # type: ignore[arg-type]

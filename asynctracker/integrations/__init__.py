@@ -8,8 +8,9 @@ themselves, so ``import asynctracker`` never needs Starlette or aiohttp:
 - :mod:`asynctracker.integrations.aiohttp`: aiohttp.web (``pip install asynctracker[aiohttp]``).
 
 This module holds what both share and what any other framework can reuse: turning a
-request's peer address and headers into a :class:`~asynctracker.Subject`. It is pure (no
-framework imports, no I/O).
+request's peer address and headers into a :class:`~asynctracker.Subject`, and the
+filters that decide which requests are page views (:class:`PageViewFilter`, with its
+defaults and their reasons). It is pure (no framework imports, no I/O).
 
 Which address is the user's? The immediate peer, unless that peer is one of your
 ``trusted_proxies``: only then is ``X-Forwarded-For`` believed, read from the right, hop by
@@ -26,8 +27,20 @@ from typing import TypeAlias
 
 from ..exceptions import ConfigurationError
 from ..subject import Subject
+from ._page_views import (
+    DEFAULT_EXCLUDED_PATHS,
+    DEFAULT_METHODS,
+    DEFAULT_STATUSES,
+    PageViewFilter,
+    PathRule,
+)
 
 __all__ = [
+    "DEFAULT_EXCLUDED_PATHS",
+    "DEFAULT_METHODS",
+    "DEFAULT_STATUSES",
+    "PageViewFilter",
+    "PathRule",
     "ProxyNetwork",
     "TrustedProxies",
     "client_ip",

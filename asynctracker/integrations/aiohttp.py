@@ -21,22 +21,37 @@ Wire it up with one call (or the two pieces it is made of)::
     #   app.middlewares.append(tracking_middleware(trusted_proxies=["10.0.0.0/8"]))
     app.router.add_post("/cart/{sku}", add_to_cart)
 
+The middleware also binds the request's Subject (:func:`asynctracker.bind_subject`)
+while the handler runs, so code deeper down can call ``bound_subject()`` or leave
+``subject=`` out of ``track_*`` instead of passing it around.
+
 Only aiohttp is imported, and only when this module is.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from typing import Final, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from .._request_scope import bind_subject
 from ..exceptions import ConfigurationError
 from ..subject import Subject
 from ..tracker import Tracker
-from . import ProxyNetwork, TrustedProxies, parse_trusted_proxies, subject_from_parts
+from . import (
+    DEFAULT_EXCLUDED_PATHS,
+    DEFAULT_METHODS,
+    DEFAULT_STATUSES,
+    PageViewFilter,
+    PathRule,
+    ProxyNetwork,
+    TrustedProxies,
+    parse_trusted_proxies,
+    subject_from_parts,
+)
 
 __all__ = [
     "TRACKER_KEY",
@@ -146,32 +161,59 @@ def tracking_middleware(
     trusted_proxies: Iterable[ProxyNetwork] = (),
     track_page_views: bool = False,
     tracker: Tracker | None = None,
+    methods: Iterable[str] = DEFAULT_METHODS,
+    statuses: Collection[int] = DEFAULT_STATUSES,
+    include_paths: Iterable[PathRule] | None = None,
+    exclude_paths: Iterable[PathRule] = DEFAULT_EXCLUDED_PATHS,
 ) -> Middleware:
     """Middleware giving every request its Subject, and optionally tracking page views.
+
+    The Subject is bound with :func:`asynctracker.bind_subject` while the handler runs,
+    so a plain ``await tracker.track_*()`` in it, or in a task it starts, is attributed
+    to the request's user; :func:`get_subject` returns the same Subject.
 
     Args:
         trusted_proxies: addresses/networks of your load balancers; only requests from
             them have their ``X-Forwarded-For`` believed.
-        track_page_views: also track a page view per request whose handler returned a
-            response (off by default: most APIs are not pages). The URL is the request's
-            and the referrer its ``Referer``. A tracking error is logged, never raised
-            into the request.
+        track_page_views: also track a page view per request that passes the filters
+            below (off by default: most APIs are not pages). The URL is the request's and
+            the referrer its ``Referer``. A handler's ``raise web.HTTPFound(...)`` counts
+            with its status. A tracking error is logged, never raised into the request.
         tracker: the tracker for page views; by default the app's (``app[TRACKER_KEY]``).
+        methods: request methods tracked as page views (default ``GET`` only).
+        statuses: response statuses tracked (default 200-399: no errors).
+        include_paths: if given, only paths matching one of these are tracked.
+        exclude_paths: paths never tracked (default
+            :data:`~asynctracker.integrations.DEFAULT_EXCLUDED_PATHS`: health checks,
+            metrics, API docs, static files); pass ``()`` to track them too.
 
-    Raises ConfigurationError for a malformed ``trusted_proxies`` entry.
+    Path entries are prefixes (``"/static/"``) or compiled ``re.Pattern`` objects; see
+    :class:`~asynctracker.integrations.PageViewFilter` for the defaults' reasons. Raises
+    ConfigurationError for a malformed option, naming it.
     """
     trusted = parse_trusted_proxies(trusted_proxies)
     if tracker is not None and not isinstance(tracker, Tracker):
         raise ConfigurationError("tracker must be an asynctracker.Tracker")
+    page_views = PageViewFilter(
+        methods=methods, statuses=statuses, include_paths=include_paths, exclude_paths=exclude_paths
+    )
 
     @web.middleware
     async def asynctracker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         subject = _subject(request, trusted)
         request[_SUBJECT_KEY] = subject
-        response = await handler(request)
-        if track_page_views:
-            await _track_page_view(request, subject, tracker)
-        return response
+        with bind_subject(subject):
+            if not track_page_views or not page_views.wants_request(request.method, request.path):
+                return await handler(request)
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if page_views.wants_status(exc.status):
+                    await _track_page_view(request, subject, tracker)
+                raise
+            if page_views.wants_status(response.status):
+                await _track_page_view(request, subject, tracker)
+            return response
 
     return asynctracker_middleware
 
@@ -192,6 +234,10 @@ def setup_tracking(
     *,
     trusted_proxies: Iterable[ProxyNetwork] = (),
     track_page_views: bool = False,
+    methods: Iterable[str] = DEFAULT_METHODS,
+    statuses: Collection[int] = DEFAULT_STATUSES,
+    include_paths: Iterable[PathRule] | None = None,
+    exclude_paths: Iterable[PathRule] = DEFAULT_EXCLUDED_PATHS,
 ) -> None:
     """Add :func:`tracker_context` and :func:`tracking_middleware` to ``app`` in one call.
 
@@ -199,5 +245,12 @@ def setup_tracking(
     """
     app.cleanup_ctx.append(tracker_context(tracker))
     app.middlewares.append(
-        tracking_middleware(trusted_proxies=trusted_proxies, track_page_views=track_page_views)
+        tracking_middleware(
+            trusted_proxies=trusted_proxies,
+            track_page_views=track_page_views,
+            methods=methods,
+            statuses=statuses,
+            include_paths=include_paths,
+            exclude_paths=exclude_paths,
+        )
     )

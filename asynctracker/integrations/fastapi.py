@@ -24,6 +24,10 @@ Wire it up in three lines::
     ) -> None:
         await tracker.track_struct_event("cart", "add", label=sku, subject=subject)
 
+The middleware also binds the request's Subject (:func:`asynctracker.bind_subject`)
+while the endpoint runs, so code deeper down can call ``bound_subject()`` or leave
+``subject=`` out of ``track_*`` instead of passing it around.
+
 Only Starlette is imported (FastAPI is Starlette), and only when this module is.
 """
 
@@ -31,18 +35,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar, overload
 
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, cookie_parser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._request_scope import bind_subject
 from ..exceptions import ConfigurationError
 from ..subject import Subject
 from ..tracker import Tracker
-from . import ProxyNetwork, TrustedProxies, parse_trusted_proxies, subject_from_parts
+from . import (
+    DEFAULT_EXCLUDED_PATHS,
+    DEFAULT_METHODS,
+    DEFAULT_STATUSES,
+    PageViewFilter,
+    PathRule,
+    ProxyNetwork,
+    TrustedProxies,
+    parse_trusted_proxies,
+    subject_from_parts,
+)
 
 __all__ = [
     "STATE_KEY",
@@ -191,20 +206,32 @@ def _subject(scope: Scope, trusted: TrustedProxies) -> Subject:
 class TrackingMiddleware:
     """Pure-ASGI middleware: a Subject for every request, and optional page views.
 
-    Each HTTP or WebSocket request gets its Subject (see :func:`subject_from_request`) in
-    ``request.state.asynctracker_subject``; endpoints take it with
-    ``Depends(get_subject)`` and pass ``subject=`` to ``track_*``.
+    Each HTTP or WebSocket request gets its Subject (see :func:`subject_from_request`),
+    bound with :func:`asynctracker.bind_subject` while the request is handled, so a plain
+    ``await tracker.track_*()`` in the endpoint, or in a task it starts, is attributed to
+    the request's user. It is also in ``request.state.asynctracker_subject`` for
+    ``Depends(get_subject)``.
 
     Args:
         app: the ASGI app to wrap (``app.add_middleware`` passes it).
         trusted_proxies: addresses/networks of your load balancers; only requests from
             them have their ``X-Forwarded-For`` believed.
-        track_page_views: also track a page view per HTTP request whose handler
-            completed (off by default: most APIs are not pages). The URL is the request's
-            and the referrer its ``Referer``. It is tracked after the response was sent,
-            and a tracking error is logged, never raised into the request.
+        track_page_views: also track a page view per HTTP request that passes the
+            filters below (off by default: most APIs are not pages). The URL is the
+            request's and the referrer its ``Referer``. It is tracked after the response
+            was sent, and a tracking error is logged, never raised into the request.
         tracker: the tracker for page views; by default the app's running tracker from
             :func:`tracker_lifespan`.
+        methods: request methods tracked as page views (default ``GET`` only).
+        statuses: response statuses tracked (default 200-399: no errors).
+        include_paths: if given, only paths matching one of these are tracked.
+        exclude_paths: paths never tracked (default
+            :data:`~asynctracker.integrations.DEFAULT_EXCLUDED_PATHS`: health checks,
+            metrics, API docs, static files); pass ``()`` to track them too.
+
+    Path entries are prefixes (``"/static/"``) or compiled ``re.Pattern`` objects; see
+    :class:`~asynctracker.integrations.PageViewFilter` for the defaults' reasons. Raises
+    ConfigurationError for a malformed option, naming it.
 
     Being pure ASGI (not ``BaseHTTPMiddleware``), it does not buffer responses or break
     streaming, background tasks or context variables.
@@ -217,6 +244,10 @@ class TrackingMiddleware:
         trusted_proxies: Iterable[ProxyNetwork] = (),
         track_page_views: bool = False,
         tracker: Tracker | None = None,
+        methods: Iterable[str] = DEFAULT_METHODS,
+        statuses: Collection[int] = DEFAULT_STATUSES,
+        include_paths: Iterable[PathRule] | None = None,
+        exclude_paths: Iterable[PathRule] = DEFAULT_EXCLUDED_PATHS,
     ) -> None:
         if tracker is not None and not isinstance(tracker, Tracker):
             raise ConfigurationError("tracker must be an asynctracker.Tracker")
@@ -224,6 +255,12 @@ class TrackingMiddleware:
         self.trusted_proxies = parse_trusted_proxies(trusted_proxies)
         self.track_page_views = bool(track_page_views)
         self.tracker = tracker
+        self.page_views = PageViewFilter(
+            methods=methods,
+            statuses=statuses,
+            include_paths=include_paths,
+            exclude_paths=exclude_paths,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -231,11 +268,24 @@ class TrackingMiddleware:
             return
         subject = _subject(scope, self.trusted_proxies)
         scope.setdefault("state", {})[SUBJECT_STATE_KEY] = subject
-        if not self.track_page_views or scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-        await self._track_page_view(scope, subject)
+        with bind_subject(subject):
+            if (
+                not self.track_page_views
+                or scope["type"] != "http"
+                or not self.page_views.wants_request(scope["method"], scope["path"])
+            ):
+                await self.app(scope, receive, send)
+                return
+            status: list[int] = []
+
+            async def send_with_status(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(int(message["status"]))
+                await send(message)
+
+            await self.app(scope, receive, send_with_status)
+            if status and self.page_views.wants_status(status[0]):
+                await self._track_page_view(scope, subject)
 
     async def _track_page_view(self, scope: Scope, subject: Subject) -> None:
         conn = HTTPConnection(scope)
