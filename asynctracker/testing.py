@@ -14,9 +14,14 @@ which answers 200 and keeps every event it is sent::
         assert event["unstruct_event"]["data"] == {"name": "alice"}
         events.assert_valid()
 
-With pytest, the ``tracker_capture``, ``capturing_tracker`` and ``tracked_events`` fixtures
-do the same (the plugin is registered when asynctracker is installed). Nothing here needs
-pytest: the fixtures are only defined when pytest is importable.
+Reading the events of a capture while some tracked events have not reached it yet fails
+with an AssertionError that says how many are still queued and that ``await
+tracker.flush()`` is missing, instead of an empty list and a bare ``assert 0 == 1``.
+
+With pytest, the ``tracker_capture``, ``capturing_tracker`` and ``tracked_events``
+fixtures do the same, configured by a ``tracker_options`` fixture or an
+``@pytest.mark.asynctracker(...)`` marker (see :mod:`pytest_asynctracker`, the plugin
+registered when asynctracker is installed). Nothing here needs pytest.
 """
 
 from __future__ import annotations
@@ -61,11 +66,36 @@ class CapturedEvents(Sequence[dict[str, str]]):
         self._events: list[dict[str, str]] = []
         self._body_problems: list[str] = []
         self._changed = asyncio.Event()
+        self._received = 0  # every event ever recorded; clear() does not reset it
+        self._queued: Callable[[int], int] | None = None
+        self._queued_why = ""
 
     def _record(self, events: Sequence[dict[str, str]], problems: Sequence[str]) -> None:
         self._events.extend(dict(event) for event in events)
+        self._received += len(events)
         self._body_problems.extend(problems)
         self._changed.set()
+
+    def _follow(self, queued: Callable[[int], int], why: str) -> None:
+        """Learn how many tracked events have not arrived yet (set by capture_tracker)."""
+        self._queued, self._queued_why = queued, why
+
+    @property
+    def queued(self) -> int:
+        """Events the capture's tracker has stored but this capture has not received yet.
+
+        Always 0 for a :class:`CapturingTransport` you wired to an emitter yourself.
+        """
+        return 0 if self._queued is None else max(0, self._queued(self._received))
+
+    def _check_delivered(self) -> None:
+        queued = self.queued
+        if queued:
+            raise AssertionError(
+                f"{_events(queued)} still queued in the tracker, not captured yet: "
+                f"await tracker.flush() before reading events{self._queued_why} "
+                f"({_events(len(self._events))} captured so far)"
+            )
 
     # -- Sequence -----------------------------------------------------------------------
 
@@ -79,21 +109,26 @@ class CapturedEvents(Sequence[dict[str, str]]):
     def __getitem__(self, index: slice) -> list[dict[str, str]]: ...
 
     def __getitem__(self, index: int | slice) -> dict[str, str] | list[dict[str, str]]:
+        self._check_delivered()
         return self._events[index]
 
     def __iter__(self) -> Iterator[dict[str, str]]:
+        self._check_delivered()
         return iter(list(self._events))
 
     def __repr__(self) -> str:
         kinds = ", ".join(event.get("e", "?") for event in self._events[:20])
         more = ", ..." if len(self._events) > 20 else ""
-        return f"<CapturedEvents {len(self._events)}: [{kinds}{more}]>"
+        queued = self.queued
+        waiting = f"; {queued} still queued: await tracker.flush()" if queued else ""
+        return f"<CapturedEvents {len(self._events)}: [{kinds}{more}]{waiting}>"
 
     # -- reading ------------------------------------------------------------------------
 
     @property
     def payloads(self) -> list[dict[str, str]]:
         """A copy of the raw payloads, for comparing with ``==`` or snapshotting."""
+        self._check_delivered()
         return [dict(event) for event in self._events]
 
     def decoded(self) -> list[dict[str, object]]:
@@ -103,11 +138,13 @@ class CapturedEvents(Sequence[dict[str, str]]):
         ``cx``/``co`` become ``contexts`` (a list of entities), whichever encoding the
         tracker used, so tests do not depend on ``base64_encode``.
         """
+        self._check_delivered()
         return [decode_event(event) for event in self._events]
 
     def of_type(self, event_type: str) -> list[dict[str, str]]:
         """Raw payloads whose ``e`` is ``event_type``: ``"pv"``, ``"se"``, ``"ue"``, ``"tr"``,
         ``"ti"`` (screen views and timings are ``"ue"``; use :meth:`with_schema`)."""
+        self._check_delivered()
         return [dict(event) for event in self._events if event.get("e") == event_type]
 
     def with_schema(self, schema: str) -> list[dict[str, object]]:
@@ -138,6 +175,7 @@ class CapturedEvents(Sequence[dict[str, str]]):
 
     def problems(self) -> list[str]:
         """Every tracker-protocol problem found, one line each; empty means all valid."""
+        self._check_delivered()
         found = [f"request body: {problem}" for problem in self._body_problems]
         for index, event in enumerate(self._events):
             label = f"event #{index} (e={event.get('e')!r}, eid={event.get('eid')!r})"
@@ -150,7 +188,9 @@ class CapturedEvents(Sequence[dict[str, str]]):
         Checks required keys (``e p tv eid dtm``), that every value is a non-empty string,
         that every key is one the pipeline knows, UUID event ids, 13-digit timestamps,
         the keys each event type needs, and the self-describing JSON of ``ue_*``/``cx``.
-        Raises AssertionError listing every problem, not just the first.
+        Raises AssertionError listing every problem, not just the first, or saying how
+        many tracked events were never flushed to the capture (checking none of them
+        would otherwise pass).
         """
         found = self.problems()
         if found:
@@ -179,6 +219,10 @@ class CapturedEvents(Sequence[dict[str, str]]):
         """Forget everything captured so far (say, events tracked during setup)."""
         self._events.clear()
         self._body_problems.clear()
+
+
+def _events(count: int) -> str:
+    return f"{count} event{'' if count == 1 else 's'}"
 
 
 def _unstruct_schema(value: object) -> str | None:
@@ -281,41 +325,21 @@ async def capture_tracker(
             base64_encode=base64_encode,
             subject=subject,
         )
+        why = "" if 200 <= status < 400 else f" (this capture answers HTTP {status})"
+        transport.events._follow(_queued_after(emitter), why)
         async with tracker:
             yield TrackerCapture(tracker, transport.events)
 
 
-# -- pytest plugin (registered through the ``pytest11`` entry point) -------------------
+def _queued_after(emitter: Emitter) -> Callable[[int], int]:
+    """How many stored events have not reached the capture, given how many did.
 
-try:
-    import pytest
-except ImportError:  # pragma: no cover - pytest is optional for users of the helpers
-    pass
-else:
+    The emitter's ``queued`` still counts a batch between its arrival at the transport
+    and its settling as ``sent``; those are captured already, so they are subtracted.
+    """
 
-    def _async_fixture(function: Callable[[], AsyncIterator[TrackerCapture]]) -> object:
-        """Declare an async fixture so that it runs in pytest-asyncio's strict mode too."""
-        try:
-            from pytest_asyncio import fixture  # its public decorator, nothing internal
-        except ImportError:  # pragma: no cover - e.g. anyio's plugin runs async fixtures
-            return pytest.fixture(function)
-        return fixture(function)
+    def queued(received: int) -> int:
+        stats = emitter.stats()
+        return stats.queued - max(0, received - stats.sent)
 
-    @_async_fixture
-    async def tracker_capture() -> AsyncIterator[TrackerCapture]:
-        """A tracker that captures its events in memory: ``tracker, events = tracker_capture``.
-
-        Flushed and closed after the test; see :func:`capture_tracker`.
-        """
-        async with capture_tracker() as capture:
-            yield capture
-
-    @pytest.fixture
-    def capturing_tracker(tracker_capture: TrackerCapture) -> Tracker:
-        """The tracker of ``tracker_capture``, to hand to the code under test."""
-        return tracker_capture.tracker
-
-    @pytest.fixture
-    def tracked_events(tracker_capture: TrackerCapture) -> CapturedEvents:
-        """The events ``capturing_tracker`` sent (``await capturing_tracker.flush()`` first)."""
-        return tracker_capture.events
+    return queued

@@ -1,7 +1,9 @@
 """Every code block in README.md runs, as a user would run it.
 
 Python blocks run as scripts in a fresh working directory (so ``events.db`` lands there)
-with ``http://127.0.0.1:9090`` pointed at a collector this test starts. Shell blocks run
+with ``http://127.0.0.1:9090`` pointed at a collector this test starts; a block that
+defines ``test_*`` functions is a test module (the testing recipes) and runs under
+pytest, as a user's project with ``asyncio_mode = "auto"`` would run it. Shell blocks run
 their ``asynctracker`` commands the same way; the install and test-suite commands are
 the ones CI itself runs (``.ci/run``), so they are not run again from here.
 """
@@ -29,6 +31,22 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.S | re.M)
 
 
+TEST_FUNCTION = re.compile(r"^(?:async )?def test_", re.M)
+PYTEST = (
+    "-m",
+    "pytest",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-W",
+    "error",
+    "-o",
+    "asyncio_mode=auto",
+    "-o",
+    "asyncio_default_fixture_loop_scope=function",
+)
+
+
 def commands(block: str) -> list[str]:
     joined = block.replace("\\\n", " ")
     return [part.strip() for line in joined.splitlines() for part in line.split("&&")]
@@ -47,11 +65,15 @@ def test_readme_has_the_blocks_this_test_runs() -> None:
     "code", blocks("python"), ids=[f"python-{i}" for i in range(len(blocks("python")))]
 )
 async def test_python_block_runs(code: str, tmp_path: Path) -> None:
+    tests = len(TEST_FUNCTION.findall(code))
     async with Collector() as collector:
-        script = tmp_path / "block.py"
+        script = tmp_path / ("test_block.py" if tests else "block.py")
         script.write_text(code.replace(README_URL, collector.url))
-        result = await _run_in_thread([sys.executable, str(script)], tmp_path)
-        assert result.returncode == 0, result.stderr
+        args = [sys.executable, *PYTEST] if tests else [sys.executable]
+        result = await _run_in_thread([*args, str(script)], tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        if tests:
+            assert f"{tests} passed" in result.stdout, result.stdout
         for event in collector.events:
             assert event.valid, event.errors
 

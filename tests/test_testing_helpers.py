@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import textwrap
 
 import httpx
@@ -180,6 +183,21 @@ async def test_an_unusable_post_body_is_answered_400_like_a_collector() -> None:
     assert len(transport.events) == 0
 
 
+def users_pytest(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run pytest in a fresh process, as a user's project with asyncio_mode=auto would."""
+    return pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error",
+        "-o",
+        "asyncio_mode=auto",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        *args,
+    )
+
+
 # -- the pytest plugin's fixtures ----------------------------------------------------------
 
 
@@ -234,4 +252,178 @@ def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
     from importlib.metadata import entry_points
 
     (plugin,) = [ep for ep in entry_points(group="pytest11") if ep.name == "asynctracker"]
-    assert plugin.value == "asynctracker.testing"
+    assert plugin.value == "pytest_asynctracker"
+
+
+def test_loading_the_plugin_imports_nothing_of_asynctracker() -> None:
+    """Every pytest run loads the plugin: it must not pay for importing the tracker."""
+    from importlib.metadata import entry_points
+
+    (plugin,) = [ep for ep in entry_points(group="pytest11") if ep.name == "asynctracker"]
+    code = (
+        f"import sys, pytest, {plugin.value}\n"
+        "heavy = {'asynctracker', 'httpx', 'aiosqlite', 'anyio'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_run_that_uses_no_fixture_never_imports_asynctracker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_other=textwrap.dedent(
+            """
+            import sys
+
+            def test_unrelated():
+                assert "asynctracker" not in sys.modules
+
+            def test_asking_for_a_fixture_imports_it(tracker_options):
+                assert tracker_options == {}
+                assert "asynctracker" not in sys.modules
+            """
+        )
+    )
+    result = users_pytest(pytester)
+    result.assert_outcomes(passed=2)
+
+
+# -- configuring the fixtures ----------------------------------------------------------------
+
+
+class TestTrackerOptions:
+    @pytest.fixture
+    def tracker_options(self) -> dict[str, object]:
+        return {"app_id": "shop", "namespace": "web", "base64_encode": False}
+
+    async def test_the_tracker_options_fixture_configures_the_tracker(
+        self, capturing_tracker: at.Tracker, tracked_events: CapturedEvents
+    ) -> None:
+        await signup(capturing_tracker, "carol", "pro")
+        await capturing_tracker.flush()
+        (event,) = tracked_events
+        assert (event["aid"], event["tna"]) == ("shop", "web")
+        assert "ue_pr" in event
+        assert "ue_px" not in event
+
+    @pytest.mark.asynctracker(app_id="checkout", platform="app")
+    async def test_a_marker_overrides_the_options_fixture(
+        self, capturing_tracker: at.Tracker, tracked_events: CapturedEvents
+    ) -> None:
+        await capturing_tracker.track_struct_event("a", "b")
+        await capturing_tracker.flush()
+        (event,) = tracked_events
+        assert (event["aid"], event["tna"], event["p"]) == ("checkout", "web", "app")
+
+
+def test_markers_and_options_in_a_users_own_test_run(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.fixture
+            def tracker_options():
+                return {"app_id": "from-conftest", "namespace": "ns"}
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_user=textwrap.dedent(
+            """
+            import pytest
+            import asynctracker as at
+
+            pytestmark = pytest.mark.asynctracker(app_id="from-module")
+
+            async def _one(tracker, events):
+                await tracker.track_struct_event("a", "b")
+                await tracker.flush()
+                (event,) = events
+                return event
+
+            async def test_module_marker(capturing_tracker, tracked_events):
+                event = await _one(capturing_tracker, tracked_events)
+                assert (event["aid"], event["tna"]) == ("from-module", "ns")
+
+            @pytest.mark.asynctracker(app_id="from-test", subject=at.Subject(user_id="u"))
+            async def test_closest_marker_wins(capturing_tracker, tracked_events):
+                event = await _one(capturing_tracker, tracked_events)
+                assert (event["aid"], event["uid"]) == ("from-test", "u")
+
+            @pytest.mark.asynctracker(appid="typo")
+            async def test_unknown_option(tracked_events):
+                pass
+            """
+        )
+    )
+    result = users_pytest(pytester, "--strict-markers")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*unknown asynctracker tracker option(s) 'appid'*capture_tracker() takes: namespace*"]
+    )
+
+
+# -- forgetting flush() --------------------------------------------------------------------------
+
+
+async def test_reading_events_before_flush_says_what_is_missing() -> None:
+    async with capture_tracker() as (tracker, events):
+        await tracker.track_struct_event("a", "b")
+        await tracker.track_struct_event("c", "d")
+        missing = "2 events still queued in the tracker, not captured yet: await tracker.flush()"
+        for read in (
+            lambda: events.of_type("se"),
+            lambda: events.with_schema(SIGNUP),
+            lambda: events.decoded(),
+            lambda: events.payloads,
+            lambda: events[0],
+            lambda: list(events),
+            events.assert_valid,
+        ):
+            with pytest.raises(AssertionError, match=re.escape(missing)):
+                read()
+        assert "2 still queued: await tracker.flush()" in repr(events)
+        assert events.queued == 2
+        assert await tracker.flush() == 0
+        assert events.queued == 0
+        assert [event["se_ca"] for event in events.of_type("se")] == ["a", "c"]
+        assert "queued" not in repr(events)
+
+
+async def test_events_of_a_failing_collector_are_reported_as_queued_not_missing() -> None:
+    async with capture_tracker(status=503) as (tracker, events):
+        await tracker.track_struct_event("a", "b")
+        assert await tracker.flush(timeout=0.2) == 1
+        with pytest.raises(AssertionError, match=r"1 event still queued.*answers HTTP 503"):
+            events.of_type("se")
+        await tracker.emitter.storage.delete_all_event_rows()  # let the capture close quickly
+
+
+def test_a_forgotten_flush_fails_with_the_reason_in_a_users_test_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_user=textwrap.dedent(
+            """
+            async def test_len(capturing_tracker, tracked_events):
+                await capturing_tracker.track_page_view("https://acme.test/")
+                assert len(tracked_events) == 1
+
+            async def test_read(capturing_tracker, tracked_events):
+                await capturing_tracker.track_page_view("https://acme.test/")
+                (page_view,) = tracked_events.of_type("pv")
+            """
+        )
+    )
+    result = users_pytest(pytester)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*where 0 = len(<CapturedEvents 0: []; 1 still queued: await tracker.flush()>)*",
+            "*AssertionError: 1 event still queued in the tracker, not captured yet: "
+            "await tracker.flush() before reading events*",
+        ]
+    )
