@@ -1,9 +1,13 @@
 """An aiohttp.web shop that tracks what its users do, delivered durably through SQLite.
 
-Run a local collector, then the app::
+Install with the ``aiohttp`` extra, run a local collector, then the app::
 
+    python -m pip install ".[aiohttp]"  # from a clone: see the README, "Installation"
     asynctracker collector            # or any Snowplow collector
     python examples/aiohttp_app.py    # http://127.0.0.1:8080
+
+Page views are tracked for GET pages only (the middleware's default filters); the cart
+and checkout are explicit events.
 
 Settings come from the environment:
 

@@ -1,9 +1,13 @@
 """A FastAPI shop that tracks what its users do, delivered durably through SQLite.
 
-Run a local collector, then the app::
+Install with the ``fastapi`` extra, run a local collector, then the app::
 
+    python -m pip install ".[fastapi]"  # from a clone: see the README, "Installation"
     asynctracker collector            # or any Snowplow collector
     python examples/fastapi_app.py    # http://127.0.0.1:8000
+
+Page views are tracked for GET pages only (the middleware's default filters); the cart
+and checkout are explicit events.
 
 Settings come from the environment:
 

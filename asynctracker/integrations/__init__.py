@@ -3,9 +3,11 @@
 The framework modules are opt-in and import their framework only when imported
 themselves, so ``import asynctracker`` never needs Starlette or aiohttp:
 
-- :mod:`asynctracker.integrations.fastapi`: FastAPI and Starlette (``pip install
-  asynctracker[fastapi]``).
-- :mod:`asynctracker.integrations.aiohttp`: aiohttp.web (``pip install asynctracker[aiohttp]``).
+- :mod:`asynctracker.integrations.fastapi`: FastAPI and Starlette (the ``fastapi`` extra,
+  or ``starlette`` for Starlette alone).
+- :mod:`asynctracker.integrations.aiohttp`: aiohttp.web (the ``aiohttp`` extra).
+
+See the README's "Installation" for installing with an extra.
 
 This module holds what both share and what any other framework can reuse: turning a
 request's peer address and headers into a :class:`~asynctracker.Subject`, and the
