@@ -528,3 +528,14 @@ def test_a_malformed_page_view_filter_fails_when_the_middleware_is_made(
 ) -> None:
     with pytest.raises(at.ConfigurationError, match=re.escape(message)):
         TrackingMiddleware(FastAPI(), **{option: value})  # type: ignore[arg-type]
+
+
+async def test_page_view_filters_see_the_path_as_the_routes_do_behind_a_root_path() -> None:
+    async with capture_tracker() as (tracker, events):
+        app = filter_app(tracker, include_paths=["/shop/", "/healthz"], exclude_paths=["/healthz"])
+        transport = httpx.ASGITransport(app=app, root_path="/api")
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+            for path in ("/api/shop/mugs", "/api/healthz", "/api/"):
+                assert (await client.get(path)).status_code == 200
+        await tracker.flush()
+    assert [event["url"] for event in events.of_type("pv")] == ["http://shop.test/api/shop/mugs"]

@@ -203,6 +203,19 @@ def _subject(scope: Scope, trusted: TrustedProxies) -> Subject:
     )
 
 
+def _route_path(scope: Scope) -> str:
+    """The path as the app's routes see it: without the ``root_path`` a proxy mounts it at.
+
+    ASGI servers put the full path in ``path`` (``/api/health`` behind ``--root-path
+    /api``), so the filters, written against your routes, strip the prefix first.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
 class TrackingMiddleware:
     """Pure-ASGI middleware: a Subject for every request, and optional page views.
 
@@ -229,7 +242,8 @@ class TrackingMiddleware:
             :data:`~asynctracker.integrations.DEFAULT_EXCLUDED_PATHS`: health checks,
             metrics, API docs, static files); pass ``()`` to track them too.
 
-    Path entries are prefixes (``"/static/"``) or compiled ``re.Pattern`` objects; see
+    Path entries are prefixes (``"/static/"``) or compiled ``re.Pattern`` objects, matched
+    against the path as your routes see it (without the ``root_path``); see
     :class:`~asynctracker.integrations.PageViewFilter` for the defaults' reasons. Raises
     ConfigurationError for a malformed option, naming it.
 
@@ -272,7 +286,7 @@ class TrackingMiddleware:
             if (
                 not self.track_page_views
                 or scope["type"] != "http"
-                or not self.page_views.wants_request(scope["method"], scope["path"])
+                or not self.page_views.wants_request(scope["method"], _route_path(scope))
             ):
                 await self.app(scope, receive, send)
                 return
