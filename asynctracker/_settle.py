@@ -85,9 +85,9 @@ class EmitterStats:
     ``queued`` is the number of events waiting in storage (as last known to this
     emitter); ``sent`` events were accepted by the collector; ``failed`` counts failed
     send attempts per event; ``retried`` the failed ones kept for another try;
-    ``dropped`` events discarded undelivered (non-retryable status, too large, queue
-    overflow, max_attempts). Each dropped event is also logged and reported to the
-    callback.
+    ``dropped`` events discarded undelivered (non-retryable status, too large,
+    unsendable, queue overflow, max_attempts, poison). Each dropped event is also logged
+    and reported to the callback, with its reason.
     """
 
     queued: int
