@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -219,8 +220,16 @@ def no_cookies() -> http.cookiejar.CookieJar:
 
 
 def _describe(exc: BaseException) -> str:
+    """``ConnectError: All connection attempts failed (Connection refused)``: the
+    exception, and the operating system's reason found among its causes."""
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    cause: BaseException | None = exc
+    for _ in range(8):
+        cause = cause.__cause__ or cause.__context__ if cause is not None else None
+        if isinstance(cause, OSError) and cause.errno:
+            return f"{described} ({os.strerror(cause.errno)})"
+    return described
 
 
 def _strip_userinfo(text: str, url: str) -> str:

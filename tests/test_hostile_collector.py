@@ -86,6 +86,33 @@ async def test_redirects_are_followed_and_only_the_final_2xx_deletes(
     assert emitter.stats().sent == 50
 
 
+async def test_a_redirect_to_another_host_does_not_carry_credentials(
+    collector: Collector, db_path: Path
+) -> None:
+    def moved(request: ReceivedRequest) -> Reply | None:
+        if request.path.startswith("/old/"):
+            target = f"http://localhost:{collector.port}/new/" + request.path[len("/old/") :]
+            return Reply(308, {"location": target})
+        return None
+
+    collector.responder = moved
+    emitter = at.Emitter(
+        collector.url + "/old",
+        db_name=db_path,
+        headers={"Authorization": "Bearer t0ken", "X-Api-Key": "k"},
+        retry=NO_AUTO_RETRY,
+    )
+    async with at.Tracker(emitter) as tracker:
+        await tracker.track_struct_event("shop", "view")
+        assert await tracker.flush(timeout=10) == 0
+    first, final = collector.requests
+    assert first.headers["authorization"] == "Bearer t0ken"
+    assert final.headers["host"].startswith("localhost")
+    assert "authorization" not in final.headers
+    assert final.headers["x-api-key"] == "k"
+    assert len(collector.good) == 1
+
+
 async def test_a_redirect_loop_is_a_retryable_failure_and_keeps_every_event(
     collector: Collector, db_path: Path
 ) -> None:

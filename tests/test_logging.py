@@ -40,6 +40,7 @@ async def test_one_warning_when_delivery_fails_then_counted_repeats_then_info_on
         [warning] = lines(caplog, logging.WARNING)  # one line, not one per attempt
         assert f"delivery to http://{host} is failing" in warning
         assert "ConnectError" in warning
+        assert "Connection refused" in warning
         assert lines(caplog, logging.INFO) == []
 
         monkeypatch.setattr(_health, "SUMMARY_INTERVAL", 0.0)  # the interval is over
