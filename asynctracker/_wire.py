@@ -38,6 +38,7 @@ _BODY_PREFIX = '{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":['
 _BODY_SUFFIX = "]}"
 # "http:/host", "https:host": a scheme without "//" (a host:port never has a letter first).
 _SCHEME_TYPO = re.compile(r"(?i)https?:(?!\d)")
+_LABEL = re.compile(rb"[A-Za-z0-9_-]{1,63}")
 _STM_DIGITS = 13  # epoch milliseconds have 13 digits until the year 2286
 _STM_EXTRA = len(',"stm":""') + _STM_DIGITS
 
@@ -96,7 +97,7 @@ class Endpoints:
             httpx.Request("POST", base + post_suffix)
         except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError (idna) is a ValueError
             raise ConfigurationError(f"collector_uri {shown_input!r} is malformed: {exc}") from exc
-        if not url.host or any(ch.isspace() for ch in uri) or not _valid_host(url.host):
+        if not url.host or any(ch.isspace() for ch in uri) or not _valid_host(url.raw_host):
             raise ConfigurationError(f"collector_uri {shown_input!r} has no valid host")
         if url.port is not None and not 0 < url.port < 65536:
             # httpx accepts any integer port; without this check a typo would only
@@ -128,12 +129,13 @@ def _check_path(name: str, path: object, default: str) -> str:
     return path
 
 
-def _valid_host(host: str) -> bool:
-    """DNS names need non-empty labels of at most 63 characters (IP addresses pass)."""
-    if ":" in host:  # an IPv6 literal; httpx has checked it
+def _valid_host(raw_host: bytes) -> bool:
+    """A host name (after IDNA) is letters, digits, ``-``, ``_`` in non-empty labels of
+    at most 63 characters; IP addresses pass."""
+    if b":" in raw_host:  # an IPv6 literal; httpx has checked it
         return True
-    labels = host.rstrip(".").split(".")
-    return len(host) <= 253 and all(0 < len(label) <= 63 for label in labels)
+    labels = raw_host.rstrip(b".").split(b".")
+    return len(raw_host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def redact(url: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -360,6 +361,77 @@ async def test_a_poison_event_is_isolated_and_dropped_and_the_others_delivered(
     assert emitter.stats().dropped == 1
 
 
+@contextlib.asynccontextmanager
+async def dropping_server(marker: bytes) -> AsyncIterator[tuple[str, list[str]]]:
+    """A collector whose parser gives up on ``marker``: it drops the connection without
+    an answer; other POST bodies are accepted (their event ids are kept)."""
+    accepted: list[str] = []
+    serving: set[asyncio.Task[object]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        serving.add(task)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                body = await reader.readexactly(length)
+                if marker in body:
+                    return  # the connection drops, no answer
+                accepted.extend(event["eid"] for event in json.loads(body)["data"])
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", accepted
+    finally:
+        server.close()
+        for task in serving:
+            task.cancel()
+        if serving:
+            await asyncio.wait(serving)
+
+
+async def test_a_poison_event_that_makes_the_collector_drop_the_connection_is_isolated(
+    db_path: Path,
+) -> None:
+    calls = Calls()
+    async with dropping_server(b"poison") as (url, accepted):
+        emitter = at.Emitter(
+            url,
+            db_name=db_path,
+            retry=at.RetryPolicy(auto_retry=False, poison_after=2),
+            callback=calls,
+        )
+        async with at.Tracker(emitter) as tracker:
+            eids = [
+                await tracker.track_struct_event("shop", "poison" if n == 100 else f"view-{n}")
+                for n in range(200)
+            ]
+            await tracker.flush(timeout=20)
+            rounds = 0
+            while not calls.dropped("poison") and rounds < 10:
+                rounds += 1
+                eids.append(await tracker.track_struct_event("shop", f"more-{rounds}"))
+                await tracker.flush(timeout=10)
+    [poison] = calls.dropped("poison")
+    assert poison.status == -1
+    assert poison.event_ids == (eids[100],)
+    assert sorted(accepted) == sorted(eids[:100] + eids[101:])  # each exactly once
+    assert await stored_count(db_path) == 0
+
+
 async def test_an_outage_at_most_doubles_the_requests_and_drops_nothing(
     collector: Collector, db_path: Path
 ) -> None:
@@ -385,7 +457,9 @@ async def test_an_outage_at_most_doubles_the_requests_and_drops_nothing(
 
 
 @pytest.mark.parametrize(
-    "uri", ["http://xn--/", "http://a..b/", "https://" + "a" * 64 + ".com"], ids=str
+    "uri",
+    ["http://xn--/", "http://a..b/", "https://" + "a" * 64 + ".com", "http://%zz"],
+    ids=str,
 )
 def test_a_malformed_collector_host_is_a_configuration_error(uri: str) -> None:
     with pytest.raises(at.ConfigurationError, match="collector_uri"):
@@ -407,3 +481,10 @@ async def test_credentials_in_the_collector_url_never_show_in_repr_or_log(
         assert await tracker.flush(timeout=10) == 1
     assert any(collector.url.split("//")[1] in r.getMessage() for r in caplog.records)
     assert all("s3cret" not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://[::1]:9090", "localhost:9090/prefix", "http://a_b.internal"], ids=str
+)
+def test_well_formed_collector_hosts_are_accepted(uri: str) -> None:
+    assert "Emitter" in repr(at.Emitter(uri, storage=at.MemoryStorage()))
