@@ -48,10 +48,10 @@ class CallbackResult:
     ``dropped`` is True when the events were discarded rather than kept for another
     try. For failures, ``reason`` says why (see FailureReason), ``detail`` says it in
     words (the exception or status), and ``events`` holds the stored payloads (as the
-    tracker made them, without ``stm``) when a callback is set and the storage still
-    had them (overflow's ``drop_oldest`` deletes without reading: empty there), so
+    tracker made them, without ``stm``) of events that went through the send path, so
     dropped events can be written to a dead-letter file and replayed with
-    ``Emitter.add_many``. The three are left out of ``==``, so results compare as
+    ``Emitter.add_many``. Overflow drops carry no payloads (``events`` is empty: the
+    queue drops them without reading them). The three are left out of ``==``, so results compare as
     before.
     """
 
