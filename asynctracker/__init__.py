@@ -5,7 +5,7 @@ Everything users need is imported from here: ``import asynctracker as at``.
 
 from ._request_scope import bind_subject, bound_subject
 from ._retry import RetryPolicy
-from ._settle import CallbackResult, EmitterStats
+from ._settle import CallbackResult, EmitterStats, FailureReason
 from ._version import __version__
 from .emitter import Emitter
 from .exceptions import (
@@ -30,6 +30,7 @@ __all__ = [
     "Emitter",
     "EmitterStats",
     "EventRow",
+    "FailureReason",
     "InvalidEventError",
     "MemoryStorage",
     "QueueFullError",

@@ -34,6 +34,11 @@ class RetryPolicy:
             wait this long instead, so a bad header cannot park delivery for days.
         max_attempts: drop an event after this many failed sends in this process
             (None: retry until delivered). ``max_attempts=1`` switches retrying off.
+        poison_after: drop an event (reason "poison") once it has failed this many
+            times alone in its request while other requests of the same send
+            succeeded: the collector is up and fails on that event's content, which
+            would otherwise be retried forever. A failing POST chunk is first split
+            in halves until the event travels alone. None: never drop for this.
     """
 
     auto_retry: bool = True
@@ -43,6 +48,7 @@ class RetryPolicy:
     respect_retry_after: bool = True
     max_retry_after: float = 300.0
     max_attempts: int | None = None
+    poison_after: int | None = 10
 
     def __post_init__(self) -> None:
         if not self.backoff_base > 0 or not self.backoff_cap > 0:
@@ -57,11 +63,17 @@ class RetryPolicy:
             or self.max_attempts < 1
         ):
             raise ConfigurationError("max_attempts must be a positive integer or None")
+        if self.poison_after is not None and (
+            isinstance(self.poison_after, bool)
+            or not isinstance(self.poison_after, int)
+            or self.poison_after < 1
+        ):
+            raise ConfigurationError("poison_after must be a positive integer or None")
         statuses = frozenset(self.non_retryable_statuses)
         if any(not isinstance(s, int) or not 100 <= s <= 599 for s in statuses):
             raise ConfigurationError("non_retryable_statuses must be HTTP status codes")
-        if any(200 <= s < 400 for s in statuses):
-            raise ConfigurationError("2xx and 3xx statuses mean delivered; they cannot be dropped")
+        if any(200 <= s < 300 for s in statuses):
+            raise ConfigurationError("2xx statuses mean delivered; they cannot be dropped")
         object.__setattr__(self, "non_retryable_statuses", statuses)
 
     def backoff(self, failures: int) -> float:

@@ -2,23 +2,29 @@
 
 The emitter decides what happens to rows (delete, drop, retry); this module only talks
 to httpx and reports what each request got back. It never raises for delivery
-problems: no response is status -1.
+problems: no response is status -1, a request that could not even be built (an event
+that cannot be URL-encoded, a GET over ``byte_limit_get``) is status 0 with ``drop``
+set. Each request is built and sent inside its own error handling, so one bad event
+never affects the others of its iteration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import anyio
 import httpx
 
+from ._isolate import Isolation
 from ._wire import (
     POST_HEADERS,
     Endpoints,
-    chunk_rows,
     get_query,
     now_ms,
     parse_retry_after,
@@ -26,21 +32,48 @@ from ._wire import (
 )
 from .storage.base import EventRow
 
-__all__ = ["NO_RESPONSE", "Outcome", "Sender"]
+__all__ = ["MAX_REDIRECTS", "NOT_SENT", "NO_RESPONSE", "Outcome", "Sender", "no_cookies"]
 
 logger = logging.getLogger("asynctracker")
 
 #: Outcome.status (and CallbackResult.status) when no HTTP response came back.
 NO_RESPONSE = -1
+#: Outcome.status when no request was made (the request could not be built).
+NOT_SENT = 0
+#: Redirects followed per request on the owned client before giving up (retryable).
+MAX_REDIRECTS = 5
+# Answers that re-send the same request elsewhere. 301/302 keep the method and body
+# too: a POST turned into an empty GET (what browsers do) could be answered 2xx and
+# would delete events that never arrived. 303 and the rest are not followed.
+_FOLLOWED = frozenset({301, 302, 307, 308})
+# Headers never carried to another origin by a redirect.
+_ORIGIN_BOUND = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 @dataclass(slots=True)
 class Outcome:
-    """What one request got back, and the rows it carried."""
+    """What one request got back, and the rows it carried.
+
+    ``error`` says why it failed (exception or status, never credentials); ``reached``
+    is False when the collector was never reached (connection refused, connect
+    timeout); ``drop`` is the reason code when the rows can never be sent
+    ("too_large", "unsendable").
+    """
 
     rows: Sequence[EventRow]
     status: int
     retry_after: float | None = None
+    error: str = ""
+    reached: bool = True
+    drop: str | None = None
+
+
+@dataclass(slots=True)
+class _Answer:
+    status: int
+    retry_after: float | None = None
+    error: str = ""
+    reached: bool = True
 
 
 class Sender:
@@ -48,7 +81,11 @@ class Sender:
 
     At most ``max_concurrent`` requests are in flight: an iteration may hold hundreds
     of GETs, and beyond the client's connection pool they would time out waiting for a
-    connection and look like a dead collector.
+    connection and look like a dead collector. ``deadline`` bounds each request as a
+    whole (connect, send, every byte of the answer, redirects): httpx's own timeouts
+    are per read, so a collector trickling one byte at a time would never trip them.
+    ``follow_redirects`` is for the owned client only; a user's client is left as
+    configured, and a 3xx it returns is a (retryable) failure either way.
     """
 
     def __init__(
@@ -59,56 +96,145 @@ class Sender:
         request_type: Literal["GET", "POST"],
         byte_limit_post: int,
         max_concurrent: int,
+        byte_limit_get: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+        follow_redirects: bool = False,
     ) -> None:
         self._client = client
         self._endpoints = endpoints
         self._request_type = request_type
         self._byte_limit_post = byte_limit_post
+        self._byte_limit_get = byte_limit_get
         self._max_concurrent = max_concurrent
+        self._headers = dict(headers or {})
+        self._post_headers = {**self._headers, **POST_HEADERS}
+        self._deadline = deadline
+        self._follow = follow_redirects
         self._in_flight: asyncio.Semaphore | None = None
+        self.isolation = Isolation()
 
     async def send(self, rows: Sequence[EventRow]) -> list[Outcome]:
         """Send all rows concurrently; one Outcome per request that was made."""
         if self._request_type == "POST":
-            sends = [self._post(chunk) for chunk in chunk_rows(rows, self._byte_limit_post)]
+            chunks = self.isolation.chunks(rows, self._byte_limit_post)
+            sends = [self._post(chunk) for chunk in chunks]
         else:
             sends = [self._get(row) for row in rows]
         return [outcome for batch in await asyncio.gather(*sends) for outcome in batch]
 
     async def _post(self, rows: list[EventRow]) -> list[Outcome]:
-        status, retry_after = await self._request(
-            "POST", self._endpoints.post, content=post_body(rows, now_ms())
-        )
-        if status == 413 and len(rows) > 1:
+        try:
+            body = post_body(rows, now_ms())
+        except ValueError as exc:  # UnicodeEncodeError: text a custom storage kept
+            if len(rows) > 1:
+                return await self._halves(rows)
+            return [Outcome(rows, NOT_SENT, error=_describe(exc), drop="unsendable")]
+        answer = await self._request("POST", self._endpoints.post, content=body)
+        if answer.status == 413 and len(rows) > 1:
             # The collector's body limit is below ours: halve until it accepts.
-            middle = len(rows) // 2
-            halves = await asyncio.gather(self._post(rows[:middle]), self._post(rows[middle:]))
-            return halves[0] + halves[1]
-        return [Outcome(rows, status, retry_after)]
+            return await self._halves(rows)
+        return [Outcome(rows, answer.status, answer.retry_after, answer.error, answer.reached)]
+
+    async def _halves(self, rows: list[EventRow]) -> list[Outcome]:
+        middle = len(rows) // 2
+        halves = await asyncio.gather(self._post(rows[:middle]), self._post(rows[middle:]))
+        return halves[0] + halves[1]
 
     async def _get(self, row: EventRow) -> list[Outcome]:
-        url = f"{self._endpoints.get}?{get_query(row, now_ms())}"
-        status, retry_after = await self._request("GET", url)
-        return [Outcome([row], status, retry_after)]
+        try:
+            query = get_query(row, now_ms())
+            url = f"{self._endpoints.get}?{query}"
+            httpx.Request("GET", url)  # httpx's own checks (URL length, characters)
+        except (ValueError, httpx.InvalidURL) as exc:  # UnicodeEncodeError is a ValueError
+            return [Outcome([row], NOT_SENT, error=_describe(exc), drop="unsendable")]
+        if self._byte_limit_get is not None and len(query) > self._byte_limit_get:
+            error = f"GET query of {len(query)} bytes is over byte_limit_get={self._byte_limit_get}"
+            return [Outcome([row], NOT_SENT, error=error, drop="too_large")]
+        answer = await self._request("GET", url)
+        return [Outcome([row], answer.status, answer.retry_after, answer.error, answer.reached)]
 
-    async def _request(
-        self, method: str, url: str, *, content: bytes | None = None
-    ) -> tuple[int, float | None]:
+    async def _request(self, method: str, url: str, *, content: bytes | None = None) -> _Answer:
         if self._in_flight is None:
             self._in_flight = asyncio.Semaphore(self._max_concurrent)
-        try:
-            async with self._in_flight:
-                response = await self._client.request(
-                    method,
-                    url,
-                    content=content,
-                    headers=POST_HEADERS if content is not None else None,
-                )
-        except httpx.HTTPError as exc:
-            logger.debug("%s %s failed: %r", method, url, exc)
-            return NO_RESPONSE, None
-        status = response.status_code
+        headers = self._post_headers if content is not None else self._headers
+        async with self._in_flight:
+            try:
+                if self._deadline is None:
+                    return await self._exchange(method, url, content, headers)
+                with anyio.fail_after(self._deadline):
+                    return await self._exchange(method, url, content, headers)
+            except TimeoutError:
+                error = f"no complete answer within the {self._deadline:g} s timeout"
+                return _Answer(NO_RESPONSE, error=error)
+            except httpx.HTTPError as exc:
+                logger.debug("%s %s failed: %r", method, self._endpoints.shown, exc)
+                reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                return _Answer(NO_RESPONSE, error=self._scrub(_describe(exc)), reached=reached)
+            except (ValueError, httpx.InvalidURL) as exc:  # e.g. a bad redirect target
+                return _Answer(NO_RESPONSE, error=self._scrub(_describe(exc)))
+
+    async def _exchange(
+        self, method: str, url: str, content: bytes | None, headers: Mapping[str, str]
+    ) -> _Answer:
+        """One request, following redirects (owned client only), to its final answer."""
+        target = httpx.URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._client.request(method, target, content=content, headers=headers)
+            status = response.status_code
+            location = response.headers.get("location")
+            if not self._follow or status not in _FOLLOWED or not location:
+                break
+            following = target.join(location)
+            if following.scheme not in ("http", "https"):
+                break
+            if (following.scheme, following.host, following.port) != (
+                target.scheme,
+                target.host,
+                target.port,
+            ):
+                headers = {k: v for k, v in headers.items() if k.lower() not in _ORIGIN_BOUND}
+            target = following
+        else:
+            return _Answer(status, error=f"more than {MAX_REDIRECTS} redirects (status {status})")
         retry_after = None
         if status in (429, 503):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return status, retry_after
+        error = ""
+        if not 200 <= status < 300:
+            error = f"status {status}"
+            if 300 <= status < 400:
+                error += " (a redirect left unfollowed" + (")" if location else ", no Location)")
+        return _Answer(status, retry_after, error)
+
+    def _scrub(self, text: str) -> str:
+        """Keep a password in the collector URL out of error texts."""
+        return _strip_userinfo(text, self._endpoints.post)
+
+
+def no_cookies() -> http.cookiejar.CookieJar:
+    """A cookie jar that stores nothing, for the owned client: a collector's
+    ``Set-Cookie: sp=...`` must never be sent back (one network user id for every
+    user of the process)."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _describe(exc: BaseException) -> str:
+    """``ConnectError: All connection attempts failed (Connection refused)``: the
+    exception, and the operating system's reason found among its causes."""
+    text = str(exc)
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    cause: BaseException | None = exc
+    for _ in range(8):
+        cause = cause.__cause__ or cause.__context__ if cause is not None else None
+        if isinstance(cause, OSError) and cause.errno:
+            return f"{described} ({os.strerror(cause.errno)})"
+    return described
+
+
+def _strip_userinfo(text: str, url: str) -> str:
+    scheme_sep = url.find("://")
+    at = url.find("@", scheme_sep + 3, url.find("/", scheme_sep + 3) % (len(url) + 1))
+    if scheme_sep < 0 or at < 0:
+        return text
+    return text.replace(url[scheme_sep + 3 : at], "***")

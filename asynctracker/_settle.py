@@ -1,21 +1,42 @@
 """What happens to each request's rows once its answer is in: a pure decision, no I/O.
 
-2xx/3xx: delivered, delete. A non-retryable status, or a single event refused as too
-large (413): drop, delete and report. Anything else, no response included: keep the
-rows for another try, unless they ran out of ``max_attempts``. The emitter applies the
-Settlement (storage deletes and releases, counters, callback, log).
+2xx: delivered, delete. A non-retryable status, a single event refused as too large
+(413, 414, over ``byte_limit_get``), or one that cannot be encoded: drop, delete and
+report. Anything else, a 3xx left at the end of the redirects and no response
+included: keep the rows for another try, unless they ran out of ``max_attempts``, or
+an event failing alone while the collector accepts the others is found to be poison
+(see ``_isolate``). The emitter applies the Settlement (storage deletes and releases,
+counters, callback, log).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
+from ._isolate import Isolation
 from ._retry import RetryPolicy
 from ._sender import Outcome
 
-__all__ = ["Callback", "CallbackResult", "EmitterStats", "Settlement", "settle"]
+__all__ = [
+    "Callback",
+    "CallbackResult",
+    "EmitterStats",
+    "FailureReason",
+    "Settlement",
+    "settle",
+]
+
+#: Why events failed (``CallbackResult.reason``). Kept for another try: "failed".
+#: Dropped: "rejected" (a non-retryable status such as 400/422), "too_large" (413/414
+#: for a single event, or a GET over ``byte_limit_get``), "unsendable" (cannot be
+#: encoded into a request), "overflow" (the queue was full), "max_attempts" (the
+#: policy's limit), "poison" (failed alone, again and again, while the collector
+#: accepted other events).
+FailureReason: TypeAlias = Literal[
+    "", "failed", "rejected", "too_large", "unsendable", "overflow", "max_attempts", "poison"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +44,33 @@ class CallbackResult:
     """The outcome of one request: how many events it carried and the HTTP status.
 
     ``status`` is -1 when no response came (connection refused, timeout) and 0 for
-    events dropped without a request (queue overflow). ``dropped`` is True when the
-    events were discarded rather than kept for another try.
+    events dropped without a request (queue overflow, an event that cannot be sent).
+    ``dropped`` is True when the events were discarded rather than kept for another
+    try. For failures, ``reason`` says why (see FailureReason), ``detail`` says it in
+    words (the exception or status), and ``events`` holds the stored payloads (as the
+    tracker made them, without ``stm``) of events that went through the send path, so
+    dropped events can be written to a dead-letter file and replayed with
+    ``Emitter.add_many``. Overflow drops carry no payloads (``events`` is empty: the
+    queue drops them without reading them). The three are left out of ``==``, so results compare as
+    before.
     """
 
     count: int
     status: int
     dropped: bool = False
+    reason: FailureReason = field(default="", compare=False)
+    detail: str = field(default="", compare=False)
+    events: tuple[Mapping[str, str], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def will_retry(self) -> bool:
+        """True when the events are kept in storage and will be sent again."""
+        return not self.dropped and not 200 <= self.status < 300
+
+    @property
+    def event_ids(self) -> tuple[str, ...]:
+        """The ``eid`` of each event in ``events``."""
+        return tuple(event.get("eid", "") for event in self.events)
 
 
 Callback: TypeAlias = Callable[
@@ -44,9 +85,9 @@ class EmitterStats:
     ``queued`` is the number of events waiting in storage (as last known to this
     emitter); ``sent`` events were accepted by the collector; ``failed`` counts failed
     send attempts per event; ``retried`` the failed ones kept for another try;
-    ``dropped`` events discarded undelivered (non-retryable status, too large, queue
-    overflow, max_attempts). Each dropped event is also logged and reported to the
-    callback.
+    ``dropped`` events discarded undelivered (non-retryable status, too large,
+    unsendable, queue overflow, max_attempts, poison). Each dropped event is also logged
+    and reported to the callback, with its reason.
     """
 
     queued: int
@@ -75,44 +116,102 @@ class Settlement:
         return bool(self.successes)
 
 
-def _drop_reason(outcome: Outcome, policy: RetryPolicy) -> str | None:
+# Failures that say nothing about the events' content: the collector was reached and
+# shed load, or asked for a later retry.
+_LOAD_STATUSES = frozenset({408, 429, 502, 503, 504})
+
+
+def _drop_reason(outcome: Outcome, policy: RetryPolicy) -> tuple[FailureReason, str] | None:
+    if outcome.drop is not None:
+        reason: FailureReason = "too_large" if outcome.drop == "too_large" else "unsendable"
+        return reason, outcome.error or outcome.drop
     if outcome.status in policy.non_retryable_statuses:
-        return f"status {outcome.status} is not retryable"
-    if outcome.status == 413:
-        return "the collector refused a single event as too large (413)"
+        return "rejected", f"status {outcome.status} is not retryable"
+    if outcome.status in (413, 414) and len(outcome.rows) == 1:
+        return "too_large", f"the collector refused a single event as too large ({outcome.status})"
     return None
 
 
 def settle(
-    outcomes: Sequence[Outcome], policy: RetryPolicy, attempts: dict[int, int]
+    outcomes: Sequence[Outcome],
+    policy: RetryPolicy,
+    attempts: dict[int, int],
+    isolation: Isolation | None = None,
+    *,
+    detail: bool = False,
 ) -> Settlement:
     """Decide every row's fate. ``attempts`` (row id -> failed sends) is updated in
-    place when ``policy.max_attempts`` is set; the caller forgets deleted rows."""
+    place when ``policy.max_attempts`` is set, ``isolation`` when some requests failed
+    while others succeeded; the caller forgets deleted rows in ``attempts``. With
+    ``detail``, failures carry their events' payloads (for the callback)."""
     result = Settlement()
+    # Some requests succeeded: the collector is up, so a failing one says something
+    # about what it carried.
+    mixed = any(200 <= o.status < 300 for o in outcomes)
     for outcome in outcomes:
         ids = [row.id for row in outcome.rows]
-        if 200 <= outcome.status < 400:
+        if 200 <= outcome.status < 300:
             result.successes.append(CallbackResult(len(ids), outcome.status))
             result.delete += ids
             result.sent += len(ids)
+            if isolation is not None:
+                isolation.forget(ids)
             continue
         result.failed += len(ids)
         kept: list[int]
-        reason = _drop_reason(outcome, policy)
-        if reason is not None:
+        dropped = _drop_reason(outcome, policy)
+        if dropped is not None:
             kept, exhausted = [], ids
+            reason, text = dropped
         else:
             kept, exhausted = _split_exhausted(ids, policy.max_attempts, attempts)
-            reason = "max_attempts reached"
+            reason, text = "max_attempts", "max_attempts reached"
+            if (
+                isolation is not None
+                and kept
+                and _about_content(outcome)
+                and isolation.failed(kept, mixed=mixed, poison_after=policy.poison_after)
+            ):
+                kept, exhausted = [], ids
+                reason = "poison"
+                text = (
+                    f"failed alone {policy.poison_after} time(s) while the "
+                    f"collector accepted other events ({outcome.error})"
+                )
+        by_id = {row.id: row for row in outcome.rows} if detail else {}
         if kept:
             result.release += kept
-            result.failures.append(CallbackResult(len(kept), outcome.status))
+            result.failures.append(
+                CallbackResult(
+                    len(kept),
+                    outcome.status,
+                    reason="failed",
+                    detail=outcome.error,
+                    events=tuple(by_id[i].event for i in kept) if detail else (),
+                )
+            )
             result.retry_hint = max(result.retry_hint or 0.0, outcome.retry_after or 0.0)
         if exhausted:
             result.delete += exhausted
-            result.failures.append(CallbackResult(len(exhausted), outcome.status, dropped=True))
-            result.drops.append((len(exhausted), reason))
+            if isolation is not None:
+                isolation.forget(exhausted)
+            result.failures.append(
+                CallbackResult(
+                    len(exhausted),
+                    outcome.status,
+                    dropped=True,
+                    reason=reason,
+                    detail=text,
+                    events=tuple(by_id[i].event for i in exhausted) if detail else (),
+                )
+            )
+            result.drops.append((len(exhausted), text))
     return result
+
+
+def _about_content(outcome: Outcome) -> bool:
+    """Could this failure be caused by what the request carried?"""
+    return outcome.reached and outcome.status not in _LOAD_STATUSES
 
 
 def _split_exhausted(

@@ -21,7 +21,14 @@ from .exceptions import ConfigurationError
 from .payload import PAYLOAD_DATA_SCHEMA
 from .storage.base import EventRow
 
-__all__ = ["Endpoints", "chunk_rows", "get_query", "parse_retry_after", "post_body"]
+__all__ = [
+    "Endpoints",
+    "chunk_rows",
+    "get_query",
+    "parse_retry_after",
+    "post_body",
+    "redact",
+]
 
 POST_PATH = "/com.snowplowanalytics.snowplow/tp2"
 GET_PATH = "/i"
@@ -31,60 +38,115 @@ _BODY_PREFIX = '{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":['
 _BODY_SUFFIX = "]}"
 # "http:/host", "https:host": a scheme without "//" (a host:port never has a letter first).
 _SCHEME_TYPO = re.compile(r"(?i)https?:(?!\d)")
+_LABEL = re.compile(rb"[A-Za-z0-9_-]{1,63}")
 _STM_DIGITS = 13  # epoch milliseconds have 13 digits until the year 2286
 _STM_EXTRA = len(',"stm":""') + _STM_DIGITS
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    """The collector's POST and GET URLs, derived once from the emitter's options."""
+    """The collector's POST and GET URLs, derived once from the emitter's options.
+
+    ``shown`` is the collector URL with any ``user:password@`` removed: the only form
+    that may appear in a repr or a log line.
+    """
 
     post: str
     get: str
+    shown: str = ""
 
     @classmethod
-    def parse(cls, collector_uri: str, protocol: str) -> Endpoints:
+    def parse(
+        cls,
+        collector_uri: str,
+        protocol: str,
+        *,
+        post_path: str | None = None,
+        get_path: str | None = None,
+    ) -> Endpoints:
         """Accept ``host[:port][/prefix]`` or a full ``http(s)://`` URL.
 
-        Raises ConfigurationError naming what is wrong, so a typo fails at startup
-        instead of as endless connection errors in the background.
+        ``post_path``/``get_path`` replace the protocol's standard paths (appended to
+        the URL's own path, a proxy prefix). Raises ConfigurationError naming what is
+        wrong, so a typo fails at startup instead of as endless connection errors in
+        the background.
         """
         if not isinstance(collector_uri, str) or not collector_uri.strip():
             raise ConfigurationError("collector_uri must be a host name or URL, got an empty value")
+        post_suffix = _check_path("post_path", post_path, POST_PATH)
+        get_suffix = _check_path("get_path", get_path, GET_PATH)
         uri = collector_uri.strip()
+        shown_input = redact(uri)
         if "://" in uri:
             scheme = uri.split("://", 1)[0].lower()
             if scheme not in ("http", "https"):
                 raise ConfigurationError(
-                    f"collector_uri scheme must be http or https, got {scheme!r} in {uri!r}"
+                    f"collector_uri scheme must be http or https, got {scheme!r} in {shown_input!r}"
                 )
         elif _SCHEME_TYPO.match(uri):
             raise ConfigurationError(
-                f"collector_uri {collector_uri!r} looks like a URL with a malformed scheme; "
+                f"collector_uri {shown_input!r} looks like a URL with a malformed scheme; "
                 "write http://host or https://host"
             )
         else:
             uri = f"{protocol}://{uri}"
         try:
             url = httpx.URL(uri)
-        except httpx.InvalidURL as exc:
-            raise ConfigurationError(
-                f"collector_uri {collector_uri!r} is malformed: {exc}"
-            ) from exc
-        if not url.host or any(ch.isspace() for ch in uri):
-            raise ConfigurationError(f"collector_uri {collector_uri!r} has no valid host")
+            base = str(url.copy_with(path=url.path.rstrip("/") or "/")).rstrip("/")
+            # Building a request encodes the host (IDNA) the way sending will.
+            httpx.Request("POST", base + post_suffix)
+        except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError (idna) is a ValueError
+            raise ConfigurationError(f"collector_uri {shown_input!r} is malformed: {exc}") from exc
+        if not url.host or any(ch.isspace() for ch in uri) or not _valid_host(url.raw_host):
+            raise ConfigurationError(f"collector_uri {shown_input!r} has no valid host")
         if url.port is not None and not 0 < url.port < 65536:
             # httpx accepts any integer port; without this check a typo would only
             # show up later as endless connection errors in the background.
             raise ConfigurationError(
-                f"collector_uri {collector_uri!r} has port {url.port}; use 1-65535"
+                f"collector_uri {shown_input!r} has port {url.port}; use 1-65535"
             )
         if url.query or url.fragment:
             raise ConfigurationError(
-                f"collector_uri {collector_uri!r} must not have a query or fragment"
+                f"collector_uri {shown_input!r} must not have a query or fragment"
             )
-        base = str(url.copy_with(path=url.path.rstrip("/") or "/")).rstrip("/")
-        return cls(post=base + POST_PATH, get=base + GET_PATH)
+        return cls(post=base + post_suffix, get=base + get_suffix, shown=redact(base))
+
+
+def _check_path(name: str, path: object, default: str) -> str:
+    if path is None:
+        return default
+    if (
+        not isinstance(path, str)
+        or not path.startswith("/")
+        or not path.isascii()
+        or any(ch in path for ch in "?#%\\")
+        or any(not ch.isprintable() or ch.isspace() for ch in path)
+    ):
+        raise ConfigurationError(
+            f"{name} must be an absolute URL path like {default!r} (printable ASCII, "
+            f"no query, fragment or escapes), got {path!r}"
+        )
+    return path
+
+
+def _valid_host(raw_host: bytes) -> bool:
+    """A host name (after IDNA) is letters, digits, ``-``, ``_`` in non-empty labels of
+    at most 63 characters; IP addresses pass."""
+    if b":" in raw_host:  # an IPv6 literal; httpx has checked it
+        return True
+    labels = raw_host.rstrip(b".").split(b".")
+    return len(raw_host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
+def redact(url: str) -> str:
+    """``url`` without the ``user:password@`` part, for reprs and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{slash}{tail}"
 
 
 def event_size(row: EventRow) -> int:

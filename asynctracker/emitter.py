@@ -8,7 +8,7 @@ it, or when every request of an iteration failed; then a backoff timer starts it
 (see RetryPolicy), so events never sit unsent waiting for another ``track_*`` call.
 
 Only this module talks to httpx. Only the send task deletes rows, and a row is deleted
-only after a 2xx/3xx answer (or when the policy drops it, which is reported).
+only after a 2xx answer (or when the policy drops it, which is reported).
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ import httpx
 
 from . import _process
 from ._encoded import plain
+from ._headers import check_headers
+from ._health import DeliveryLog
 from ._loop_end import call_at_loop_end
 from ._pacing import Pacing
 from ._retry import RetryPolicy
-from ._sender import Sender
+from ._sender import Sender, no_cookies
 from ._settle import Callback, CallbackResult, EmitterStats, settle
-from ._wire import Endpoints
+from ._wire import Endpoints, redact
 from .exceptions import (
     AsyncTrackerError,
     ClosedError,
@@ -119,12 +121,22 @@ class Emitter:
         overflow: OverflowPolicy = "drop_oldest",
         close_timeout: float = 10.0,
         max_concurrent_requests: int = 16,
+        headers: Mapping[str, str] | None = None,
+        anonymous: bool = False,
+        post_path: str | None = None,
+        get_path: str | None = None,
     ) -> None:
         if request_type not in ("GET", "POST"):
             raise ConfigurationError(f"request_type must be 'GET' or 'POST', got {request_type!r}")
         if protocol not in ("http", "https"):
             raise ConfigurationError(f"protocol must be 'http' or 'https', got {protocol!r}")
-        self._endpoints = Endpoints.parse(collector_uri, protocol)
+        self._endpoints = Endpoints.parse(
+            collector_uri, protocol, post_path=post_path, get_path=get_path
+        )
+        if not isinstance(anonymous, bool):
+            raise ConfigurationError(f"anonymous must be True or False, got {anonymous!r}")
+        self.headers = check_headers(headers, anonymous=anonymous)
+        self.anonymous = anonymous
         self.collector_uri = collector_uri
         self.request_type: RequestType = request_type
         self.send_limit = _positive_int("send_limit", send_limit)
@@ -196,10 +208,12 @@ class Emitter:
         self._failed = 0
         self._retried = 0
         self._dropped = 0
+        self._delivery_log = DeliveryLog(self._endpoints.shown)
 
     def __repr__(self) -> str:
+        # The shown URL: a password in collector_uri never reaches a repr or a log.
         url = self._endpoints.post if self.request_type == "POST" else self._endpoints.get
-        return f"<Emitter {self.request_type} {url} {self._state.value}>"
+        return f"<Emitter {self.request_type} {redact(url)} {self._state.value}>"
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -230,13 +244,7 @@ class Emitter:
             if self._owns_client:
                 self._client = await asyncio.to_thread(self._new_client)
             assert self._client is not None
-            self._sender = Sender(
-                self._client,
-                self._endpoints,
-                request_type=self.request_type,
-                byte_limit_post=self.byte_limit_post,
-                max_concurrent=self.max_concurrent_requests,
-            )
+            self._sender = self._new_sender(self._client)
             self._state = _State.OPEN
             self._loop_end = await call_at_loop_end(self._loop_ended)
         if self._cut_off is not None:
@@ -261,6 +269,26 @@ class Emitter:
                 max_connections=self.max_concurrent_requests,
                 max_keepalive_connections=self.max_concurrent_requests,
             ),
+            # Collectors set a network user id cookie; sent back, it would stitch
+            # every user of this process into one. The Sender follows redirects.
+            cookies=no_cookies(),
+            follow_redirects=False,
+        )
+
+    def _new_sender(self, client: httpx.AsyncClient) -> Sender:
+        """The Sender for this client: the owned one gets the whole-request deadline
+        and follows redirects; a user's client keeps its own timeouts and redirect
+        settings (a 3xx it returns is a retryable failure)."""
+        return Sender(
+            client,
+            self._endpoints,
+            request_type=self.request_type,
+            byte_limit_post=self.byte_limit_post,
+            byte_limit_get=self.byte_limit_get,
+            max_concurrent=self.max_concurrent_requests,
+            headers=self.headers,
+            deadline=self.timeout if self._owns_client else None,
+            follow_redirects=self._owns_client,
         )
 
     def _new_pacing(self) -> Pacing:
@@ -380,7 +408,22 @@ class Emitter:
             if was_open and self._owns_client and self._client is not None:
                 await self._client.aclose()
         finally:
+            if was_open:
+                await self._warn_undelivered()
             await ops.close(self.storage)
+
+    async def _warn_undelivered(self) -> None:
+        """The closing WARNING about events left behind (see _health)."""
+        try:
+            left = await ops.count_rows(self.storage)
+        except Exception:  # the storage's own error surfaces from close, if at all
+            left = 0
+        where: str | None = repr(self.storage)
+        if isinstance(self.storage, MemoryStorage):
+            where = None
+        elif isinstance(self.storage, SQLiteStorage):
+            where = str(self.storage.path)
+        self._delivery_log.close(left, where)
 
     async def __aenter__(self: _EmitterT) -> _EmitterT:
         await self.open()
@@ -504,7 +547,7 @@ class Emitter:
             return
         backoff = self.retry.backoff(self._failures_in_a_row) if failed else 0.0
         delay = max(backoff, self.retry.wait_for_retry_after(retry_after))
-        logger.info("retrying undelivered events in %.2fs", delay)
+        logger.debug("retrying undelivered events in %.2fs", delay)
         self._retry_handle = asyncio.get_running_loop().call_later(delay, self._retry_now)
 
     async def _send_loop(self) -> bool:
@@ -558,7 +601,14 @@ class Emitter:
         retrying, else the longest Retry-After seen (0.0 when there was none).
         """
         assert self._sender is not None
-        result = settle(await self._sender.send(rows), self.retry, self._attempts)
+        outcomes = await self._sender.send(rows)
+        result = settle(
+            outcomes,
+            self.retry,
+            self._attempts,
+            self._sender.isolation,
+            detail=self.callback is not None,
+        )
         self._sent += result.sent
         self._failed += result.failed
         self._retried += len(result.release)
@@ -570,16 +620,23 @@ class Emitter:
             for row_id in result.delete:
                 self._attempts.pop(row_id, None)
         await ops.release_rows(self.storage, result.release)
+        if result.delivered:
+            self._delivery_log.delivered()
+        elif result.release:
+            cause = next((o.error for o in outcomes if o.error), "unknown error")
+            self._delivery_log.failed(cause, self._queued)
         await self._call_back(result.successes, result.failures)
         return result.delivered, result.retry_hint
 
     def _log_drop(self, count: int, reason: str) -> None:
         self._dropped += count
-        logger.warning("dropped %d event(s) undelivered: %s", count, reason)
+        self._delivery_log.dropped(count, reason)
 
     async def _report_dropped(self, count: int, status: int, reason: str) -> None:
         self._log_drop(count, reason)
-        await self._call_back([], [CallbackResult(count, status, dropped=True)])
+        await self._call_back(
+            [], [CallbackResult(count, status, dropped=True, reason="overflow", detail=reason)]
+        )
 
     async def _call_back(
         self, successes: list[CallbackResult], failures: list[CallbackResult]

@@ -251,8 +251,8 @@ class CapturingTransport(httpx.AsyncBaseTransport):
     into events in :attr:`events`; every request is kept in :attr:`requests`.
 
     Args:
-        status: the HTTP status to answer. Events are recorded only when it is 2xx or
-            3xx (what a real collector accepted); use 500 or 400 to test your callback's
+        status: the HTTP status to answer. Events are recorded only when it is 2xx
+            (what the emitter counts as delivered); use 500 or 400 to test your callback's
             handling of retries and drops.
     """
 
@@ -265,7 +265,7 @@ class CapturingTransport(httpx.AsyncBaseTransport):
         """Record the request and, if the status means accepted, its events."""
         body = await request.aread()
         self.requests.append(request)
-        if 200 <= self.status < 400:
+        if 200 <= self.status < 300:
             if request.method == "POST":
                 events, problems = validate_post_body(body)
                 if not events and problems:

@@ -325,7 +325,7 @@ async def test_chunks_are_filled_greedily(wire: Wire, limit: int) -> None:
     ("status", "left"),
     [
         pytest.param(200, 0, id="200-deleted"),
-        pytest.param(302, 0, id="302-deleted"),
+        pytest.param(302, 1, id="302-kept"),
         pytest.param(500, 1, id="500-kept"),
         pytest.param(503, 1, id="503-kept"),
     ],

@@ -32,7 +32,7 @@ EXIT_INTERRUPTED = 130
 class Tally:
     """An emitter callback that counts what the collector did with our events.
 
-    ``delivered`` events got a 2xx/3xx answer; ``dropped`` were discarded undelivered (a
+    ``delivered`` events got a 2xx answer; ``dropped`` were discarded undelivered (a
     non-retryable status such as 400); ``failures`` maps each failing status (-1: no
     response) to how many events it hit, so the final message can say *why*.
     """
