@@ -8,71 +8,33 @@ background and its problems are never raised here.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal, TypeAlias, TypeVar
 
 from . import _contexts
-from ._checks import INT32_MIN, epoch_ms, finite_number, flush_timeout, int32, utf8_problem
+from ._build import EventBuilder, Timestamp, checked_event_id
+from ._checks import INT32_MIN, finite_number, flush_timeout, int32, utf8_problem
 from ._checks import text as _text
 from ._contexts import ContextProvider
-from ._encoded import EncodedPayload, member, quote
-from ._request_scope import bound_subject
-from ._version import __version__
 from .emitter import Emitter
-from .exceptions import ClosedError, ConfigurationError, InvalidEventError
+from .exceptions import ConfigurationError, InvalidEventError
 from .payload import (
-    CONTEXTS_SCHEMA,
-    MAX_JSON_DEPTH,
     SCREEN_VIEW_SCHEMA,
     TIMING_SCHEMA,
-    UNSTRUCT_EVENT_SCHEMA,
-    JSONValue,
     SelfDescribingJson,
-    check_contexts,
     format_money,
     format_number,
-    json_field,
-    new_event_id,
 )
 from .subject import Subject
 
 __all__ = ["EcommerceItem", "Platform", "Timestamp", "Tracker"]
 
 Platform: TypeAlias = Literal["web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"]
-Timestamp: TypeAlias = "int | datetime"
 _PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"})
-#: ``tv``: this library's own name, so its events are never mistaken for the official
-#: Python tracker's (``py-<version>``) in the warehouse. Enrich keeps at most 100 chars.
-TRACKER_VERSION = f"asynctracker-{__version__}"
 _TRACKER_FIELDS = frozenset({"namespace", "app_id", "platform"})
 
 _TrackerT = TypeVar("_TrackerT", bound="Tracker")
-
-
-def _event_id(value: str) -> str:
-    """A caller's event id, checked and in canonical form."""
-    try:
-        return str(uuid.UUID(value))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise InvalidEventError(f"event_id must be a UUID string, got {value!r}") from exc
-
-
-#: The arguments every ``track_*`` call takes besides its own: contexts, subject,
-#: event_id, timestamp, true_timestamp; then the entities the tracker's context
-#: providers gave for this call (None without providers). A plain tuple: cheaper to
-#: make per event.
-_Common: TypeAlias = tuple[
-    "Sequence[SelfDescribingJson] | None",
-    "Subject | None",
-    "str | None",
-    "Timestamp | None",
-    "Timestamp | None",
-    "list[dict[str, JSONValue]] | None",
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +60,10 @@ class EcommerceItem:
         _text("EcommerceItem.name", self.name)
         _text("EcommerceItem.category", self.category)
         if self.event_id is not None:
-            _event_id(self.event_id)
+            checked_event_id(self.event_id)
 
 
-class Tracker:
+class Tracker(EventBuilder):
     """Builds events and passes them to its emitter.
 
     Args:
@@ -126,10 +88,6 @@ class Tracker:
     ``async with tracker:`` opens the emitter and, on the way out, flushes (bounded by
     the emitter's ``close_timeout``) and closes it.
     """
-
-    _tracker_json: tuple[str, str] | None = None
-    _contexts: tuple[SelfDescribingJson, ...] = ()
-    _context_providers: tuple[ContextProvider, ...] = ()
 
     def __init__(
         self,
@@ -174,15 +132,6 @@ class Tracker:
             object.__setattr__(self, "_tracker_json", None)
         object.__setattr__(self, name, value)
 
-    def _make_tracker_json(self) -> tuple[str, str]:
-        """``p`` as a JSON string, and the ``tna``/``aid`` members (empty ones left out)."""
-        members = ""
-        if self.namespace:
-            members += member("tna", self.namespace)
-        if self.app_id:
-            members += member("aid", self.app_id)
-        return quote(self.platform), members
-
     def __repr__(self) -> str:
         return f"<Tracker namespace={self.namespace!r} app_id={self.app_id!r} {self.emitter!r}>"
 
@@ -213,96 +162,6 @@ class Tracker:
     async def aclose(self) -> None:
         """Close the emitter (without flushing). Idempotent."""
         await self.emitter.aclose()
-
-    # -- building payloads ---------------------------------------------------------------
-
-    async def _provide(self) -> list[dict[str, JSONValue]]:
-        """The context providers' entities for one call (only called when there are some)."""
-        return await _contexts.provide(self._context_providers)
-
-    def _payload(
-        self,
-        event: str,
-        common: _Common,
-        fields: dict[str, str | None],
-        last: tuple[str, str] | None = None,
-    ) -> EncodedPayload:
-        """The protocol payload: tracker fields, subject, ``fields``, contexts, ``last``.
-
-        Written directly as the JSON text storages keep (see ``_encoded``), members in
-        that order; empty event fields are left out.
-        """
-        if self.emitter.closed:
-            raise ClosedError("this tracker's emitter was closed")
-        contexts, subject, event_id, timestamp, true_timestamp, provided = common
-        if subject is not None and not isinstance(subject, Subject):
-            raise InvalidEventError("subject must be an asynctracker.Subject")
-        if contexts is not None:
-            check_contexts(contexts)
-        # The common case (no event_id, no timestamps) calls no helper: this runs per event.
-        eid = new_event_id() if event_id is None else _event_id(event_id)
-        dtm = (
-            str(time.time_ns() // 1_000_000)
-            if timestamp is None
-            else epoch_ms("timestamp", timestamp)
-        )
-        tracker_json = self._tracker_json
-        if tracker_json is None:
-            tracker_json = self._tracker_json = self._make_tracker_json()
-        platform, tracker_members = tracker_json
-        # event, the version, a canonical UUID and digits need no escaping.
-        parts = [
-            f'{{"e":"{event}","tv":"{TRACKER_VERSION}","p":{platform},'
-            f'"eid":"{eid}","dtm":"{dtm}"{tracker_members}'
-        ]
-        if true_timestamp is not None:
-            parts.append(member("ttm", epoch_ms("true_timestamp", true_timestamp)))
-        chosen = subject if subject is not None else (bound_subject() or self.subject)
-        if chosen is not None:
-            parts.extend([member(key, value) for key, value in chosen._fields.items()])
-        for key, value in fields.items():
-            if value:
-                parts.append(member(key, value))
-        if contexts or self._contexts or provided:
-            entities = [c.to_dict() for c in contexts or ()]
-            entities += [c.to_dict() for c in self._contexts]
-            if provided:
-                entities += provided
-            parts.append(
-                member(
-                    *json_field(
-                        {"schema": CONTEXTS_SCHEMA, "data": entities},
-                        base64_encode=self.base64_encode,
-                        encoded_key="cx",
-                        raw_key="co",
-                        name="contexts",
-                        # The entities' data sits three levels down: {data: [{data: ...}]}.
-                        max_depth=MAX_JSON_DEPTH + 3,
-                    )
-                )
-            )
-        if last is not None:
-            parts.append(member(*last))
-        parts.append("}")
-        return EncodedPayload("".join(parts), eid)
-
-    def _self_describing(self, event_json: SelfDescribingJson, common: _Common) -> EncodedPayload:
-        if not isinstance(event_json, SelfDescribingJson):
-            raise InvalidEventError("the event must be a SelfDescribingJson")
-        return self._payload(
-            "ue",
-            common,
-            {},
-            json_field(
-                {"schema": UNSTRUCT_EVENT_SCHEMA, "data": event_json.to_dict()},
-                base64_encode=self.base64_encode,
-                encoded_key="ue_px",
-                raw_key="ue_pr",
-                name="the event's data",
-                # The event's data sits two levels down: {data: {data: ...}}.
-                max_depth=MAX_JSON_DEPTH + 2,
-            ),
-        )
 
     # -- track_* ------------------------------------------------------------------------
 
