@@ -36,10 +36,11 @@ class AsyncTrackerError(Exception):
 class ConfigurationError(AsyncTrackerError, ValueError):
     """An option given to Emitter, Tracker, Subject or a storage is invalid.
 
-    Raised by the constructor that received it, before anything is opened or stored;
-    and by a call from one event loop while the tracker is in use on another, still
-    running one (a tracker follows its loop from one ``asyncio.run`` to the next, but
-    serves one loop at a time).
+    Raised by the constructor or setter that received it, before anything is opened or
+    stored (a Subject's values are checked against Enrich's limits there); by
+    ``flush()`` given a NaN or negative timeout; and by a call from one event loop
+    while the tracker is in use on another, still running one (a tracker follows its
+    loop from one ``asyncio.run`` to the next, but serves one loop at a time).
     """
 
 

@@ -56,8 +56,8 @@ def encode_json(value: object, *, name: str = "data", max_depth: int = MAX_JSON_
     objects that are not JSON types, NaN and infinities, integers of more than 4,300
     digits, nesting deeper than ``max_depth``, and text that is not valid UTF-8 (lone
     surrogates, in keys or values). The checks cost almost nothing for ordinary data:
-    the depth is only measured when the text holds more than ``max_depth`` brackets,
-    and ASCII text is never re-encoded.
+    the depth is only measured when the text is long and holds more than ``max_depth``
+    brackets, and ASCII text is never re-encoded.
     """
     try:
         text = json.dumps(
@@ -67,9 +67,14 @@ def encode_json(value: object, *, name: str = "data", max_depth: int = MAX_JSON_
         raise InvalidEventError(f"{name} is nested deeper than {max_depth} levels") from None
     except (TypeError, ValueError) as exc:
         raise InvalidEventError(f"{name} is not JSON-serialisable: {exc}") from exc
-    # Every level of nesting opens a bracket, so few brackets means shallow data
-    # (brackets inside strings only make the count larger, never smaller).
-    if text.count("{") + text.count("[") > max_depth and _deeper_than(value, max_depth):
+    # Each level of nesting takes two brackets, so short text is shallow enough; and
+    # each level opens one, so few brackets means shallow data too (brackets inside
+    # strings only make the count larger). Only then is the depth measured.
+    if (
+        len(text) > 2 * max_depth
+        and text.count("{") + text.count("[") > max_depth
+        and _deeper_than(value, max_depth)
+    ):
         raise InvalidEventError(f"{name} is nested deeper than {max_depth} levels")
     if not text.isascii():
         problem = utf8_problem(text)
