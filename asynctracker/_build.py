@@ -23,13 +23,14 @@ from ._version import __version__
 from .emitter import Emitter
 from .exceptions import ClosedError, InvalidEventError
 from .payload import (
-    CONTEXTS_SCHEMA,
     MAX_JSON_DEPTH,
     UNSTRUCT_EVENT_SCHEMA,
-    JSONValue,
     SelfDescribingJson,
     check_contexts,
+    contexts_json,
+    entity_json,
     json_field,
+    json_text_field,
     new_event_id,
 )
 from .subject import Subject
@@ -60,7 +61,7 @@ _Common: TypeAlias = tuple[
     "str | None",
     "Timestamp | None",
     "Timestamp | None",
-    "list[dict[str, JSONValue]] | None",
+    "list[str] | None",
 ]
 
 
@@ -74,7 +75,9 @@ class EventBuilder:
     base64_encode: bool
     subject: Subject | None
     _tracker_json: tuple[str, str] | None = None
-    _contexts: tuple[SelfDescribingJson, ...] = ()
+    _static_json: tuple[str, ...] = ()
+    #: The ``cx``/``co`` member of the static contexts alone, by ``base64_encode``.
+    _static_members: dict[bool, str]
     _context_providers: tuple[ContextProvider, ...] = ()
 
     def _make_tracker_json(self) -> tuple[str, str]:
@@ -86,7 +89,7 @@ class EventBuilder:
             members += member("aid", self.app_id)
         return quote(self.platform), members
 
-    async def _provide(self) -> list[dict[str, JSONValue]]:
+    async def _provide(self) -> list[str]:
         """The context providers' entities for one call (only called when there are some)."""
         return await _contexts.provide(self._context_providers)
 
@@ -133,28 +136,44 @@ class EventBuilder:
         for key, value in fields.items():
             if value:
                 parts.append(member(key, value))
-        if contexts or self._contexts or provided:
-            entities = [c.to_dict() for c in contexts or ()]
-            entities += [c.to_dict() for c in self._contexts]
-            if provided:
-                entities += provided
-            parts.append(
-                member(
-                    *json_field(
-                        {"schema": CONTEXTS_SCHEMA, "data": entities},
-                        base64_encode=self.base64_encode,
-                        encoded_key="cx",
-                        raw_key="co",
-                        name="contexts",
-                        # The entities' data sits three levels down: {data: [{data: ...}]}.
-                        max_depth=MAX_JSON_DEPTH + 3,
-                    )
-                )
-            )
+        if contexts or provided:
+            parts.append(self._contexts_member(contexts, provided))
+        elif self._static_json:
+            # Only the tracker's own contexts: the same member for every event.
+            static = self._static_members.get(self.base64_encode)
+            if static is None:
+                static = self._static_members[self.base64_encode] = self._contexts_member()
+            parts.append(static)
         if last is not None:
             parts.append(member(*last))
         parts.append("}")
         return EncodedPayload("".join(parts), eid)
+
+    def _contexts_member(
+        self,
+        contexts: Sequence[SelfDescribingJson] | None = None,
+        provided: list[str] | None = None,
+    ) -> str:
+        """``cx``/``co``: the call's contexts, the tracker's, then the providers'.
+
+        Entities are written one by one: the tracker's static ones were written once,
+        when it was made, and the providers' as they came.
+        """
+        texts = [
+            entity_json(context, name=f"contexts[{index}]")
+            for index, context in enumerate(contexts or ())
+        ]
+        texts += self._static_json
+        if provided:
+            texts += provided
+        return member(
+            *json_text_field(
+                contexts_json(texts),
+                base64_encode=self.base64_encode,
+                encoded_key="cx",
+                raw_key="co",
+            )
+        )
 
     def _self_describing(self, event_json: SelfDescribingJson, common: _Common) -> EncodedPayload:
         if not isinstance(event_json, SelfDescribingJson):

@@ -4,7 +4,8 @@ A tracker may carry entities that belong on every event (service name, deploymen
 *context providers*: callables, sync or async, asked once per ``track_*`` call for the
 entities of the moment (a request id from a context variable, a feature flag). Both
 are added after the call's own contexts, static ones first, then each provider's in
-the order given.
+the order given. Static entities are encoded once, when the tracker is made; a
+provider's, each time it gives them.
 
 A provider runs on the event loop inside the ``track_*`` call, so it must be quick (a
 context variable lookup, not a network call). One that raises, or returns anything but
@@ -18,10 +19,10 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeAlias
 
-from .exceptions import ConfigurationError, ContextProviderError
-from .payload import JSONValue, SelfDescribingJson
+from .exceptions import ConfigurationError, ContextProviderError, InvalidEventError
+from .payload import SelfDescribingJson, entity_json
 
-__all__ = ["ContextProvider", "ProvidedContexts", "provide", "static_contexts"]
+__all__ = ["ContextProvider", "ProvidedContexts", "provide", "providers", "static_json"]
 
 #: What a context provider returns: one entity, several, or None for none this time.
 ProvidedContexts: TypeAlias = SelfDescribingJson | Sequence[SelfDescribingJson] | None
@@ -29,23 +30,29 @@ ProvidedContexts: TypeAlias = SelfDescribingJson | Sequence[SelfDescribingJson] 
 ContextProvider: TypeAlias = Callable[[], ProvidedContexts | Awaitable[ProvidedContexts]]
 
 
-def static_contexts(
-    contexts: Iterable[SelfDescribingJson] | None,
-) -> tuple[SelfDescribingJson, ...]:
-    """The tracker's ``contexts=`` option, checked: ConfigurationError names a bad one."""
+def static_json(contexts: Iterable[SelfDescribingJson] | None) -> tuple[str, ...]:
+    """The tracker's ``contexts=`` option as JSON text, written once for every event.
+
+    ConfigurationError names a bad entry. Being written here, a static entity's data
+    is what it was when the tracker was made; entities that change belong in a provider.
+    """
     if contexts is None:
         return ()
     if isinstance(contexts, (str, bytes, Mapping, SelfDescribingJson)) or not isinstance(
         contexts, Iterable
     ):
         raise ConfigurationError("contexts must be a list of SelfDescribingJson")
-    checked = tuple(contexts)
-    for index, context in enumerate(checked):
+    texts = []
+    for index, context in enumerate(contexts):
         if not isinstance(context, SelfDescribingJson):
             raise ConfigurationError(
                 f"contexts[{index}] must be a SelfDescribingJson, got {type(context).__name__}"
             )
-    return checked
+        try:
+            texts.append(entity_json(context, name=f"contexts[{index}]"))
+        except InvalidEventError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    return tuple(texts)
 
 
 def providers(given: Iterable[ContextProvider] | None) -> tuple[ContextProvider, ...]:
@@ -67,9 +74,9 @@ def _name(provider: ContextProvider) -> str:
     return getattr(provider, "__qualname__", None) or repr(provider)
 
 
-async def provide(given: tuple[ContextProvider, ...]) -> list[dict[str, JSONValue]]:
-    """Ask every provider for its entities now; their wire dicts, in order."""
-    found: list[dict[str, JSONValue]] = []
+async def provide(given: tuple[ContextProvider, ...]) -> list[str]:
+    """Ask every provider for its entities now; their JSON text, in order."""
+    found: list[str] = []
     for provider in given:
         try:
             result = provider()
@@ -82,13 +89,13 @@ async def provide(given: tuple[ContextProvider, ...]) -> list[dict[str, JSONValu
         if result is None:
             continue
         if isinstance(result, SelfDescribingJson):
-            found.append(result.to_dict())
+            found.append(entity_json(result, name=f"the entity of provider {_name(provider)}"))
             continue
         if isinstance(result, Sequence) and not isinstance(result, (str, bytes)):
             for entity in result:
                 if not isinstance(entity, SelfDescribingJson):
                     break
-                found.append(entity.to_dict())
+                found.append(entity_json(entity, name=f"an entity of provider {_name(provider)}"))
             else:
                 continue
         raise ContextProviderError(

@@ -183,7 +183,27 @@ class SelfDescribingJson:
 
     def to_json(self) -> str:
         """Compact, key-sorted JSON of :meth:`to_dict`."""
-        return encode_json(self.to_dict())
+        return entity_json(self, name=f"SelfDescribingJson data ({self.schema})")
+
+
+#: The text that closes a contexts array: its members are written as text (see below).
+_CONTEXTS_END = f'],"schema":"{CONTEXTS_SCHEMA}"}}'
+
+
+def entity_json(entity: SelfDescribingJson, *, name: str) -> str:
+    """One entity's ``{"data":...,"schema":...}`` text, its data checked again (it may
+    have been changed since it was made)."""
+    return encode_json(entity.to_dict(), name=name, max_depth=MAX_JSON_DEPTH + 1)
+
+
+def contexts_json(entities: Sequence[str]) -> str:
+    """The contexts wrapper around entities already written as text.
+
+    The same text ``encode_json`` would make of the whole (keys sorted: ``data`` before
+    ``schema``), so that entities written once, like a tracker's static contexts, are
+    not encoded again for every event.
+    """
+    return '{"data":[' + ",".join(entities) + _CONTEXTS_END
 
 
 def check_contexts(contexts: Sequence[SelfDescribingJson] | None) -> None:
@@ -197,6 +217,15 @@ def check_contexts(contexts: Sequence[SelfDescribingJson] | None) -> None:
             raise InvalidEventError(
                 f"contexts[{index}] must be a SelfDescribingJson, got {type(context).__name__}"
             )
+
+
+def json_text_field(
+    text: str, *, base64_encode: bool, encoded_key: str, raw_key: str
+) -> tuple[str, str]:
+    """JSON text as a payload field: ``(encoded_key, base64url)`` or ``(raw_key, text)``."""
+    if base64_encode:
+        return encoded_key, base64url(text)
+    return raw_key, text
 
 
 def json_field(

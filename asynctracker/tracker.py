@@ -112,7 +112,8 @@ class Tracker(EventBuilder):
         self.app_id = app_id
         self.base64_encode = bool(base64_encode)
         self.subject = subject
-        self._contexts = _contexts.static_contexts(contexts)
+        self._static_json = _contexts.static_json(contexts)
+        self._static_members = {}
         self._context_providers = _contexts.providers(context_providers)
 
     def __setattr__(self, name: str, value: object) -> None:

@@ -137,6 +137,27 @@ async def test_tracker_contexts_alone_give_every_event_a_contexts_field(make: Ma
     assert [schemas(event) for event in await stored(tracker)] == [["service"], ["service"]]
 
 
+async def test_static_contexts_follow_a_change_of_encoding(make: Made) -> None:
+    tracker = await make(contexts=[SERVICE])
+    await tracker.track_struct_event("c", "a")
+    tracker.base64_encode = False
+    await tracker.track_struct_event("c", "a")
+    first, second = await stored(tracker)
+    assert ("cx" in first, "co" in second) == (True, True)
+    assert entities(first) == entities(second) == [SERVICE.to_dict()]
+
+
+async def test_static_contexts_are_written_when_the_tracker_is_made(make: Made) -> None:
+    """Entities that change belong in a provider: a static one is encoded once."""
+    entity = at.SelfDescribingJson("iglu:com.acme/build/jsonschema/1-0-0", {"sha": "a1"})
+    tracker = await make(contexts=[entity])
+    assert isinstance(entity.data, dict)
+    entity.data["sha"] = "b2"
+    await tracker.track_struct_event("c", "a")
+    [event] = await stored(tracker)
+    assert entities(event)[0]["data"] == {"sha": "a1"}
+
+
 async def test_providers_are_asked_once_per_call_and_may_give_nothing(make: Made) -> None:
     asked: list[int] = []
 
