@@ -31,6 +31,7 @@ __all__ = [
     "finite_number",
     "flush_timeout",
     "int32",
+    "lossy_utf8",
     "text",
     "utf8_problem",
 ]
@@ -68,6 +69,18 @@ def utf8_problem(value: str) -> str | None:
             "as UTF-8 (a lone surrogate)"
         )
     return None
+
+
+def lossy_utf8(value: str) -> str:
+    """``value`` with every character UTF-8 cannot encode replaced by ``"?"``.
+
+    For text that comes from a request rather than from code, such as a User-Agent
+    header: aiohttp decodes bytes that are not UTF-8 to lone surrogates, and a visitor's
+    odd header must never break the request or the tracking.
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def text(name: str, value: object, *, required: bool = False) -> str | None:

@@ -9,6 +9,7 @@ RecursionError or a bare ValueError, or were stored and became failed events dow
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
@@ -327,3 +328,44 @@ async def test_bad_calls_leave_a_real_file_and_a_real_collector_with_only_good_e
     check_received(received)
     assert sorted(event.payload["eid"] for event in received) == sorted(good)
     assert collector.bad == []
+
+
+async def test_a_user_agent_that_is_not_utf8_neither_breaks_the_request_nor_the_queue(
+    collector: Collector, db_path: Path
+) -> None:
+    """aiohttp decodes header bytes that are not UTF-8 to lone surrogates; the strict
+    Subject setters must not turn a visitor's odd header into a 500."""
+    from aiohttp import web
+
+    from asynctracker.integrations.aiohttp import get_subject, tracking_middleware
+
+    async with at.Tracker(at.Emitter(collector.url, db_name=db_path)) as tracker:
+
+        async def hello(request: web.Request) -> web.Response:
+            await tracker.track_struct_event("page", "hello", subject=get_subject(request))
+            return web.Response(text="hello")
+
+        app = web.Application(middlewares=[tracking_middleware(tracker=tracker)])
+        app.router.add_get("/", hello)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: caf\xff\xfe bot\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            await writer.drain()
+            answer = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            await runner.cleanup()
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert await tracker.flush(10) == 0
+    [received] = await collector.wait_for_events(1)
+    check_received([received])
+    assert received.payload["ua"] == "caf?? bot"
