@@ -16,7 +16,8 @@ ContextProviderError naming it; nothing is stored.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import typing
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TypeAlias
 
 from .exceptions import ConfigurationError, ContextProviderError, InvalidEventError
@@ -27,7 +28,9 @@ __all__ = ["ContextProvider", "ProvidedContexts", "provide", "providers", "stati
 #: What a context provider returns: one entity, several, or None for none this time.
 ProvidedContexts: TypeAlias = SelfDescribingJson | Sequence[SelfDescribingJson] | None
 #: A callable taking no arguments, sync or async, returning ProvidedContexts.
-ContextProvider: TypeAlias = Callable[[], ProvidedContexts | Awaitable[ProvidedContexts]]
+#: (``typing.Callable``: on Python 3.10 a ``collections.abc.Callable[...]`` alias passes
+#: ``inspect.isclass``, so it would look like a class of another module.)
+ContextProvider: TypeAlias = typing.Callable[[], ProvidedContexts | Awaitable[ProvidedContexts]]
 
 
 def static_json(contexts: Iterable[SelfDescribingJson] | None) -> tuple[str, ...]:
