@@ -29,6 +29,7 @@ from typing import Literal, TypeAlias, TypeVar
 import httpx
 
 from . import _process
+from ._checks import flush_timeout
 from ._encoded import plain
 from ._headers import check_headers
 from ._health import DeliveryLog
@@ -658,11 +659,11 @@ class Emitter:
         Returns when storage is empty, when an iteration failed completely (it does not
         wait out a backoff), or after ``timeout`` seconds, whichever comes first, even
         if the collector accepts connections and never answers. Sends at once even
-        during a backoff.
+        during a backoff. ``timeout`` is in seconds; None or infinity wait without
+        limit; NaN and negative values raise ConfigurationError (a ValueError).
         """
+        timeout = flush_timeout(timeout)
         await self._ensure_open()
-        if timeout is not None and timeout < 0:
-            raise ConfigurationError("timeout must be None or >= 0 seconds")
         if self._retry_handle is not None:
             self._retry_handle.cancel()
             self._retry_handle = None

@@ -4,6 +4,7 @@
 AsyncTrackerError
 ├── ConfigurationError (ValueError)   bad options; a tracker used by two running loops
 ├── InvalidEventError (ValueError)    bad arguments to a track_* call or SelfDescribingJson
+├── ContextProviderError (RuntimeError) a tracker's context provider raised or returned junk
 ├── StorageError (RuntimeError)       the storage could not store, read or delete events
 │   └── QueueFullError                the queue is at max_events and the policy is "raise"
 └── ClosedError (RuntimeError)        the tracker, emitter or storage was used after aclose()
@@ -21,6 +22,7 @@ __all__ = [
     "AsyncTrackerError",
     "ClosedError",
     "ConfigurationError",
+    "ContextProviderError",
     "InvalidEventError",
     "QueueFullError",
     "StorageError",
@@ -34,10 +36,11 @@ class AsyncTrackerError(Exception):
 class ConfigurationError(AsyncTrackerError, ValueError):
     """An option given to Emitter, Tracker, Subject or a storage is invalid.
 
-    Raised by the constructor that received it, before anything is opened or stored;
-    and by a call from one event loop while the tracker is in use on another, still
-    running one (a tracker follows its loop from one ``asyncio.run`` to the next, but
-    serves one loop at a time).
+    Raised by the constructor or setter that received it, before anything is opened or
+    stored (a Subject's values are checked against Enrich's limits there); by
+    ``flush()`` given a NaN or negative timeout; and by a call from one event loop
+    while the tracker is in use on another, still running one (a tracker follows its
+    loop from one ``asyncio.run`` to the next, but serves one loop at a time).
     """
 
 
@@ -46,6 +49,17 @@ class InvalidEventError(AsyncTrackerError, ValueError):
 
     Raised before anything is stored: events already queued are untouched, and for an
     ecommerce transaction neither the transaction nor any of its items is stored.
+    """
+
+
+class ContextProviderError(AsyncTrackerError, RuntimeError):
+    """One of a tracker's ``context_providers`` raised, or returned something other than a
+    SelfDescribingJson, a sequence of them or None.
+
+    Raised by the ``track_*`` call that asked it, with the provider's own exception as
+    ``__cause__`` and the provider's name in the message; nothing was stored. A
+    RuntimeError rather than a ValueError: the call's arguments were fine, the
+    tracker's configuration code failed.
     """
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from ._checks import finite_number, utf8_problem
 from .exceptions import InvalidEventError
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "SCREEN_VIEW_SCHEMA",
     "TIMING_SCHEMA",
     "UNSTRUCT_EVENT_SCHEMA",
+    "MAX_JSON_DEPTH",
     "JSONValue",
     "SelfDescribingJson",
     "encode_json",
@@ -42,18 +43,57 @@ JSONValue: TypeAlias = (
 _IGLU_URI = re.compile(r"iglu:[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/[0-9]+-[0-9]+-[0-9]+")
 
 
-def encode_json(value: object) -> str:
+#: How deep the data of a SelfDescribingJson may nest (``{"a": [1]}`` is 2 deep).
+#: Collectors parse JSON recursively and fail near 1,000 levels, dropping the whole
+#: request with every other event in it; no real schema comes near 100.
+MAX_JSON_DEPTH = 100
+
+
+def encode_json(value: object, *, name: str = "data", max_depth: int = MAX_JSON_DEPTH) -> str:
     """Compact, key-sorted JSON: the form the protocol sends inside ``ue_px``/``cx``.
 
-    Raises InvalidEventError for values JSON cannot represent faithfully (objects that
-    are not JSON types, NaN and infinities), so the caller learns at the call site.
+    Raises InvalidEventError, naming ``name``, for values the pipeline cannot take:
+    objects that are not JSON types, NaN and infinities, integers of more than 4,300
+    digits, nesting deeper than ``max_depth``, and text that is not valid UTF-8 (lone
+    surrogates, in keys or values). The checks cost almost nothing for ordinary data:
+    the depth is only measured when the text is long and holds more than ``max_depth``
+    brackets, and ASCII text is never re-encoded.
     """
     try:
-        return json.dumps(
+        text = json.dumps(
             value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
         )
+    except RecursionError:
+        raise InvalidEventError(f"{name} is nested deeper than {max_depth} levels") from None
     except (TypeError, ValueError) as exc:
-        raise InvalidEventError(f"data is not JSON-serialisable: {exc}") from exc
+        raise InvalidEventError(f"{name} is not JSON-serialisable: {exc}") from exc
+    # Each level of nesting takes two brackets, so short text is shallow enough; and
+    # each level opens one, so few brackets means shallow data too (brackets inside
+    # strings only make the count larger). Only then is the depth measured.
+    if (
+        len(text) > 2 * max_depth
+        and text.count("{") + text.count("[") > max_depth
+        and _deeper_than(value, max_depth)
+    ):
+        raise InvalidEventError(f"{name} is nested deeper than {max_depth} levels")
+    if not text.isascii():
+        problem = utf8_problem(text)
+        if problem is not None:
+            raise InvalidEventError(f"{name} (as JSON) {problem}")
+    return text
+
+
+def _deeper_than(value: object, depth: int) -> bool:
+    """Whether ``value`` nests more than ``depth`` containers deep; stops looking there."""
+    if isinstance(value, dict):
+        children: Iterable[object] = value.values()
+    elif isinstance(value, (list, tuple)):
+        children = value
+    else:
+        return False
+    if depth == 0:
+        return True
+    return any(_deeper_than(child, depth - 1) for child in children)
 
 
 class _EventIds:
@@ -120,8 +160,9 @@ class SelfDescribingJson:
     """A JSON value paired with the Iglu schema that describes it.
 
     Used for self-describing events and for contexts (entities). The schema must be an
-    ``iglu:vendor/name/format/M-R-A`` URI and the data must be JSON-serialisable without
-    NaN or infinity; both are checked here, when the value is made, so the mistake
+    ``iglu:vendor/name/format/M-R-A`` URI and the data must be JSON the pipeline can take
+    (see :func:`encode_json`: no NaN or infinity, valid UTF-8, at most ``MAX_JSON_DEPTH``
+    levels deep); both are checked here, when the value is made, so the mistake
     surfaces at the line that wrote it rather than in the collector's bad rows.
     """
 
@@ -134,7 +175,7 @@ class SelfDescribingJson:
                 f"schema must be an Iglu URI like 'iglu:com.acme/event/jsonschema/1-0-0', "
                 f"got {self.schema!r}"
             )
-        encode_json(self.data)
+        encode_json(self.data, name=f"SelfDescribingJson data ({self.schema})")
 
     def to_dict(self) -> dict[str, JSONValue]:
         """The ``{"schema": ..., "data": ...}`` form sent on the wire."""
@@ -142,7 +183,27 @@ class SelfDescribingJson:
 
     def to_json(self) -> str:
         """Compact, key-sorted JSON of :meth:`to_dict`."""
-        return encode_json(self.to_dict())
+        return entity_json(self, name=f"SelfDescribingJson data ({self.schema})")
+
+
+#: The text that closes a contexts array: its members are written as text (see below).
+_CONTEXTS_END = f'],"schema":"{CONTEXTS_SCHEMA}"}}'
+
+
+def entity_json(entity: SelfDescribingJson, *, name: str) -> str:
+    """One entity's ``{"data":...,"schema":...}`` text, its data checked again (it may
+    have been changed since it was made)."""
+    return encode_json(entity.to_dict(), name=name, max_depth=MAX_JSON_DEPTH + 1)
+
+
+def contexts_json(entities: Sequence[str]) -> str:
+    """The contexts wrapper around entities already written as text.
+
+    The same text ``encode_json`` would make of the whole (keys sorted: ``data`` before
+    ``schema``), so that entities written once, like a tracker's static contexts, are
+    not encoded again for every event.
+    """
+    return '{"data":[' + ",".join(entities) + _CONTEXTS_END
 
 
 def check_contexts(contexts: Sequence[SelfDescribingJson] | None) -> None:
@@ -158,26 +219,40 @@ def check_contexts(contexts: Sequence[SelfDescribingJson] | None) -> None:
             )
 
 
+def json_text_field(
+    text: str, *, base64_encode: bool, encoded_key: str, raw_key: str
+) -> tuple[str, str]:
+    """JSON text as a payload field: ``(encoded_key, base64url)`` or ``(raw_key, text)``."""
+    if base64_encode:
+        return encoded_key, base64url(text)
+    return raw_key, text
+
+
 def json_field(
-    value: object, *, base64_encode: bool, encoded_key: str, raw_key: str
+    value: object,
+    *,
+    base64_encode: bool,
+    encoded_key: str,
+    raw_key: str,
+    name: str,
+    max_depth: int,
 ) -> tuple[str, str]:
     """A JSON value as a payload field: ``(encoded_key, base64url)`` or ``(raw_key, json)``."""
-    text = encode_json(value)
+    text = encode_json(value, name=name, max_depth=max_depth)
     if base64_encode:
         return encoded_key, base64url(text)
     return raw_key, text
 
 
 def format_number(value: float, *, name: str) -> str:
-    """A finite number as the protocol's string; bools and NaN/inf are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidEventError(f"{name} must be a number, got {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidEventError(f"{name} must be a finite number, got {value!r}")
+    """A number the pipeline can hold as a double, as the protocol's string.
+
+    Bools, NaN, infinities and integers beyond the float range are refused.
+    """
+    finite_number(name, value)
     return str(value)
 
 
 def format_money(value: float, *, name: str) -> str:
     """A money amount with two decimals, as every Snowplow tracker formats it."""
-    format_number(value, name=name)
-    return f"{value:.2f}"
+    return f"{finite_number(name, value):.2f}"

@@ -6,22 +6,31 @@ events; a ``track_*`` call may pass another that replaces it for that one event.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from ._checks import INT32_MAX, int32, utf8_problem
 from .exceptions import ConfigurationError
 
 __all__ = ["Subject"]
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: Enrich's limit for ``os_timezone``; IANA names are at most about 30 characters.
+_MAX_TIMEZONE_LENGTH = 255
+
 
 def _check_positive(name: str, *values: int) -> None:
+    """Positive 32-bit ints: Enrich stores sizes, colour depth and session index as int32."""
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigurationError(f"{name} takes positive integers, got {value!r}")
+        int32(name, value, minimum=1, error=ConfigurationError)
 
 
 def _check_text(name: str, value: str) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+    problem = utf8_problem(value)
+    if problem is not None:
+        raise ConfigurationError(f"{name} {problem}")
     return value
 
 
@@ -104,8 +113,12 @@ class Subject:
         return self._set("cd", str(depth))
 
     def set_timezone(self, timezone: str) -> Subject:
-        """IANA time zone name such as ``"Europe/London"`` (``tz``)."""
-        return self._set("tz", _check_text("timezone", timezone))
+        """IANA time zone name such as ``"Europe/London"`` (``tz``), at most 255 characters."""
+        if len(_check_text("timezone", timezone)) > _MAX_TIMEZONE_LENGTH:
+            raise ConfigurationError(
+                f"timezone must be at most {_MAX_TIMEZONE_LENGTH} characters, got {len(timezone)}"
+            )
+        return self._set("tz", timezone)
 
     def set_language(self, language: str) -> Subject:
         """Language tag such as ``"en-GB"`` (``lang``)."""
@@ -124,11 +137,16 @@ class Subject:
         return self._set("duid", _check_text("domain_user_id", domain_user_id))
 
     def set_domain_session_id(self, domain_session_id: str) -> Subject:
-        """The JavaScript tracker's session id (``sid``)."""
-        return self._set("sid", _check_text("domain_session_id", domain_session_id))
+        """The JavaScript tracker's session id (``sid``): a UUID, as Enrich requires."""
+        _check_text("domain_session_id", domain_session_id)
+        if domain_session_id and not _UUID.fullmatch(domain_session_id):
+            raise ConfigurationError(
+                f"domain_session_id must be a UUID string, got {domain_session_id!r}"
+            )
+        return self._set("sid", domain_session_id)
 
     def set_domain_session_index(self, domain_session_index: int) -> Subject:
-        """The JavaScript tracker's session count (``vid``)."""
+        """The JavaScript tracker's session count (``vid``), 1 .. 2**31 - 1."""
         _check_positive("domain_session_index", domain_session_index)
         return self._set("vid", str(domain_session_index))
 
@@ -141,14 +159,23 @@ class Subject:
 
         The cookie is dot-separated: part 0 is the domain user id, part 2 the session
         index and part 5 the session id. Parts that are missing or malformed are skipped,
-        because a cookie is user input and must never break tracking.
+        because a cookie is user input and must never break tracking (only parts that are
+        ASCII, and a session id that is a UUID, are taken).
         """
-        parts = _check_text("id cookie", value).split(".")
-        if len(parts[0]) == 36:
+        if not isinstance(value, str):
+            raise ConfigurationError(f"id cookie must be a str, got {type(value).__name__}")
+        parts = value.split(".")
+        if len(parts[0]) == 36 and parts[0].isascii():
             self._set("duid", parts[0])
-        if len(parts) > 2 and parts[2].isascii() and parts[2].isdigit() and int(parts[2]) > 0:
+        if (
+            len(parts) > 2
+            and parts[2].isascii()
+            and parts[2].isdigit()
+            and len(parts[2]) <= 10
+            and 0 < int(parts[2]) <= INT32_MAX
+        ):
             self._set("vid", str(int(parts[2])))
-        if len(parts) > 5 and len(parts[5]) == 36:
+        if len(parts) > 5 and _UUID.fullmatch(parts[5]):
             self._set("sid", parts[5])
         return self
 

@@ -8,92 +8,33 @@ background and its problems are never raised here.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Literal, TypeAlias, TypeVar
 
-from ._encoded import EncodedPayload, member, quote
-from ._version import __version__
+from . import _contexts
+from ._build import EventBuilder, Timestamp, checked_event_id
+from ._checks import INT32_MIN, finite_number, flush_timeout, int32, utf8_problem
+from ._checks import text as _text
+from ._contexts import ContextProvider
 from .emitter import Emitter
-from .exceptions import ClosedError, ConfigurationError, InvalidEventError
+from .exceptions import ConfigurationError, InvalidEventError
 from .payload import (
-    CONTEXTS_SCHEMA,
     SCREEN_VIEW_SCHEMA,
     TIMING_SCHEMA,
-    UNSTRUCT_EVENT_SCHEMA,
     SelfDescribingJson,
-    check_contexts,
     format_money,
     format_number,
-    json_field,
-    new_event_id,
 )
 from .subject import Subject
 
 __all__ = ["EcommerceItem", "Platform", "Timestamp", "Tracker"]
 
 Platform: TypeAlias = Literal["web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"]
-Timestamp: TypeAlias = "int | datetime"
 _PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"})
-TRACKER_VERSION = f"py-{__version__}"
 _TRACKER_FIELDS = frozenset({"namespace", "app_id", "platform"})
 
 _TrackerT = TypeVar("_TrackerT", bound="Tracker")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ONE_MS = timedelta(milliseconds=1)
-
-
-def _text(name: str, value: object, *, required: bool = False) -> str | None:
-    """A string argument: None/"" allowed unless required; anything else refused."""
-    if value is None or value == "":
-        if required:
-            raise InvalidEventError(f"{name} is required and must be a non-empty str")
-        return None
-    if not isinstance(value, str):
-        raise InvalidEventError(f"{name} must be a str, got {type(value).__name__}")
-    return value
-
-
-def _epoch_ms(name: str, value: Timestamp) -> str:
-    """A timestamp as epoch milliseconds: an int of ms, or a timezone-aware datetime."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise InvalidEventError(
-                f"{name} must be timezone-aware (a naive datetime is ambiguous)"
-            )
-        # Exact integer arithmetic: ``int(value.timestamp() * 1000)`` goes through a
-        # float and is one millisecond short for about 1 datetime in 160.
-        value = (value - _EPOCH) // _ONE_MS
-    elif isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEventError(
-            f"{name} must be epoch milliseconds (int) or an aware datetime, "
-            f"got {type(value).__name__}"
-        )
-    if value <= 0:
-        raise InvalidEventError(f"{name} must be a positive epoch-milliseconds value")
-    return str(value)
-
-
-def _event_id(value: str) -> str:
-    """A caller's event id, checked and in canonical form."""
-    try:
-        return str(uuid.UUID(value))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise InvalidEventError(f"event_id must be a UUID string, got {value!r}") from exc
-
-
-#: The arguments every ``track_*`` call takes besides its own: contexts, subject,
-#: event_id, timestamp, true_timestamp. A plain tuple: cheaper to make per event.
-_Common: TypeAlias = tuple[
-    "Sequence[SelfDescribingJson] | None",
-    "Subject | None",
-    "str | None",
-    "Timestamp | None",
-    "Timestamp | None",
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +55,15 @@ class EcommerceItem:
     def __post_init__(self) -> None:
         _text("EcommerceItem.sku", self.sku, required=True)
         format_number(self.price, name="EcommerceItem.price")
-        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int):
-            raise InvalidEventError(
-                f"EcommerceItem.quantity must be an int, got {type(self.quantity).__name__}"
-            )
+        # Enrich stores ti_quantity as a 32-bit int; returns may be negative.
+        int32("EcommerceItem.quantity", self.quantity, minimum=INT32_MIN, error=InvalidEventError)
         _text("EcommerceItem.name", self.name)
         _text("EcommerceItem.category", self.category)
         if self.event_id is not None:
-            _event_id(self.event_id)
+            checked_event_id(self.event_id)
 
 
-class Tracker:
+class Tracker(EventBuilder):
     """Builds events and passes them to its emitter.
 
     Args:
@@ -134,14 +73,21 @@ class Tracker:
         platform: ``p``, one of the protocol's platform codes (default ``"srv"``).
         base64_encode: send self-describing JSON and contexts base64url-encoded
             (``ue_px``/``cx``, default) or as raw JSON (``ue_pr``/``co``).
-        subject: default Subject for every event; a ``track_*`` call's ``subject``
-            replaces it for that event.
+        subject: default Subject for every event. A ``track_*`` call's ``subject``
+            replaces it for that event, and so does the Subject bound to the current
+            request with :func:`asynctracker.bind_subject` (precedence: the call's
+            ``subject=``, then the bound one, then this one).
+        contexts: entities (SelfDescribingJson) added to every event, after the call's
+            own contexts.
+        context_providers: callables, sync or async, taking no arguments, asked once
+            per ``track_*`` call for entities to add after the static ``contexts``: a
+            SelfDescribingJson, a list of them, or None. They run on the event loop,
+            so keep them quick; one that raises or returns anything else makes the
+            call raise ContextProviderError and store nothing.
 
     ``async with tracker:`` opens the emitter and, on the way out, flushes (bounded by
     the emitter's ``close_timeout``) and closes it.
     """
-
-    _tracker_json: tuple[str, str] | None = None
 
     def __init__(
         self,
@@ -152,6 +98,8 @@ class Tracker:
         platform: Platform = "srv",
         base64_encode: bool = True,
         subject: Subject | None = None,
+        contexts: Sequence[SelfDescribingJson] | None = None,
+        context_providers: Sequence[ContextProvider] | None = None,
     ) -> None:
         if not isinstance(emitter, Emitter):
             raise ConfigurationError("emitter must be an asynctracker.Emitter")
@@ -164,6 +112,9 @@ class Tracker:
         self.app_id = app_id
         self.base64_encode = bool(base64_encode)
         self.subject = subject
+        self._static_json = _contexts.static_json(contexts)
+        self._static_members = {}
+        self._context_providers = _contexts.providers(context_providers)
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in _TRACKER_FIELDS:
@@ -172,20 +123,15 @@ class Tracker:
                     raise ConfigurationError(
                         f"platform must be one of {sorted(_PLATFORMS)}, got {value!r}"
                     )
-            elif value is not None and not isinstance(value, str):
-                raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+            elif value is not None:
+                if not isinstance(value, str):
+                    raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+                problem = utf8_problem(value)
+                if problem is not None:
+                    raise ConfigurationError(f"{name} {problem}")
             # The JSON of these three is written into every event: made again on next use.
             object.__setattr__(self, "_tracker_json", None)
         object.__setattr__(self, name, value)
-
-    def _make_tracker_json(self) -> tuple[str, str]:
-        """``p`` as a JSON string, and the ``tna``/``aid`` members (empty ones left out)."""
-        members = ""
-        if self.namespace:
-            members += member("tna", self.namespace)
-        if self.app_id:
-            members += member("aid", self.app_id)
-        return quote(self.platform), members
 
     def __repr__(self) -> str:
         return f"<Tracker namespace={self.namespace!r} app_id={self.app_id!r} {self.emitter!r}>"
@@ -207,88 +153,16 @@ class Tracker:
         await self.emitter.__aexit__(*exc_info)
 
     async def flush(self, timeout: float | None = None) -> int:
-        """Wait for delivery; return the number of events still stored (Emitter.flush)."""
-        return await self.emitter.flush(timeout)
+        """Wait for delivery; return the number of events still stored (Emitter.flush).
+
+        ``timeout`` is in seconds; None or infinity wait without limit. NaN and negative
+        values raise ConfigurationError (a ValueError).
+        """
+        return await self.emitter.flush(flush_timeout(timeout))
 
     async def aclose(self) -> None:
         """Close the emitter (without flushing). Idempotent."""
         await self.emitter.aclose()
-
-    # -- building payloads ---------------------------------------------------------------
-
-    def _payload(
-        self,
-        event: str,
-        common: _Common,
-        fields: dict[str, str | None],
-        last: tuple[str, str] | None = None,
-    ) -> EncodedPayload:
-        """The protocol payload: tracker fields, subject, ``fields``, contexts, ``last``.
-
-        Written directly as the JSON text storages keep (see ``_encoded``), members in
-        that order; empty event fields are left out.
-        """
-        if self.emitter.closed:
-            raise ClosedError("this tracker's emitter was closed")
-        contexts, subject, event_id, timestamp, true_timestamp = common
-        if subject is not None and not isinstance(subject, Subject):
-            raise InvalidEventError("subject must be an asynctracker.Subject")
-        if contexts is not None:
-            check_contexts(contexts)
-        # The common case (no event_id, no timestamps) calls no helper: this runs per event.
-        eid = new_event_id() if event_id is None else _event_id(event_id)
-        dtm = (
-            str(time.time_ns() // 1_000_000)
-            if timestamp is None
-            else _epoch_ms("timestamp", timestamp)
-        )
-        tracker_json = self._tracker_json
-        if tracker_json is None:
-            tracker_json = self._tracker_json = self._make_tracker_json()
-        platform, tracker_members = tracker_json
-        # event, the version, a canonical UUID and digits need no escaping.
-        parts = [
-            f'{{"e":"{event}","tv":"{TRACKER_VERSION}","p":{platform},'
-            f'"eid":"{eid}","dtm":"{dtm}"{tracker_members}'
-        ]
-        if true_timestamp is not None:
-            parts.append(member("ttm", _epoch_ms("true_timestamp", true_timestamp)))
-        chosen = subject if subject is not None else self.subject
-        if chosen is not None:
-            parts.extend([member(key, value) for key, value in chosen._fields.items()])
-        for key, value in fields.items():
-            if value:
-                parts.append(member(key, value))
-        if contexts:
-            parts.append(
-                member(
-                    *json_field(
-                        {"schema": CONTEXTS_SCHEMA, "data": [c.to_dict() for c in contexts]},
-                        base64_encode=self.base64_encode,
-                        encoded_key="cx",
-                        raw_key="co",
-                    )
-                )
-            )
-        if last is not None:
-            parts.append(member(*last))
-        parts.append("}")
-        return EncodedPayload("".join(parts), eid)
-
-    def _self_describing(self, event_json: SelfDescribingJson, common: _Common) -> EncodedPayload:
-        if not isinstance(event_json, SelfDescribingJson):
-            raise InvalidEventError("the event must be a SelfDescribingJson")
-        return self._payload(
-            "ue",
-            common,
-            {},
-            json_field(
-                {"schema": UNSTRUCT_EVENT_SCHEMA, "data": event_json.to_dict()},
-                base64_encode=self.base64_encode,
-                encoded_key="ue_px",
-                raw_key="ue_pr",
-            ),
-        )
 
     # -- track_* ------------------------------------------------------------------------
 
@@ -305,9 +179,10 @@ class Tracker:
         true_timestamp: Timestamp | None = None,
     ) -> str:
         """Track a page view (``e=pv``); ``page_url`` is required. Returns the event id."""
+        provided = await self._provide() if self._context_providers else None
         payload = self._payload(
             "pv",
-            (contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp, provided),
             {
                 "url": _text("page_url", page_url, required=True),
                 "page": _text("page_title", page_title),
@@ -332,9 +207,10 @@ class Tracker:
         true_timestamp: Timestamp | None = None,
     ) -> str:
         """Track a structured event (``e=se``); category and action are required."""
+        provided = await self._provide() if self._context_providers else None
         payload = self._payload(
             "se",
-            (contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp, provided),
             {
                 "se_ca": _text("category", category, required=True),
                 "se_ac": _text("action", action, required=True),
@@ -357,9 +233,10 @@ class Tracker:
         true_timestamp: Timestamp | None = None,
     ) -> str:
         """Track a self-describing (unstructured) event (``e=ue``)."""
+        provided = await self._provide() if self._context_providers else None
         payload = self._self_describing(
             event_json,
-            (contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp, provided),
         )
         await self.emitter.add(payload)
         return payload.eid
@@ -379,9 +256,10 @@ class Tracker:
         data = {"name": _text("name", name), "id": _text("id", id)}
         if not any(data.values()):
             raise InvalidEventError("track_screen_view needs a name or an id")
+        provided = await self._provide() if self._context_providers else None
         payload = self._self_describing(
             SelfDescribingJson(SCREEN_VIEW_SCHEMA, {k: v for k, v in data.items() if v}),
-            (contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp, provided),
         )
         await self.emitter.add(payload)
         return payload.eid
@@ -402,6 +280,7 @@ class Tracker:
         """Track a user timing (timing 1-0-0); ``timing`` is an int, in milliseconds."""
         if isinstance(timing, bool) or not isinstance(timing, int):
             raise InvalidEventError(f"timing must be an int (ms), got {type(timing).__name__}")
+        finite_number("timing", timing)
         data: dict[str, str | int] = {
             "category": _text("category", category, required=True) or "",
             "variable": _text("variable", variable, required=True) or "",
@@ -409,9 +288,10 @@ class Tracker:
         }
         if _text("label", label):
             data["label"] = label or ""
+        provided = await self._provide() if self._context_providers else None
         payload = self._self_describing(
             SelfDescribingJson(TIMING_SCHEMA, data),
-            (contexts, subject, event_id, timestamp, true_timestamp),
+            (contexts, subject, event_id, timestamp, true_timestamp, provided),
         )
         await self.emitter.add(payload)
         return payload.eid
@@ -450,7 +330,8 @@ class Tracker:
             raise InvalidEventError("items must be a list of EcommerceItem")
         order = _text("order_id", order_id, required=True)
         cur = _text("currency", currency)
-        common = (contexts, subject, event_id, timestamp, true_timestamp)
+        provided = await self._provide() if self._context_providers else None
+        common = (contexts, subject, event_id, timestamp, true_timestamp, provided)
         transaction = self._payload(
             "tr",
             common,

@@ -92,7 +92,7 @@ EVENTS: dict[str, Callable[[at.Tracker], Awaitable[str]]] = {
 
 def normalise(event: dict[str, str]) -> dict[str, str]:
     out = dict(event)
-    assert out["tv"].startswith("py-")
+    assert out["tv"] == f"asynctracker-{at.__version__}"
     out["tv"] = TV
     if "stm" in out:
         assert out["stm"].isdigit()
@@ -101,7 +101,7 @@ def normalise(event: dict[str, str]) -> dict[str, str]:
 
 
 def normalise_body(body: str) -> str:
-    body, tv_count = re.subn(r'"tv":"py-[^"]*"', f'"tv":"{TV}"', body)
+    body, tv_count = re.subn(r'"tv":"asynctracker-[^"]*"', f'"tv":"{TV}"', body)
     body, stm_count = re.subn(r'"stm":"\d+"', f'"stm":"{STM}"', body)
     assert tv_count == stm_count > 0
     return body

@@ -93,7 +93,7 @@ def assert_well_formed(event: dict[str, str]) -> None:
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in event.items()), event
     assert all(v != "" for v in event.values()), event
     assert "stm" not in event
-    assert event["tv"] == f"py-{at.__version__}"
+    assert event["tv"] == f"asynctracker-{at.__version__}"
     assert event["p"] == "srv"
     assert event["tna"] == "ns"
     assert event["aid"] == "app"

@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
 
+from .._checks import lossy_utf8
 from ..exceptions import ConfigurationError
 from ..subject import Subject
 from ._page_views import (
@@ -173,8 +174,8 @@ def subject_from_parts(
     ip = client_ip(peer, forwarded_for, trusted_proxies)
     if ip:
         subject.set_ip_address(ip)
-    if user_agent:
-        subject.set_useragent(user_agent)
+    if user_agent:  # a header: bytes that are not UTF-8 must not break the request
+        subject.set_useragent(lossy_utf8(user_agent))
     language = first_language(accept_language)
     if language:
         subject.set_language(language)

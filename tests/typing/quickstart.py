@@ -134,3 +134,27 @@ async def main() -> None:
         )
         async with at.Tracker(custom) as second:
             await second.track_page_view("https://acme.com/about")
+
+
+SERVICE = at.SelfDescribingJson("iglu:com.acme/service/jsonschema/1-0-0", {"name": "shop"})
+
+
+def request_entity() -> at.SelfDescribingJson | None:
+    """A sync context provider: None when there is nothing to add."""
+    return None
+
+
+async def flag_entities() -> list[at.SelfDescribingJson]:
+    """An async context provider returning several entities."""
+    return [at.SelfDescribingJson("iglu:com.acme/flag/jsonschema/1-0-0", {"name": "a"})]
+
+
+async def tracker_wide_contexts(emitter: at.Emitter) -> None:
+    """Static contexts, sync and async providers, and the request's Subject."""
+    providers: list[at.ContextProvider] = [request_entity, flag_entities, lambda: SERVICE]
+    tracker = at.Tracker(emitter, contexts=[SERVICE], context_providers=providers)
+    with at.bind_subject(at.Subject(user_id="u-1")):
+        try:
+            await tracker.track_struct_event("shop", "add")
+        except at.ContextProviderError as exc:
+            log.error("a provider failed: %s", exc)
