@@ -6,12 +6,16 @@ read and a script can log, never a traceback or a page of usage.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_support import STRUCT, run_cli
 
-from asynctracker.collector import Collector
+from asynctracker.cli import _demo, main
+from asynctracker.cli._common import describe
+from asynctracker.collector import Collector, ReceivedEvent
 
 
 def assert_one_line_error(err: str, *needles: str) -> None:
@@ -149,3 +153,40 @@ async def test_send_refuses_an_app_id_that_is_not_utf8(collector: Collector) -> 
     assert result.code == 2
     assert_one_line_error(result.err, "--app-id is not valid UTF-8 text")
     assert collector.requests == []
+
+
+@pytest.fixture
+def cli_logging() -> Iterator[None]:
+    """main() configures the "asynctracker" logger for the process: put it back."""
+    logger = logging.getLogger("asynctracker")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+@pytest.mark.usefixtures("cli_logging")
+def test_an_unexpected_failure_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(**kwargs: object) -> int:
+        raise RuntimeError("disk on fire \x1b[2J")
+
+    monkeypatch.setattr(_demo, "run_demo", broken)
+
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert err == "asynctracker demo: error: disk on fire \\x1b[2J (-vv shows where)\n"
+
+
+def test_the_collector_line_for_an_event_is_escaped() -> None:
+    event = ReceivedEvent.check(
+        {"e": "se", "se_ca": "\x1b]0;pwned\x07", "se_ac": "\x1b[2J", "aid": "\u202eevil"},
+        "GET",
+    )
+
+    line = describe(event)
+
+    assert "\x1b" not in line
+    assert "\u202e" not in line
+    assert "\\x1b]0;pwned\\x07 / \\x1b[2J" in line
+    assert "app=\\u202eevil" in line

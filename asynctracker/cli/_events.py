@@ -179,10 +179,18 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as infinity
+        raise ValueError(f"the number {text[:20]}{'...' if len(text) > 20 else ''} is "
+                         "too large for a float")  # fmt: skip
+    return value
+
+
 def _check_tree(value: object) -> str | None:
     """What makes a parsed JSON value unsendable, or None: nesting deeper than
-    MAX_DEPTH, a lone surrogate in a string or key, or a number beyond a float
-    (``1e400`` parses as infinity). Iterative, so no depth can exhaust the stack."""
+    MAX_DEPTH, or a lone surrogate in a string or key. Iterative, so no depth can
+    exhaust the stack."""
     stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -193,11 +201,8 @@ def _check_tree(value: object) -> str | None:
             stack.extend((child, depth + 1) for child in children)
             if isinstance(item, dict) and any(surrogates_in(key) for key in item):
                 return "a key holds a lone surrogate (\\ud800-\\udfff), which is not text"
-        elif isinstance(item, str):
-            if surrogates_in(item):
-                return "a string holds a lone surrogate (\\ud800-\\udfff), which is not text"
-        elif isinstance(item, float) and not math.isfinite(item):
-            return "a number is too large for a float"
+        elif isinstance(item, str) and surrogates_in(item):
+            return "a string holds a lone surrogate (\\ud800-\\udfff), which is not text"
     return None
 
 
@@ -206,17 +211,20 @@ def load_json(text: str, what: str) -> object:
 
     Plain ``json.loads`` accepts NaN, numbers that overflow to infinity, lone
     surrogates and (until the stack runs out) any nesting; each of those would fail
-    later, far from the input, or break the collector that decodes the event.
+    later, far from the input, or break the collector that decodes the event. The tree
+    is only walked when the text could hold a problem: a ``\\u`` escape (text that
+    decoded as UTF-8 has no surrogates otherwise) or more brackets than MAX_DEPTH.
     """
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as exc:  # JSONDecodeError, NaN, more digits than Python converts
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except ValueError as exc:  # JSONDecodeError, NaN, 1e400, more digits than Python reads
         raise InvalidEventError(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidEventError(f"{what}: nested more than {MAX_DEPTH} levels deep") from None
-    problem = _check_tree(value)
-    if problem is not None:
-        raise InvalidEventError(f"{what}: {problem}")
+    if "\\u" in text or text.count("[") + text.count("{") > MAX_DEPTH:
+        problem = _check_tree(value)
+        if problem is not None:
+            raise InvalidEventError(f"{what}: {problem}")
     return value
 
 
