@@ -349,3 +349,57 @@ def test_progress_flag_logs_plain_lines_when_stderr_is_not_a_terminal(
         "stdin:3: bad line: \\x1b[2J",
     ]
     assert "\r" not in err.getvalue()
+
+
+async def test_a_second_ctrl_c_stops_the_drain_at_once(db_path: Path) -> None:
+    answering = asyncio.Event()
+
+    async def hang(request: ReceivedRequest) -> None:
+        answering.set()
+        await asyncio.sleep(120)  # a collector that never answers
+
+    async with Collector(responder=hang) as hung:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "asynctracker", "send", "-", "--collector", hung.url,
+            "--db", str(db_path), "--timeout", "60",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        try:
+            proc.stdin.write(b"".join(struct_line(str(i)) for i in range(1, 6)))
+            await proc.stdin.drain()
+            await asyncio.wait_for(answering.wait(), TIMEOUT)
+            proc.send_signal(signal.SIGINT)
+            first = await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)
+            assert b"for up to 60 s (Ctrl-C again to stop now)" in first
+            proc.send_signal(signal.SIGINT)
+            # Far less than the 60 s the first Ctrl-C allowed for draining.
+            _, rest = await asyncio.wait_for(proc.communicate(), 20)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    assert proc.returncode == 130
+    err = rest.decode()
+    assert f"5 events kept in {db_path}" in err
+    assert "the last line stored is stdin:5" in err
+    assert err.rstrip().endswith("--skip 5")
+
+
+async def test_what_send_prints_from_its_input_is_escaped(
+    collector: Collector, tmp_path: Path
+) -> None:
+    source = tmp_path / "e\x1b[2Jvil.ndjson"
+    huge_key = "k" * 10_000
+    source.write_text(json.dumps({"category": "t", "action": "a", huge_key: 1}) + "\n")
+
+    result = await run_cli("send", source, "--collector", collector.url)
+
+    assert result.code == 2
+    assert "\x1b" not in result.out + result.err
+    assert "e\\x1b[2Jvil.ndjson:1: bad line: unknown keys" in result.err
+    assert len(result.err.splitlines()[0]) < 400  # the reason is cut, not the whole key
+    assert "e\\x1b[2Jvil.ndjson: 1 lines" in result.out

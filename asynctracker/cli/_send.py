@@ -38,7 +38,7 @@ from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, deliv
 from ._events import check_text_options, load_json, parse_event
 from ._lines import Line, LineReader, decode
 from ._progress import Figures, StatusLine
-from ._terminal import shell_command
+from ._terminal import escape, shell_command
 from ._track import Sender, error
 
 __all__ = ["run_send"]
@@ -53,6 +53,8 @@ _HIGH_WATER = 20_000
 #: Bad lines printed one by one; after that, one summary line per ``_REPORT_EVERY`` s.
 _MAX_REPORTED = 100
 _REPORT_EVERY = 1.0
+#: Characters of a bad line's reason shown; the reason may quote the line.
+_MAX_MESSAGE = 300
 
 
 @dataclass
@@ -225,6 +227,8 @@ async def _pump(
     stops taking events while ``_HIGH_WATER`` of them wait."""
 
     def bad(number: int, message: str) -> None:
+        if len(message) > _MAX_MESSAGE:  # e.g. "unknown keys [...]" from a huge object
+            message = message[: _MAX_MESSAGE - 3] + "..."
         run.bad += 1
         if run.bad <= _MAX_REPORTED:
             status.message(f"{run.name}:{number}: bad line: {message}")
@@ -359,9 +363,11 @@ def _summary(
     rate = tally.delivered / elapsed if elapsed > 0 else 0.0
     skipped = f" after skipping {args.skip:,}" if args.skip else ""
     print(
-        f"{run.name}: {max(run.done - args.skip, 0):,} lines{skipped}, {run.queued:,} events "
-        f"queued, {tally.delivered:,} delivered, {tally.dropped + left:,} failed, "
-        f"{run.bad:,} bad lines in {elapsed:.2f} s ({rate:,.0f} events/s)",
+        escape(
+            f"{run.name}: {max(run.done - args.skip, 0):,} lines{skipped}, {run.queued:,} "
+            f"events queued, {tally.delivered:,} delivered, {tally.dropped + left:,} failed, "
+            f"{run.bad:,} bad lines in {elapsed:.2f} s ({rate:,.0f} events/s)"
+        ),
         file=out,
     )
     problems: list[str] = []

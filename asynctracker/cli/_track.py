@@ -98,7 +98,7 @@ async def run_track(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_NOT_DELIVERED
     kind = "self-describing" if isinstance(event, UnstructEvent) else "structured"
     if left == 0 and tally.dropped == 0 and tally.delivered > 0:
-        print(f"delivered {kind} event {event_id} to {sender.url}", file=out)
+        print(escape(f"delivered {kind} event {event_id} to {sender.url}"), file=out)
         return 0
     message = f"{kind} event {event_id} was not delivered: {sender.reason()}"
     if left:
