@@ -2,8 +2,8 @@
 
 Subcommands: ``track`` (one event), ``send`` (newline-delimited JSON), ``collector`` (a
 local collector with a web page) and ``demo`` (every event type, end to end). This module
-only parses arguments and maps outcomes to exit statuses; the work lives in
-``_send`` and ``_demo``, so each can be read (and tested) on its own.
+only parses arguments (types in ``_args``) and maps outcomes to exit statuses; the work
+lives in ``_track``, ``_send`` and ``_demo``, so each can be read (and tested) on its own.
 
 Exit statuses: 0 everything delivered (and valid, for the demo); 1 something was not
 delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines) or a

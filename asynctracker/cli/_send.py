@@ -23,19 +23,18 @@ import asyncio
 import contextlib
 import io
 import os
-import signal
 import stat
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TextIO, TypeVar
+from typing import TextIO
 
 from ..exceptions import AsyncTrackerError, StorageError
 from ._args import program
 from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, deliver
 from ._events import check_text_options, load_json, parse_event
+from ._interrupt import Interrupt, in_daemon_thread, unless
 from ._lines import Line, LineReader, decode
 from ._progress import Figures, StatusLine
 from ._terminal import escape, shell_command
@@ -43,7 +42,6 @@ from ._track import Sender, error
 
 __all__ = ["run_send"]
 
-_T = TypeVar("_T")
 
 #: Lines tracked concurrently, so SQLite (``--db``) group-commits them.
 _BURST = 500
@@ -75,81 +73,6 @@ class _Run:
     interrupted: bool = False
 
 
-class _Interrupt:
-    """The SIGINT/SIGTERM handler: the first signal asks to stop reading, the second
-    to stop draining as well."""
-
-    def __init__(self) -> None:
-        self.stop = asyncio.Event()
-        self.now = asyncio.Event()
-
-    def __call__(self) -> None:
-        if self.stop.is_set():
-            self.now.set()
-        self.stop.set()
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        installed = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt
-                loop.add_signal_handler(signum, self)
-                installed.append(signum)
-        try:
-            yield
-        finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
-
-
-async def _unless(event: asyncio.Event, awaitable: Awaitable[_T]) -> _T | None:
-    """The awaitable's result, or None if ``event`` is set first (it is then cancelled)."""
-    task = asyncio.ensure_future(awaitable)
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # we were cancelled: take both along
-        waiter.cancel()
-        task.cancel()
-        raise
-    waiter.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return None
-    return task.result()
-
-
-async def _in_daemon_thread(func: Callable[[], _T]) -> _T:
-    """Run a blocking read off the event loop on a daemon thread.
-
-    Not ``run_in_executor``: executor threads are joined at interpreter exit, so a read
-    blocked on an idle terminal would keep Ctrl-C from ending the process.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-
-    def settle(outcome: Callable[[], None]) -> None:
-        if not future.done():
-            outcome()
-
-    def work() -> None:
-        try:
-            result = func()
-        except BaseException as exc:  # handed to the awaiting task, never lost
-            error = exc
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
-
-    threading.Thread(target=work, name="asynctracker-read", daemon=True).start()
-    return await future
-
-
 def _size(stream: io.RawIOBase) -> int | None:
     """The input's size in bytes if it is a regular file (``FILE`` or ``< FILE``)."""
     try:
@@ -164,7 +87,7 @@ async def _open(args: argparse.Namespace) -> io.RawIOBase:
     if args.file == "-":
         return io.FileIO(sys.stdin.fileno(), "rb", closefd=False)
     # Off the loop too: opening a FIFO blocks until a writer appears.
-    return await _in_daemon_thread(lambda: io.FileIO(args.file, "rb"))
+    return await in_daemon_thread(lambda: io.FileIO(args.file, "rb"))
 
 
 async def run_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -187,7 +110,7 @@ async def run_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     terminal = err.isatty()
     status = StatusLine(err, show=terminal if args.progress is None else args.progress,
                         terminal=terminal)  # fmt: skip
-    interrupt = _Interrupt()
+    interrupt = Interrupt()
     started = time.perf_counter()
 
     def figures() -> Figures:
@@ -221,7 +144,7 @@ async def _pump(
     run: _Run,
     args: argparse.Namespace,
     status: StatusLine,
-    interrupt: _Interrupt,
+    interrupt: Interrupt,
 ) -> None:
     """Read, parse and track every line, until the input ends, Ctrl-C, or the collector
     stops taking events while ``_HIGH_WATER`` of them wait."""
@@ -265,7 +188,7 @@ async def _pump(
 
     emitter = sender.emitter
     while not interrupt.stop.is_set():
-        batch = await _unless(interrupt.stop, _in_daemon_thread(reader.next_batch))
+        batch = await unless(interrupt.stop, in_daemon_thread(reader.next_batch))
         if batch is None:
             return
         for start in range(0, len(batch.lines), _BURST):
@@ -281,7 +204,7 @@ async def _pump(
             run.checkpoint = run.done
         elif emitter.stats().queued >= _HIGH_WATER:
             drain = deliver(emitter, sender.tally, timeout=args.timeout, retries=args.retries)
-            left = await _unless(interrupt.stop, drain)
+            left = await unless(interrupt.stop, drain)
             if left is None:
                 return
             if left:
@@ -299,7 +222,7 @@ async def _drain(
     run: _Run,
     args: argparse.Namespace,
     status: StatusLine,
-    interrupt: _Interrupt,
+    interrupt: Interrupt,
 ) -> int:
     """Deliver what is stored; after Ctrl-C, for ``--timeout`` seconds at most.
     Returns how many events are still stored."""
@@ -308,7 +231,7 @@ async def _drain(
         return deliver(sender.emitter, sender.tally, timeout=args.timeout, retries=args.retries)
 
     if not interrupt.stop.is_set():
-        left = await _unless(interrupt.stop, drain())
+        left = await unless(interrupt.stop, drain())
         if left is not None:
             if left == 0:
                 run.checkpoint = run.done
@@ -320,7 +243,7 @@ async def _drain(
         f"events for up to {args.timeout:g} s (Ctrl-C again to stop now)"
     )
     try:
-        left = await _unless(interrupt.now, asyncio.wait_for(drain(), args.timeout))
+        left = await unless(interrupt.now, asyncio.wait_for(drain(), args.timeout))
     except asyncio.TimeoutError:
         left = None
     if left is None:
