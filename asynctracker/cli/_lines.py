@@ -10,14 +10,24 @@ count them; ``skip`` lines at the start are counted without being kept.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Batch", "Line", "LineReader", "decode"]
+__all__ = ["Batch", "Line", "LineReader", "Readable", "decode"]
 
 #: Bytes asked for per read: big enough to amortise a thread hop per chunk, small
 #: enough that memory stays flat.
 READ_SIZE = 1 << 20
+#: Lines handed over at most per batch: a chunk of tiny lines would otherwise become
+#: half a million Line objects at once.
+MAX_BATCH = 5000
+
+
+class Readable(Protocol):
+    """What the reader needs: ``read(n)`` returning at most n bytes, b"" at the end
+    (``io.FileIO``: unbuffered, see LineReader)."""
+
+    def read(self, size: int = -1, /) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,36 +57,46 @@ class LineReader:
     abandoned on Ctrl-C would then keep the interpreter from shutting down.
     """
 
-    def __init__(self, stream: io.RawIOBase, *, max_line_bytes: int, skip: int = 0) -> None:
+    def __init__(self, stream: Readable, *, max_line_bytes: int, skip: int = 0) -> None:
         self._stream = stream
         self._max = max_line_bytes
         self._skip = skip
         self._partial = bytearray()
         self._too_long = False  # throwing away the rest of the current line
         self._eof = False
+        self._pending: tuple[bytes, int] | None = None  # a chunk's unsplit rest
         #: Lines consumed so far (the number of the last complete line).
         self.lines = 0
         #: Bytes read from the stream so far, for a progress percentage.
         self.bytes_read = 0
 
     def next_batch(self) -> Batch:
-        """The next lines; blocks until at least one line is complete or input ends."""
+        """The lines completed by the next read (at most ``MAX_BATCH``; the rest of the
+        chunk comes with the next call). Blocks until that read returns."""
         out: list[Line] = []
-        while not self._eof:
-            chunk = self._stream.read(READ_SIZE)
-            if not chunk:
-                self._eof = True
-                if self._partial or self._too_long:  # a last line without a newline
-                    self._complete(b"", out)
-                break
-            self.bytes_read += len(chunk)
-            self._split(chunk, out)
+        if self._pending is not None:
+            rest, start = self._pending
+            self._pending = None
+            self._split(rest, out, start)
             return Batch(out, self.lines, eof=False)
+        if not self._eof:
+            # None only comes from a non-blocking descriptor with nothing to read; the
+            # CLI's inputs block, so it is taken as the end rather than spun on.
+            chunk = self._stream.read(READ_SIZE) or b""
+            if chunk:
+                self.bytes_read += len(chunk)
+                self._split(chunk, out, 0)
+                return Batch(out, self.lines, eof=False)
+            self._eof = True
+            if self._partial or self._too_long:  # a last line without a newline
+                self._complete(b"", out)
         return Batch(out, self.lines, eof=True)
 
-    def _split(self, chunk: bytes, out: list[Line]) -> None:
-        start = 0
+    def _split(self, chunk: bytes, out: list[Line], start: int) -> None:
         while True:
+            if len(out) >= MAX_BATCH:  # a chunk of tiny lines: hand these over first
+                self._pending = (chunk, start)
+                return
             if self.lines < self._skip and not self._partial and not self._too_long:
                 start = self._skip_lines(chunk, start)
             end = chunk.find(b"\n", start)
