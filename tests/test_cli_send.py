@@ -156,7 +156,13 @@ async def test_a_200_mb_line_is_skipped_in_flat_memory(
         "send", str(source), "--collector", collector.url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        source.unlink()  # pytest keeps the last runs' folders: do not keep 200 MB each
     *_, peak_kib, code = out.decode().split()
 
     assert int(code) == 2, err.decode()
