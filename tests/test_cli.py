@@ -13,57 +13,14 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from cli_support import SCHEMA, STRUCT, TIMEOUT, free_port, run_cli
 
 from asynctracker.collector import Collector, ReceivedRequest, Reply
-
-TIMEOUT = 60.0
-STRUCT = ("--category", "shop", "--action", "add")
-SCHEMA = "iglu:com.acme/click/jsonschema/1-0-0"
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-async def run_cli(*args: str | Path, stdin: bytes | None = None, cwd: Path | None = None) -> Result:
-    """Run ``python -m asynctracker *args`` to completion without blocking the loop."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "asynctracker",
-        *map(str, args),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=cwd,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 # -- track ------------------------------------------------------------------------------
 
@@ -299,7 +256,7 @@ async def test_send_draws_a_progress_line_when_stderr_is_a_terminal() -> None:
         os.close(master)
 
     assert proc.returncode == 0
-    assert b"\r\x1b[Kqueued 20  delivered " in terminal
+    assert b"\r\x1b[Kline 20  delivered " in terminal
     assert b"events/s" in terminal
     assert "20 delivered" in out.decode()  # the summary still goes to stdout
 
@@ -427,8 +384,11 @@ async def test_every_command_has_help_with_examples(command: str) -> None:
     assert "exit status" in result.out
 
 
-async def test_no_command_is_a_usage_error() -> None:
+async def test_no_command_is_a_one_line_usage_error() -> None:
     result = await run_cli()
 
     assert result.code == 2
-    assert "usage: asynctracker" in result.err
+    assert result.err == (
+        "asynctracker: error: the following arguments are required: COMMAND "
+        "(see: asynctracker --help)\n"
+    )

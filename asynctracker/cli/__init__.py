@@ -2,12 +2,12 @@
 
 Subcommands: ``track`` (one event), ``send`` (newline-delimited JSON), ``collector`` (a
 local collector with a web page) and ``demo`` (every event type, end to end). This module
-only parses arguments and maps outcomes to exit statuses; the work lives in
-``_send`` and ``_demo``, so each can be read (and tested) on its own.
+only parses arguments (types in ``_args``) and maps outcomes to exit statuses; the work
+lives in ``_track``, ``_send`` and ``_demo``, so each can be read (and tested) on its own.
 
 Exit statuses: 0 everything delivered (and valid, for the demo); 1 something was not
-delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines);
-130 interrupted.
+delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines) or a
+command that could not run, always as one line on stderr; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,50 +21,38 @@ import signal
 import sys
 import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
 from .._version import __version__
 from ..collector import Collector, ReceivedEvent
-from ._common import EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
+from ._args import Parser, byte_size, count, number, port, positive, sqlite_path
+from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
+from ._terminal import escape
 
 __all__ = ["build_parser", "main"]
 
 _EXIT_CODES = """\
 exit status: 0 delivered, 1 not delivered (or invalid), 2 bad input, 130 interrupted"""
+_SEND_EXIT_CODES = """\
+exit status:
+  0    every line was an event and every event was delivered
+  1    some events were not delivered (dropped by the collector, or still stored:
+       kept in --db if given, else lost), or reading stopped on a stalled collector
+  2    some lines were bad (each reported as FILE:LINE, then skipped; every good
+       line was delivered), or bad arguments
+  130  interrupted (Ctrl-C): the last line stored and the command that resumes
+       with --skip are printed"""
 
 
-def _examples(text: str) -> str:
+def _examples(text: str, exit_codes: str = _EXIT_CODES) -> str:
     return (
-        "examples:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ") + "\n\n" + _EXIT_CODES
+        "examples:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ") + "\n\n" + exit_codes
     )
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _number(text: str) -> float:
-    """A number for ``--value``; whole numbers stay ints, so 2 is sent as "2", not "2.0"."""
-    value = float(text)
-    return (
-        int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-    )
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
-    return value
-
-
-def _delivery_options() -> argparse.ArgumentParser:
+def _delivery_options() -> Parser:
     """Flags shared by ``track`` and ``send``: where to send and how hard to try."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     group = parent.add_argument_group("delivery")
     group.add_argument(
         "--collector",
@@ -89,21 +77,21 @@ def _delivery_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--db",
-        type=Path,
+        type=sqlite_path,
         metavar="PATH",
         help="SQLite file for at-least-once delivery across runs: what is not delivered "
         "stays there and the next run with the same --db sends it (default: memory)",
     )
     group.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive,
         default=10.0,
         metavar="SECONDS",
         help="give up after this long without any event delivered (default 10)",
     )
     group.add_argument(
         "--retries",
-        type=_count,
+        type=count,
         default=2,
         metavar="N",
         help="retries after every request failed (no answer, 5xx) before giving up (default 2)",
@@ -111,8 +99,8 @@ def _delivery_options() -> argparse.ArgumentParser:
     return parent
 
 
-def _common_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
+def _common_options() -> Parser:
+    parent = Parser(add_help=False)
     parent.add_argument(
         "-v",
         "--verbose",
@@ -126,7 +114,7 @@ def _common_options() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser; ``main`` and the tests use it."""
     common, delivery = _common_options(), _delivery_options()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="asynctracker",
         description="Send Snowplow events from the shell, run a local collector, or "
         "run the end-to-end demo.",
@@ -171,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     struct.add_argument("--action", help="se_ac (required for a structured event)")
     struct.add_argument("--label", help="se_la")
     struct.add_argument("--property", help="se_pr")
-    struct.add_argument("--value", type=_number, help="se_va, a number")
+    struct.add_argument("--value", type=number, help="se_va, a number")
     track.add_argument(
         "--contexts", metavar="JSON", help='entities: a JSON array of {"schema": ..., "data": ...}'
     )
@@ -185,18 +173,44 @@ def build_parser() -> argparse.ArgumentParser:
         '{"schema": URI, "data": {...}, "contexts": [...]}, or structured, '
         '{"category": C, "action": A, "label": L, "property": P, "value": N, "contexts": '
         "[...]}. Bad lines are reported with their number and skipped; the rest are sent. "
-        "The input is streamed, so files of any size are fine. A progress line is shown "
-        "when stderr is a terminal.",
+        "The input is streamed in bounded memory, so files of any size are fine. Ctrl-C "
+        "stops after storing the lines in flight, delivers what is stored (for up to "
+        "--timeout seconds; Ctrl-C again stops at once) and prints the command that "
+        "resumes.",
         epilog=_examples(
             """
             asynctracker send events.ndjson --collector http://127.0.0.1:9090
             zcat events.ndjson.gz | asynctracker send - --collector collector.acme.com
             echo '{"category": "job", "action": "done"}' | \\
                 asynctracker send - --collector http://127.0.0.1:9090 --db queue.db
-            """
+            asynctracker send events.ndjson --collector http://127.0.0.1:9090 --skip 120000
+            """,
+            _SEND_EXIT_CODES,
         ),
     )
     send.add_argument("file", metavar="FILE", help="newline-delimited JSON file, or - for stdin")
+    send.add_argument(
+        "--skip",
+        type=count,
+        default=0,
+        metavar="N",
+        help="skip the first N lines (resume an interrupted run; Ctrl-C prints the command)",
+    )
+    send.add_argument(
+        "--max-line-bytes",
+        type=byte_size,
+        default=1 << 20,
+        metavar="SIZE",
+        help="longer lines are reported as bad and skipped without being held in memory "
+        "(default 1MiB; units k, M, G)",
+    )
+    send.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress (percentage and ETA for a file) on stderr; default: only when "
+        "stderr is a terminal",
+    )
 
     collector = commands.add_parser(
         "collector",
@@ -215,11 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collector.add_argument("--host", default="127.0.0.1", help="address to listen on")
     collector.add_argument(
-        "--port", type=int, default=9090, help="port to listen on (default 9090, 0: any free)"
+        "--port", type=port, default=9090, help="port to listen on (default 9090, 0: any free)"
     )
     collector.add_argument(
         "--db",
-        type=Path,
+        type=sqlite_path,
         metavar="PATH",
         help="keep received events in this SQLite file, e.g. collector.db (default: memory)",
     )
@@ -245,13 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--db",
-        type=Path,
+        type=sqlite_path,
         metavar="PATH",
         help="SQLite file for the tracker's queue (default: a temporary folder)",
     )
     demo.add_argument(
         "--events",
-        type=_count,
+        type=count,
         default=1000,
         metavar="N",
         help="extra structured events to show speed (default 1000)",
@@ -322,11 +336,13 @@ def _configure_logging(verbosity: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``asynctracker`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # ``send`` prints the command that resumes an interrupted run: this one plus --skip.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _configure_logging(args.verbose)
     out, err = sys.stdout, sys.stderr
     try:
         if args.command == "track":
-            from ._send import run_track
+            from ._track import run_track
 
             return asyncio.run(run_track(args, out, err))
         if args.command == "send":
@@ -346,3 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter from failing again while flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_NOT_DELIVERED
+    except Exception as exc:  # the promise: one line, never a traceback
+        if args.verbose >= 2:
+            logging.getLogger("asynctracker").exception("%s failed", args.command)
+        detail = str(exc) or type(exc).__name__
+        hint = "" if args.verbose >= 2 else " (-vv shows where)"
+        print(escape(f"asynctracker {args.command}: error: {detail}{hint}"), file=err)
+        return EXIT_BAD_INPUT

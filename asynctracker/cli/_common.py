@@ -17,6 +17,7 @@ from .._validate import EVENT_NAMES
 from ..collector import ReceivedEvent
 from ..emitter import Emitter
 from ..payload import SCREEN_VIEW_SCHEMA, TIMING_SCHEMA
+from ._terminal import escape
 
 __all__ = ["Tally", "deliver", "describe", "event_kind", "failure_reason"]
 
@@ -144,7 +145,11 @@ def _detail(event: ReceivedEvent) -> str:
 
 
 def describe(event: ReceivedEvent) -> str:
-    """One line: verdict, type, app id, details, contexts and the first error if bad."""
+    """One line: verdict, type, app id, details, contexts and the first error if bad.
+
+    Escaped: every field comes from whoever sent the event, and this line is printed
+    on a terminal, where a raw ``\x1b]0;...`` would retitle it and ``\x1b[2J`` clear it.
+    """
     verdict = "good" if event.valid else "BAD "
     contexts = event.decoded.get("contexts")
     parts = [f"{verdict}  {event_kind(event):<16}", f"app={event.payload.get('aid', '-')}"]
@@ -156,4 +161,4 @@ def describe(event: ReceivedEvent) -> str:
     if event.errors:
         more = f" (+{len(event.errors) - 1} more)" if len(event.errors) > 1 else ""
         parts.append(f"-- {event.errors[0]}{more}")
-    return "  ".join(parts)
+    return escape("  ".join(parts))

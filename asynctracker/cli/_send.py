@@ -1,11 +1,19 @@
-"""``asynctracker track`` and ``asynctracker send``: events from the shell to a collector.
+"""``asynctracker send``: newline-delimited JSON events from a file or stdin to a collector.
 
-Both commands answer one question with their exit status: did the collector accept the
-events? Queueing is not enough, so they count the emitter's callback reports (a
-:class:`~asynctracker.cli._common.Tally`) and drain storage before exiting. Events come
-from flags (``track``) or newline-delimited JSON (``send``); both go through
-:func:`parse_event`, so a line of a file and a ``track`` call accept the same shapes and
-fail with the same messages.
+What the command promises, and how:
+
+- **A bad line never stops the run.** Each line is read, decoded, parsed and tracked on
+  its own; whatever is wrong with it (not UTF-8, not JSON, nested too deep, a number no
+  float holds, a lone surrogate, too long) is reported with its number and the run goes
+  on. The first ``_MAX_REPORTED`` are printed one by one, later ones summed up at most
+  once a second, so a file of garbage cannot flood the terminal.
+- **Flat memory.** Lines come from :class:`~asynctracker.cli._lines.LineReader` (bounded
+  chunks, bounded line length), at most ``_BURST`` are tracked at once, and reading
+  pauses while ``_HIGH_WATER`` events wait in storage.
+- **Ctrl-C is a clean stop.** The first SIGINT (or SIGTERM) stops reading once the lines
+  in flight are stored, drains storage for up to ``--timeout`` seconds (a second Ctrl-C
+  stops at once), then says the last line stored and prints the command that resumes
+  with ``--skip``.
 """
 
 from __future__ import annotations
@@ -14,452 +22,275 @@ import argparse
 import asyncio
 import contextlib
 import io
-import json
-import math
+import os
+import stat
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TextIO, TypeVar, cast
+from typing import TextIO
 
-from .._wire import Endpoints
-from ..emitter import Emitter
-from ..exceptions import AsyncTrackerError, InvalidEventError, StorageError
-from ..payload import JSONValue, SelfDescribingJson
-from ..storage import MemoryStorage
-from ..tracker import Tracker
-from ._common import (
-    EXIT_BAD_INPUT,
-    EXIT_NOT_DELIVERED,
-    Tally,
-    deliver,
-    failure_reason,
-)
+from ..exceptions import AsyncTrackerError, StorageError
+from ._args import program
+from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, deliver
+from ._events import check_text_options, load_json, parse_event
+from ._interrupt import Interrupt, in_daemon_thread, unless
+from ._lines import Line, LineReader, decode
+from ._progress import Figures, StatusLine
+from ._terminal import escape, shell_command
+from ._track import Sender, error
 
-__all__ = ["StructEvent", "UnstructEvent", "parse_event", "run_send", "run_track"]
+__all__ = ["run_send"]
 
-_T = TypeVar("_T")
 
-_STRUCT_KEYS = frozenset({"category", "action", "label", "property", "value", "contexts"})
-_UNSTRUCT_KEYS = frozenset({"schema", "data", "contexts"})
-#: Bytes read from the input per thread hop: big enough to amortise the hop, small
-#: enough that memory stays flat however long the file is.
-_READ_SIZE = 1 << 20
 #: Lines tracked concurrently, so SQLite (``--db``) group-commits them.
 _BURST = 500
 #: When this many events wait in storage, reading pauses until the collector caught up,
 #: so a fast file never outruns a slow collector into the emitter's overflow policy.
 _HIGH_WATER = 20_000
-#: Bad lines printed one by one; after that they are only counted.
+#: Bad lines printed one by one; after that, one summary line per ``_REPORT_EVERY`` s.
 _MAX_REPORTED = 100
-
-
-@dataclass(frozen=True, slots=True)
-class StructEvent:
-    """A structured event (``e=se``) parsed from flags or a line."""
-
-    category: str
-    action: str
-    label: str | None = None
-    property: str | None = None
-    value: float | None = None
-    contexts: tuple[SelfDescribingJson, ...] = ()
-
-    async def track(self, tracker: Tracker) -> str:
-        return await tracker.track_struct_event(
-            self.category,
-            self.action,
-            self.label,
-            self.property,
-            self.value,
-            contexts=list(self.contexts) or None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class UnstructEvent:
-    """A self-describing event (``e=ue``) parsed from flags or a line."""
-
-    event: SelfDescribingJson
-    contexts: tuple[SelfDescribingJson, ...] = ()
-
-    async def track(self, tracker: Tracker) -> str:
-        return await tracker.track_self_describing_event(
-            self.event, contexts=list(self.contexts) or None
-        )
-
-
-def _string(obj: dict[str, object], key: str, *, required: bool = False) -> str | None:
-    value = obj.get(key)
-    if value is None or value == "":
-        if required:
-            raise InvalidEventError(f"{key!r} is required and must be a non-empty string")
-        return None
-    if not isinstance(value, str):
-        raise InvalidEventError(f"{key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
-def parse_contexts(value: object) -> tuple[SelfDescribingJson, ...]:
-    """A JSON array of ``{"schema", "data"}`` objects as entities; errors name the index."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise InvalidEventError('contexts must be a JSON array of {"schema": ..., "data": ...}')
-    contexts = []
-    for index, item in enumerate(value):
-        if not isinstance(item, dict) or set(item) != {"schema", "data"}:
-            raise InvalidEventError(
-                f'contexts[{index}] must be an object with exactly "schema" and "data"'
-            )
-        try:
-            contexts.append(SelfDescribingJson(item["schema"], item["data"]))
-        except InvalidEventError as exc:
-            raise InvalidEventError(f"contexts[{index}]: {exc}") from exc
-    return tuple(contexts)
-
-
-def parse_event(obj: object) -> StructEvent | UnstructEvent:
-    """Turn one JSON object into an event, or raise InvalidEventError saying what to fix.
-
-    ``{"schema", "data", "contexts"?}`` is self-describing; ``{"category", "action",
-    "label"?, "property"?, "value"?, "contexts"?}`` is structured. Unknown keys are refused
-    rather than ignored, because a typo (``"lable"``) would otherwise lose data silently.
-    """
-    if not isinstance(obj, dict):
-        raise InvalidEventError(f"an event must be a JSON object, got {type(obj).__name__}")
-    if "schema" in obj:
-        unknown = sorted(set(obj) - _UNSTRUCT_KEYS)
-        if unknown:
-            raise InvalidEventError(f"unknown keys {unknown} in a self-describing event")
-        if "data" not in obj:
-            raise InvalidEventError('a self-describing event needs "data"')
-        data: JSONValue = obj["data"]
-        return UnstructEvent(
-            SelfDescribingJson(obj["schema"], data), parse_contexts(obj.get("contexts"))
-        )
-    if "category" in obj or "action" in obj:
-        unknown = sorted(set(obj) - _STRUCT_KEYS)
-        if unknown:
-            raise InvalidEventError(f"unknown keys {unknown} in a structured event")
-        value = obj.get("value")
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise InvalidEventError(f'"value" must be a finite number, got {value!r}')
-        return StructEvent(
-            category=_string(obj, "category", required=True) or "",
-            action=_string(obj, "action", required=True) or "",
-            label=_string(obj, "label"),
-            property=_string(obj, "property"),
-            value=value,
-            contexts=parse_contexts(obj.get("contexts")),
-        )
-    raise InvalidEventError(
-        'expected {"schema": ..., "data": ...} (self-describing) or '
-        '{"category": ..., "action": ...} (structured)'
-    )
-
-
-def _load_json(text: str, what: str) -> object:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidEventError(f"{what} is not valid JSON: {exc}") from None
-
-
-def event_from_args(args: argparse.Namespace) -> StructEvent | UnstructEvent:
-    """The event described by ``track``'s flags; InvalidEventError for bad combinations."""
-    contexts = _load_json(args.contexts, "--contexts") if args.contexts is not None else None
-    structured = args.category is not None or args.action is not None
-    if args.schema is not None and structured:
-        raise InvalidEventError("give either --schema/--json or --category/--action, not both")
-    if args.schema is not None:
-        data = _load_json(args.json, "--json") if args.json is not None else {}
-        return parse_event({"schema": args.schema, "data": data, "contexts": contexts})
-    if args.json is not None:
-        raise InvalidEventError("--json needs --schema (the Iglu URI that describes it)")
-    if not structured:
-        raise InvalidEventError(
-            "say what to send: --schema URI --json DATA, or --category C --action A"
-        )
-    if args.category is None or args.action is None:
-        raise InvalidEventError("a structured event needs both --category and --action")
-    fields = {"category": args.category, "action": args.action, "label": args.label,
-              "property": args.property, "value": args.value, "contexts": contexts}  # fmt: skip
-    return parse_event(fields)
+_REPORT_EVERY = 1.0
+#: Characters of a bad line's reason shown; the reason may quote the line.
+_MAX_MESSAGE = 300
 
 
 @dataclass
-class _Sender:
-    """The emitter, tracker and tally of one command run, and how to talk about them."""
+class _Run:
+    """Where a run stands; every count is in lines of the input, numbered from 1."""
 
-    emitter: Emitter
-    tracker: Tracker
-    tally: Tally
-    url: str
-    db: Path | None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> _Sender:
-        """Build from the shared flags; ConfigurationError for a bad collector URL."""
-        endpoints = Endpoints.parse(args.collector, args.protocol)
-        url = endpoints.post if args.method == "POST" else endpoints.get
-        tally = Tally()
-        emitter = Emitter(
-            args.collector,
-            request_type=args.method,
-            protocol=args.protocol,
-            storage=None if args.db else MemoryStorage(),
-            db_name=args.db or "events.db",
-            callback=tally,
-            timeout=min(5.0, args.timeout),
-        )
-        tracker = Tracker(
-            emitter, namespace=args.namespace, app_id=args.app_id, platform=args.platform
-        )
-        return cls(emitter, tracker, tally, url, args.db)
-
-    def reason(self) -> str:
-        reason = failure_reason(self.tally, self.url)
-        if self.tally.last_failure == -1 and self.url.startswith("https://"):
-            reason += "; if it speaks plain HTTP, give an http:// URL or --protocol http"
-        return reason
-
-    def fate(self, left: int) -> str:
-        """What happens to ``left`` undelivered events."""
-        events = "1 event" if left == 1 else f"{left:,} events"
-        if self.db is not None:
-            return f"{events} kept in {self.db}; the next run with --db {self.db} sends them"
-        return f"{events} lost: kept in memory only (use --db PATH to keep undelivered events)"
-
-
-def _error(message: str, err: TextIO) -> None:
-    print(f"asynctracker: error: {message}", file=err)
-
-
-async def run_track(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Send one event and wait for the collector's answer."""
-    try:
-        event = event_from_args(args)
-        sender = _Sender.from_args(args)
-    except AsyncTrackerError as exc:
-        _error(str(exc), err)
-        return EXIT_BAD_INPUT
-    tally = sender.tally
-    try:
-        async with sender.tracker:
-            event_id = await event.track(sender.tracker)
-            left = await deliver(sender.emitter, tally, timeout=args.timeout, retries=args.retries)
-    except InvalidEventError as exc:
-        _error(str(exc), err)
-        return EXIT_BAD_INPUT
-    except StorageError as exc:
-        _error(str(exc), err)
-        return EXIT_NOT_DELIVERED
-    kind = "self-describing" if isinstance(event, UnstructEvent) else "structured"
-    if left == 0 and tally.dropped == 0 and tally.delivered > 0:
-        print(f"delivered {kind} event {event_id} to {sender.url}", file=out)
-        return 0
-    message = f"{kind} event {event_id} was not delivered: {sender.reason()}"
-    if left:
-        message += f". {sender.fate(left)}"
-    _error(message, err)
-    return EXIT_NOT_DELIVERED
-
-
-async def _in_daemon_thread(func: Callable[[], _T]) -> _T:
-    """Run a blocking read off the event loop on a daemon thread.
-
-    Not ``run_in_executor``: executor threads are joined at interpreter exit, so a read
-    blocked on an idle terminal would keep Ctrl-C from ending the process.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-
-    def settle(outcome: Callable[[], None]) -> None:
-        if not future.done():
-            outcome()
-
-    def work() -> None:
-        try:
-            result = func()
-        except BaseException as exc:  # handed to the awaiting task, never lost
-            error = exc
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
-
-    threading.Thread(target=work, name="asynctracker-read", daemon=True).start()
-    return await future
-
-
-class _LineReader:
-    """Complete lines from a binary stream, a chunk at a time (never the whole file).
-
-    ``read1`` returns whatever is available, so a slow pipe (``tail -f | asynctracker
-    send -``) delivers each line as it comes instead of waiting for a full buffer.
-    """
-
-    def __init__(self, stream: io.BufferedIOBase) -> None:
-        self._stream = stream
-        self._partial = b""
-        self._eof = False
-
-    def next_lines(self) -> list[bytes]:
-        """Blocking: the next complete lines; an empty list means end of input."""
-        while not self._eof:
-            chunk = self._stream.read1(_READ_SIZE)
-            if not chunk:
-                self._eof = True
-                break
-            data = self._partial + chunk
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                self._partial = data
-                continue
-            self._partial = data[cut + 1 :]
-            return data[: cut + 1].splitlines()
-        last, self._partial = self._partial, b""
-        return [last] if last.strip() else []
-
-
-@dataclass
-class _Progress:
-    lines: int = 0
+    name: str
+    #: Every line up to this one is stored (or was blank or bad): the resume point.
+    done: int = 0
+    #: Every event from lines up to this one has also left storage (delivered or
+    #: dropped): the resume point when undelivered events held in memory are lost.
+    checkpoint: int = 0
     queued: int = 0
     bad: int = 0
-    blank: int = 0
+    unreported: int = 0
+    last_report: float = 0.0
+    stalled: bool = False
+    interrupted: bool = False
+
+
+def _size(stream: io.RawIOBase) -> int | None:
+    """The input's size in bytes if it is a regular file (``FILE`` or ``< FILE``)."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+async def _open(args: argparse.Namespace) -> io.RawIOBase:
+    """The input, unbuffered (see LineReader); stdin's descriptor is left open."""
+    if args.file == "-":
+        return io.FileIO(sys.stdin.fileno(), "rb", closefd=False)
+    # Off the loop too: opening a FIFO blocks until a writer appears.
+    return await in_daemon_thread(lambda: io.FileIO(args.file, "rb"))
 
 
 async def run_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Stream newline-delimited JSON events to the collector; see ``send --help``."""
     try:
-        sender = _Sender.from_args(args)
+        check_text_options(args)
+        sender = Sender.from_args(args)
     except AsyncTrackerError as exc:
-        _error(str(exc), err)
+        error(str(exc), err)
         return EXIT_BAD_INPUT
     name = "stdin" if args.file == "-" else args.file
     try:
-        if args.file == "-":
-            stream = cast(io.BufferedIOBase, sys.stdin.buffer)
-        else:  # off the loop too: opening a FIFO blocks until a writer appears
-            stream = await _in_daemon_thread(lambda: open(args.file, "rb"))  # noqa: SIM115
+        stream = await _open(args)
     except OSError as exc:
-        _error(f"cannot read {name}: {exc.strerror or exc}", err)
+        error(f"cannot read {name}: {exc.strerror or exc}", err)
         return EXIT_BAD_INPUT
-    progress = _Progress()
+    total = _size(stream)
+    reader = LineReader(stream, max_line_bytes=args.max_line_bytes, skip=args.skip)
+    run = _Run(name, done=args.skip, checkpoint=args.skip)
+    terminal = err.isatty()
+    status = StatusLine(err, show=terminal if args.progress is None else args.progress,
+                        terminal=terminal)  # fmt: skip
+    interrupt = Interrupt()
     started = time.perf_counter()
-    ticker: asyncio.Task[None] | None = None
-    if err.isatty():
-        ticker = asyncio.create_task(_tick(progress, sender.tally, started, err))
+
+    def figures() -> Figures:
+        tally = sender.tally
+        return Figures(lines=run.done, queued=run.queued, delivered=tally.delivered,
+                       failed=tally.dropped, bad=run.bad, bytes_read=reader.bytes_read,
+                       total_bytes=total, elapsed=time.perf_counter() - started)  # fmt: skip
+
+    status.start(figures)
     try:
         with contextlib.ExitStack() as stack:
-            if stream is not sys.stdin.buffer:
-                stack.enter_context(stream)
+            stack.enter_context(stream)
+            stack.enter_context(interrupt.installed())
             async with sender.tracker:
-                stalled = await _pump(_LineReader(stream), sender, progress, name, args, err)
-                left = await deliver(
-                    sender.emitter, sender.tally, timeout=args.timeout, retries=args.retries
-                )
+                await _pump(reader, sender, run, args, status, interrupt)
+                left = await _drain(sender, run, args, status, interrupt)
     except StorageError as exc:
-        _error(str(exc), err)
+        await status.stop()
+        error(str(exc), err)
         return EXIT_NOT_DELIVERED
     finally:
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            err.write("\r\x1b[K")
-    elapsed = time.perf_counter() - started
-    return _summary(sender, progress, name, left, stalled, elapsed, out, err)
+        await status.stop()
+    if run.unreported:
+        status.message(f"{name}: {run.unreported:,} more bad lines")
+    return _summary(sender, run, args, left, time.perf_counter() - started, out, err)
 
 
 async def _pump(
-    reader: _LineReader,
-    sender: _Sender,
-    progress: _Progress,
-    name: str,
+    reader: LineReader,
+    sender: Sender,
+    run: _Run,
     args: argparse.Namespace,
-    err: TextIO,
-) -> bool:
-    """Read, parse and track every line; True if it stopped early on a stalled collector."""
-
-    async def track_line(number: int, raw: bytes) -> None:
-        try:
-            event = parse_event(_load_json(raw.decode("utf-8"), "the line"))
-            await event.track(sender.tracker)
-        except UnicodeDecodeError:
-            bad(number, "not UTF-8 text")
-        except InvalidEventError as exc:
-            bad(number, str(exc))
-        else:
-            progress.queued += 1
+    status: StatusLine,
+    interrupt: Interrupt,
+) -> None:
+    """Read, parse and track every line, until the input ends, Ctrl-C, or the collector
+    stops taking events while ``_HIGH_WATER`` of them wait."""
 
     def bad(number: int, message: str) -> None:
-        progress.bad += 1
-        if progress.bad <= _MAX_REPORTED:
-            err.write("\r\x1b[K" if err.isatty() else "")
-            print(f"{name}:{number}: bad line: {message}", file=err)
-        if progress.bad == _MAX_REPORTED:
-            print("(further bad lines are counted, not shown)", file=err)
-
-    while lines := await _in_daemon_thread(reader.next_lines):
-        work = []
-        for raw in lines:
-            progress.lines += 1
-            if raw.strip():
-                work.append(track_line(progress.lines, raw))
-            else:
-                progress.blank += 1
-        for start in range(0, len(work), _BURST):
-            await asyncio.gather(*work[start : start + _BURST])
-        if sender.emitter.stats().queued >= _HIGH_WATER:
-            left = await deliver(
-                sender.emitter, sender.tally, timeout=args.timeout, retries=args.retries
+        if len(message) > _MAX_MESSAGE:  # e.g. "unknown keys [...]" from a huge object
+            message = message[: _MAX_MESSAGE - 3] + "..."
+        run.bad += 1
+        if run.bad <= _MAX_REPORTED:
+            status.message(f"{run.name}:{number}: bad line: {message}")
+            if run.bad == _MAX_REPORTED:
+                status.message(f"{run.name}: further bad lines are summed up once a second")
+            return
+        run.unreported += 1
+        now = time.monotonic()
+        if now - run.last_report >= _REPORT_EVERY:
+            status.message(
+                f"{run.name}: {run.unreported:,} more bad lines, "
+                f"the latest {run.name}:{number}: {message}"
             )
+            run.unreported, run.last_report = 0, now
+
+    async def track_line(line: Line) -> None:
+        if line.data is None:
+            bad(line.number, f"longer than --max-line-bytes ({args.max_line_bytes:,} bytes)")
+            return
+        try:
+            event = parse_event(load_json(decode(line.data, line.number), "the line"))
+            await event.track(sender.tracker)
+        except UnicodeDecodeError as exc:
+            bad(
+                line.number,
+                f"not UTF-8 text (byte {exc.start + 1} is 0x{line.data[exc.start]:02x})",
+            )
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # InvalidEventError is a ValueError; the others are belt and braces, so
+            # that no line, whatever the library makes of it, ends the run.
+            bad(line.number, str(exc) or type(exc).__name__)
+        else:
+            run.queued += 1
+
+    emitter = sender.emitter
+    while not interrupt.stop.is_set():
+        batch = await unless(interrupt.stop, in_daemon_thread(reader.next_batch))
+        if batch is None:
+            return
+        for start in range(0, len(batch.lines), _BURST):
+            burst = batch.lines[start : start + _BURST]
+            await asyncio.gather(*map(track_line, burst))
+            run.done = burst[-1].number
+            if interrupt.stop.is_set():
+                return
+        run.done = batch.through
+        if batch.eof:
+            return
+        if emitter.stats().queued == 0:
+            run.checkpoint = run.done
+        elif emitter.stats().queued >= _HIGH_WATER:
+            drain = deliver(emitter, sender.tally, timeout=args.timeout, retries=args.retries)
+            left = await unless(interrupt.stop, drain)
+            if left is None:
+                return
             if left:
-                _error(f"stopped reading after line {progress.lines}: {sender.reason()}", err)
-                return True
-    return False
+                run.stalled = True
+                status.message(
+                    f"asynctracker: error: stopped reading after line {run.done:,}: "
+                    f"{sender.reason()}"
+                )
+                return
+            run.checkpoint = run.done
 
 
-async def _tick(progress: _Progress, tally: Tally, started: float, err: TextIO) -> None:
-    """Redraw the progress line a few times a second (only when stderr is a terminal)."""
-    while True:
-        await asyncio.sleep(0.2)
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        failed = tally.dropped
-        err.write(
-            f"\r\x1b[Kqueued {progress.queued:,}  delivered {tally.delivered:,}  "
-            f"failed {failed:,}  bad lines {progress.bad:,}  "
-            f"{tally.delivered / elapsed:,.0f} events/s"
-        )
-        err.flush()
+async def _drain(
+    sender: Sender,
+    run: _Run,
+    args: argparse.Namespace,
+    status: StatusLine,
+    interrupt: Interrupt,
+) -> int:
+    """Deliver what is stored; after Ctrl-C, for ``--timeout`` seconds at most.
+    Returns how many events are still stored."""
+
+    def drain() -> Awaitable[int]:
+        return deliver(sender.emitter, sender.tally, timeout=args.timeout, retries=args.retries)
+
+    if not interrupt.stop.is_set():
+        left = await unless(interrupt.stop, drain())
+        if left is not None:
+            if left == 0:
+                run.checkpoint = run.done
+            return left
+    run.interrupted = True
+    stored = sender.emitter.stats().queued
+    status.message(
+        f"asynctracker: interrupted after line {run.done:,}; delivering {stored:,} stored "
+        f"events for up to {args.timeout:g} s (Ctrl-C again to stop now)"
+    )
+    try:
+        left = await unless(interrupt.now, asyncio.wait_for(drain(), args.timeout))
+    except asyncio.TimeoutError:
+        left = None
+    if left is None:
+        left = sender.emitter.stats().queued
+    if left == 0:
+        run.checkpoint = run.done
+    return left
+
+
+def _resume_command(args: argparse.Namespace, skip: int) -> str:
+    """This very command with ``--skip`` set to ``skip`` (any earlier ``--skip`` and its
+    abbreviations, which argparse accepts, removed)."""
+    argv: list[str] = list(getattr(args, "argv", sys.argv[1:]))
+    kept: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            kept += argv[index:]
+            break
+        option = arg.split("=", 1)[0]
+        if len(option) > 3 and "--skip".startswith(option):
+            index += 1 if "=" in arg else 2
+            continue
+        kept.append(arg)
+        index += 1
+    return shell_command([*program(), *kept, "--skip", str(skip)])
 
 
 def _summary(
-    sender: _Sender,
-    progress: _Progress,
-    name: str,
+    sender: Sender,
+    run: _Run,
+    args: argparse.Namespace,
     left: int,
-    stalled: bool,
     elapsed: float,
     out: TextIO,
     err: TextIO,
 ) -> int:
     tally = sender.tally
     rate = tally.delivered / elapsed if elapsed > 0 else 0.0
+    skipped = f" after skipping {args.skip:,}" if args.skip else ""
     print(
-        f"{name}: {progress.lines:,} lines, {progress.queued:,} events queued, "
-        f"{tally.delivered:,} delivered, {tally.dropped + left:,} failed, "
-        f"{progress.bad:,} bad lines in {elapsed:.2f} s ({rate:,.0f} events/s)",
+        escape(
+            f"{run.name}: {max(run.done - args.skip, 0):,} lines{skipped}, {run.queued:,} "
+            f"events queued, {tally.delivered:,} delivered, {tally.dropped + left:,} failed, "
+            f"{run.bad:,} bad lines in {elapsed:.2f} s ({rate:,.0f} events/s)"
+        ),
         file=out,
     )
     problems: list[str] = []
@@ -467,12 +298,26 @@ def _summary(
         problems.append(f"{tally.dropped:,} events dropped: {sender.reason()}")
     if left:
         problems.append(f"not delivered: {sender.reason()}. {sender.fate(left)}")
-    if stalled:
-        problems.append("input was not read to the end")
-    if progress.bad:
-        problems.append(f"{progress.bad:,} bad lines were skipped")
+    if run.bad:
+        problems.append(f"{run.bad:,} bad lines were skipped")
+    if run.interrupted:
+        problems.append(f"interrupted: the last line stored is {run.name}:{run.done}")
+    elif run.stalled:
+        problems.append(f"input was not read to the end: the last line stored is line {run.done}")
     for problem in problems:
-        _error(problem, err)
-    if tally.dropped or left or stalled:
+        error(problem, err)
+    lost = left > 0 and sender.db is None
+    if run.interrupted or run.stalled or lost:
+        resume = run.checkpoint if lost else run.done
+        why = (
+            f" (events after line {resume} held in memory were lost; some may arrive twice)"
+            if lost and resume < run.done
+            else ""
+        )
+        again = " with the same input on stdin" if args.file == "-" else ""
+        print(f"to resume{again}{why}: {_resume_command(args, resume)}", file=err)
+    if run.interrupted:
+        return EXIT_INTERRUPTED
+    if tally.dropped or left or run.stalled:
         return EXIT_NOT_DELIVERED
-    return EXIT_BAD_INPUT if progress.bad else 0
+    return EXIT_BAD_INPUT if run.bad else 0
