@@ -6,11 +6,13 @@ then fails as a whole, every time, with every event tracked since joining it. So
 failing chunk's rows become suspects, sent apart from newer events (at most one more
 request per send); each time a suspect chunk fails while other requests of the same
 send succeed (the collector is up), it is sent next time in chunks half as large,
-until the failing event travels alone. Once it has failed alone
-``RetryPolicy.poison_after`` times while other requests succeeded, it is dropped as
-poison and reported. An outage (every request failing) narrows nothing and counts
-against no event; failures that say nothing about the content (the collector
-unreachable, 408/429/502/503/504) make no suspects.
+until the failing event travels alone. A chunk that fails with no such evidence (it
+was the send's only request, as when the send task batches a burst) is split in halves
+once, which gives the evidence: one half goes through, or both fail like an outage.
+Once an event has failed alone ``RetryPolicy.poison_after`` times while other requests
+succeeded, it is dropped as poison and reported. An outage (every request failing)
+costs at most that one split and counts against no event; failures that say nothing
+about the content (the collector unreachable, 408/429/502/503/504) make no suspects.
 
 The memory is per process and per emitter, like ``max_attempts``' counts: a restart
 starts over, which costs a few more requests, never an event.
@@ -62,17 +64,20 @@ class Isolation:
     def failed(self, ids: Sequence[int], *, mixed: bool, poison_after: int | None) -> bool:
         """Rows of one request failed in a way that may be about their content.
 
-        They become suspects, sent apart from newer rows. When other requests of the
-        same send succeeded (``mixed``), several rows get requests half as large next
-        time, and a single row counts a strike; True means it is poison.
+        They become suspects, sent apart from newer rows. Several rows get requests half
+        as large next time when other requests of the same send succeeded (``mixed``),
+        or once without that evidence; a single row counts a strike only when ``mixed``.
+        True means it is poison.
         """
         self.suspects.update(ids)
-        if not mixed:
-            return False
         if len(ids) > 1:
+            if not mixed and any(row_id in self.limits for row_id in ids):
+                return False  # split once already without evidence: an outage, stop here
             limit = (len(ids) + 1) // 2
             for row_id in ids:
                 self.limits[row_id] = limit
+            return False
+        if not mixed:
             return False
         if poison_after is None:
             return False

@@ -344,8 +344,11 @@ async def test_a_poison_event_is_isolated_and_dropped_and_the_others_delivered(
     async with at.Tracker(emitter) as tracker:
         for n in range(300):
             await tracker.track_struct_event("shop", "poison" if n == 150 else f"view-{n}")
-        # Every other event arrives although it shared a chunk with the poison one.
-        assert await tracker.flush(timeout=20) <= 1  # the poison one, unless dropped already
+        # Every other event arrives although it shared a chunk with the poison one (the
+        # send task may batch all 300 in one request: that chunk is split to find it).
+        for _ in range(20):
+            if await tracker.flush(timeout=20) <= 1:  # the poison one, unless dropped
+                break
         assert len(collector.good) == 299
         rounds = 0
         while not calls.dropped("poison") and rounds < 10:

@@ -86,16 +86,33 @@ def test_a_chunk_failing_while_others_succeed_is_halved_then_its_lone_event_is_p
     assert 1 not in isolation.suspects
 
 
-def test_an_outage_neither_halves_nor_strikes() -> None:
+def test_an_outage_splits_a_chunk_once_and_then_neither_halves_nor_strikes() -> None:
     isolation = Isolation()
     policy = at.RetryPolicy(poison_after=1)
-    for _ in range(3):
-        result = settle(
-            [Outcome(rows(1, 2, 3, 4), 500), Outcome(rows(9), 500)], policy, {}, isolation
-        )
+    stored = rows(1, 2, 3, 4, 9)
+    for _ in range(4):
+        chunks = isolation.chunks(stored, 40_000)
+        result = settle([Outcome(chunk, 500) for chunk in chunks], policy, {}, isolation)
         assert result.delete == []
-    assert isolation.limits == {}
-    assert [len(c) for c in isolation.chunks(rows(1, 2, 3, 4, 9, 10), 40_000)] == [1, 5]
+    assert [len(c) for c in isolation.chunks(stored, 40_000)] == [3, 2]
+    assert isolation.strikes == {}
+
+
+def test_a_lone_failing_chunk_is_split_so_a_poison_event_can_be_found() -> None:
+    isolation = Isolation()
+    policy = at.RetryPolicy(poison_after=2)
+    stored = rows(1, 2, 3, 4, 5, 6, 7, 8)
+    poison = 6
+    dropped = []
+    for n in range(8):
+        chunks = isolation.chunks(stored, 40_000)
+        outcomes = [Outcome(c, 500 if any(r.id == poison for r in c) else 200) for c in chunks]
+        result = settle(outcomes, policy, {}, isolation)
+        dropped += [f.reason for f in result.failures if f.dropped]
+        stored = [row for row in stored if row.id not in result.delete] + rows(100 + n)
+    assert dropped == ["poison"]
+    assert poison not in {row.id for row in stored}
+    assert isolation.strikes == {}  # forgotten once dropped
 
 
 @pytest.mark.parametrize("status", [429, 503], ids=str)
