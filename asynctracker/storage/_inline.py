@@ -1,0 +1,144 @@
+"""Short inserts run on the event loop's own thread, on a connection that never waits.
+
+A lone caller awaiting each ``track_*`` in turn paid, per event, two thread hops, an
+asyncio lock and a group commit's wait for stragglers around an INSERT that takes a
+fraction of any of them (see benchmarks/README.md). So SQLiteStorage keeps a second
+sqlite3 connection, used on the loop's thread, for one-row inserts, set up so that the
+loop can never wait on it:
+
+* ``busy_timeout=0``: when another connection (this storage's own send loop on its
+  thread, or another process) holds the write lock, the insert fails at once with
+  SQLITE_BUSY, nothing committed, and the storage hands that row to its thread instead.
+  Never a retry on the loop.
+* ``wal_autocheckpoint=0``: a commit here never copies the WAL into the database; the
+  storage checkpoints from its thread (``checkpoint_due``).
+* never with ``synchronous="FULL"`` or ``"EXTRA"``: those fsync on every commit.
+* a watchdog: each statement is timed; one slower than ``_SLOW_STATEMENT`` or a moving
+  average above ``_SLOW_AVERAGE`` (a slow disk, the kernel throttling writeback) sends
+  inserts back to the thread for ``_PAUSE`` seconds.
+* one caller at a time: when a second task inserts in the same loop turn, callers are
+  concurrent and share the thread's group commit (one transaction for many rows,
+  written while the loop builds more events) instead.
+
+The statement is a plain autocommit INSERT: when it returns, the row is committed, as
+with the thread's transaction (WAL with ``synchronous=NORMAL`` survives the process
+being killed). The connection is a ``ForkSafeConnection``, so a fork waits for it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+
+from ._forksafe import ForkSafeConnection
+
+__all__ = ["InlineWriter"]
+
+logger = logging.getLogger("asynctracker")
+
+# One statement slower than this (seconds), or an average above _SLOW_AVERAGE, and
+# inserts go back to the thread for _PAUSE seconds.
+_SLOW_STATEMENT = 0.004
+_SLOW_AVERAGE = 0.001
+_AVERAGE_WEIGHT = 0.05
+_PAUSE = 5.0
+# Inline commits between two checkpoints run from the storage's thread.
+_CHECKPOINT_EVERY = 2000
+_INSERT = "INSERT INTO events(event) VALUES (?)"
+
+
+# sqlite3.SQLITE_BUSY and SQLITE_LOCKED exist from Python 3.11 only.
+_BUSY_CODES = (5, 6)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _BUSY_CODES
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+class InlineWriter:
+    """The loop-thread connection of one SQLiteStorage, and when it may be used.
+
+    Made by ``open`` (blocking: run it in a worker thread); used only from the thread
+    of the event loop the storage belongs to.
+    """
+
+    __slots__ = ("_average", "_conn", "_paused_until", "_since_checkpoint", "_turn_task")
+
+    def __init__(self, conn: ForkSafeConnection) -> None:
+        self._conn = conn
+        self._average = 0.0
+        self._paused_until = 0.0
+        self._since_checkpoint = 0
+        self._turn_task: object = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], synchronous: str) -> InlineWriter:
+        """Open the connection (the schema and WAL mode already exist). Blocking."""
+        conn = ForkSafeConnection(path, timeout=0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn)
+
+    def close(self) -> None:
+        """Close the connection. Blocking only briefly (it is never the file's last)."""
+        self._conn.close()
+
+    def try_insert(self, raw: str, loop: asyncio.AbstractEventLoop) -> bool:
+        """Commit one row now, on this thread; False if it must go to the thread instead
+        (another caller in this loop turn, the watchdog's pause, a lock held elsewhere,
+        or any error: the thread's attempt then reports it). Nothing is committed when
+        this returns False."""
+        task = asyncio.current_task(loop)
+        owner = self._turn_task
+        if owner is None:
+            self._turn_task = task
+            loop.call_soon(self._new_turn)
+        elif owner is not task:
+            return False
+        started = time.perf_counter()
+        if started < self._paused_until:
+            return False
+        try:
+            self._conn.execute(_INSERT, (raw,))
+        except sqlite3.Error as exc:
+            if not _is_busy(exc):
+                logger.warning("inline SQLite insert failed, using the thread: %s", exc)
+                self._paused_until = time.perf_counter() + _PAUSE
+            return False
+        took = time.perf_counter() - started
+        self._average += (took - self._average) * _AVERAGE_WEIGHT
+        if took > _SLOW_STATEMENT or self._average > _SLOW_AVERAGE:
+            logger.info(
+                "SQLite inserts are slow (%.1f ms); running them on a thread for %.0fs",
+                took * 1000,
+                _PAUSE,
+            )
+            self._paused_until = started + took + _PAUSE
+            self._average = 0.0
+        self._since_checkpoint += 1
+        return True
+
+    def checkpoint_due(self) -> bool:
+        """True once every ``_CHECKPOINT_EVERY`` inline commits (then counts afresh)."""
+        if self._since_checkpoint < _CHECKPOINT_EVERY:
+            return False
+        self._since_checkpoint = 0
+        return True
+
+    def new_loop(self) -> None:
+        """Forget the turn's caller: its ``call_soon`` may never run (loop closed)."""
+        self._turn_task = None
+
+    def _new_turn(self) -> None:
+        self._turn_task = None
