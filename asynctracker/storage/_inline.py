@@ -13,12 +13,12 @@ loop can never wait on it:
 * ``wal_autocheckpoint=0``: a commit here never copies the WAL into the database; the
   storage checkpoints from its thread (``checkpoint_due``).
 * never with ``synchronous="FULL"`` or ``"EXTRA"``: those fsync on every commit.
-* a watchdog: each statement is timed; one slower than ``_SLOW_STATEMENT`` or a moving
-  average above ``_SLOW_AVERAGE`` (a slow disk, the kernel throttling writeback) sends
-  inserts back to the thread for ``_PAUSE`` seconds.
+* a watchdog: each statement is timed; a moving average above ``_SLOW_AVERAGE`` (a
+  slow disk, the kernel throttling writeback) or one statement slower than
+  ``_SLOW_STATEMENT`` sends inserts back to the thread for ``_PAUSE`` seconds.
 * one caller at a time: when a second task inserts in the same loop turn, callers are
   concurrent and share the thread's group commit (one transaction for many rows,
-  written while the loop builds more events) instead.
+  written while the loop builds more events) instead, for the next few turns too.
 
 The statement is a plain autocommit INSERT: when it returns, the row is committed, as
 with the thread's transaction (WAL with ``synchronous=NORMAL`` survives the process
@@ -39,15 +39,21 @@ __all__ = ["InlineWriter"]
 
 logger = logging.getLogger("asynctracker")
 
-# One statement slower than this (seconds), or an average above _SLOW_AVERAGE, and
-# inserts go back to the thread for _PAUSE seconds.
-_SLOW_STATEMENT = 0.004
+# One statement slower than this (seconds), or a moving average above _SLOW_AVERAGE,
+# and inserts go back to the thread for _PAUSE seconds. A single statement of a few ms
+# is mostly this thread being descheduled on a busy machine, not the disk: it counts
+# in the average; only a real stall trips the watchdog alone.
+_SLOW_STATEMENT = 0.025
 _SLOW_AVERAGE = 0.001
-_AVERAGE_WEIGHT = 0.05
-_PAUSE = 5.0
+_AVERAGE_WEIGHT = 0.02
+_PAUSE = 2.0
 # Inline commits between two checkpoints run from the storage's thread.
 _CHECKPOINT_EVERY = 2000
 _INSERT = "INSERT INTO events(event) VALUES (?)"
+# Once two tasks insert in one loop turn, inserts go to the thread's group commit for
+# this many turns: concurrent callers share one transaction written on the other core
+# while the loop builds more events, where inline commits would run one by one on it.
+_CROWDED_TURNS = 8
 
 
 # sqlite3.SQLITE_BUSY and SQLITE_LOCKED exist from Python 3.11 only.
@@ -69,7 +75,14 @@ class InlineWriter:
     of the event loop the storage belongs to.
     """
 
-    __slots__ = ("_average", "_conn", "_paused_until", "_since_checkpoint", "_turn_task")
+    __slots__ = (
+        "_average",
+        "_conn",
+        "_crowded",
+        "_paused_until",
+        "_since_checkpoint",
+        "_turn_task",
+    )
 
     def __init__(self, conn: ForkSafeConnection) -> None:
         self._conn = conn
@@ -77,6 +90,7 @@ class InlineWriter:
         self._paused_until = 0.0
         self._since_checkpoint = 0
         self._turn_task: object = None
+        self._crowded = 0  # loop turns left in which callers count as concurrent
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], synchronous: str) -> InlineWriter:
@@ -105,6 +119,9 @@ class InlineWriter:
             self._turn_task = task
             loop.call_soon(self._new_turn)
         elif owner is not task:
+            self._crowded = _CROWDED_TURNS
+            return False
+        if self._crowded:
             return False
         started = time.perf_counter()
         if started < self._paused_until:
@@ -136,9 +153,7 @@ class InlineWriter:
         self._since_checkpoint = 0
         return True
 
-    def new_loop(self) -> None:
-        """Forget the turn's caller: its ``call_soon`` may never run (loop closed)."""
-        self._turn_task = None
-
     def _new_turn(self) -> None:
         self._turn_task = None
+        if self._crowded:
+            self._crowded -= 1
