@@ -166,6 +166,9 @@ class SQLiteStorage:
         self._group = self._new_group()
         self._next_reclaim = 0.0
         self._last_claim_stamp = 0.0
+        # Claimed rows whose delete (after delivery) or release failed; see claim.
+        self._undeleted: set[int] = set()
+        self._unreleased: set[int] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -228,6 +231,8 @@ class SQLiteStorage:
         """After fork: the parent's connection thread does not exist here. Start over."""
         self._pid = os.getpid()
         self._owner = new_owner_id()
+        self._undeleted.clear()  # the parent's rows: it settles them
+        self._unreleased.clear()
         if self._conn is not None:
             # Its sqlite3 connection was closed at the fork (_forksafe); kept so that
             # aiosqlite does not warn that its wrapper was collected unclosed.
@@ -330,6 +335,8 @@ class SQLiteStorage:
             if self._conn is not None:
                 # On failure the claims still come back: they expire, or we are seen dead.
                 with contextlib.suppress(StorageError):
+                    if self._undeleted:
+                        await self.delete_event_rows(list(self._undeleted))
                     await self._fetch(
                         "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner = ?",
                         (self._owner,),
@@ -493,7 +500,21 @@ class SQLiteStorage:
         return int(counted[0][0])
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
-        """Delete the events with these ids; return how many existed."""
+        """Delete the events with these ids; return how many existed.
+
+        If it fails (the file stayed locked, the disk is full), rows this storage had
+        claimed stay claimed and are neither released nor sent again: the next claim
+        deletes them first. They were delivered; a resend would duplicate them.
+        """
+        try:
+            deleted = await self._delete(ids)
+        except StorageError:
+            self._undeleted.update(ids)
+            raise
+        self._undeleted.difference_update(ids)
+        return deleted
+
+    async def _delete(self, ids: Sequence[int]) -> int:
         statements = [
             (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))})", chunk)
             for chunk in _chunks(list(ids), _MAX_PARAMS)
@@ -545,6 +566,10 @@ class SQLiteStorage:
         A claimed row is invisible to other claimers until this storage deletes or
         releases it, closes, dies, or the claim expires.
         """
+        if self._undeleted:
+            await self.delete_event_rows(list(self._undeleted))
+        if self._unreleased:
+            await self.release_event_rows(list(self._unreleased))
         now = time.time()
         if now >= self._next_reclaim:
             self._next_reclaim = now + _RECLAIM_INTERVAL
@@ -566,7 +591,21 @@ class SQLiteStorage:
         )
 
     async def release_event_rows(self, ids: Sequence[int]) -> None:
-        """Give back claimed rows (their send failed) so they can be claimed again."""
+        """Give back claimed rows (their send failed) so they can be claimed again.
+
+        Rows whose delete failed are kept (see ``delete_event_rows``). If the release
+        fails, the next claim by this storage releases them first: they come back to
+        this process, not only to the next one.
+        """
+        ids = [row_id for row_id in ids if row_id not in self._undeleted]
+        try:
+            await self._release(ids)
+        except StorageError:
+            self._unreleased.update(ids)
+            raise
+        self._unreleased.difference_update(ids)
+
+    async def _release(self, ids: Sequence[int]) -> None:
         statements = [
             (
                 "UPDATE events SET owner = NULL, claimed_until = NULL "
@@ -579,7 +618,9 @@ class SQLiteStorage:
             await self._transaction(statements)
 
     async def reclaim_abandoned_rows(self) -> int:
-        """Release rows whose owner process is dead or whose claim expired."""
+        """Release rows whose owner process is dead or whose claim expired, this
+        storage's own expired claims included (a send never takes ``claim_ttl``; rows
+        whose delete failed after delivery are kept, see ``delete_event_rows``)."""
         owners = [
             str(row[0])
             for row in await self._fetch(
@@ -587,13 +628,13 @@ class SQLiteStorage:
                 (self._owner,),
             )
         ]
-        if not owners:
-            return 0
-        dead = await asyncio.to_thread(dead_owners, owners, me=self._owner)
+        dead = await asyncio.to_thread(dead_owners, owners, me=self._owner) if owners else []
+        # While some rows await their delete, this storage's own claims stay as they are.
+        keep_own = self._owner if self._undeleted else ""
         _, released = await self._execute(
             "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner IS NOT NULL "
             f"AND owner != ? AND (claimed_until < ? OR owner IN ({_placeholders(len(dead))}))",
-            [self._owner, time.time(), *dead],
+            [keep_own, time.time(), *dead],
         )
         return released
 
