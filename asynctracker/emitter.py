@@ -473,7 +473,12 @@ class Emitter:
         self._wake()
 
     async def _make_room(self, count: int) -> bool:
-        """Apply the overflow policy; False means the new events must not be stored."""
+        """Apply the overflow policy; False means the new events must not be stored.
+
+        The queue never exceeds ``max_events``. ``drop_oldest`` drops the oldest events
+        not being sent (a request in flight keeps its rows until its outcome); when
+        too few such events are stored, it drops the new events instead.
+        """
         excess = self._queued + count - self.max_events
         if excess <= 0:
             return True
@@ -489,10 +494,18 @@ class Emitter:
         if self.overflow == "drop_newest" or count > self.max_events:
             await self._report_dropped(count, NOT_SENT, "queue full (drop_newest)")
             return False
+        # Rows being sent cannot be dropped (their request is in flight): when too few
+        # others are stored, the new events are dropped instead, so the queue never
+        # holds more than max_events.
         dropped = await ops.delete_oldest_rows(self.storage, excess)
         self._queued -= dropped
         if dropped:
             await self._report_dropped(dropped, NOT_SENT, "queue full (drop_oldest)")
+        if dropped < excess:
+            await self._report_dropped(
+                count, NOT_SENT, "queue full of events being sent (drop_oldest)"
+            )
+            return False
         return True
 
     # -- the send task ------------------------------------------------------------------
