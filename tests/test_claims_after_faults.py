@@ -15,8 +15,11 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import asynctracker as at
 from asynctracker.collector import Collector, ReceivedRequest, Reply
+from asynctracker.storage import sqlite as sqlite_module
 
 FAST_RETRY = at.RetryPolicy(backoff_base=0.05, backoff_cap=0.3)
 LOCK_HELD = 0.8  # seconds: past two busy timeouts (the settle and its fallback)
@@ -118,3 +121,20 @@ async def test_an_expired_claim_comes_back_to_the_process_that_made_it(tmp_path:
         await asyncio.sleep(0.3)
         assert await storage.reclaim_abandoned_rows() == 10
         assert [row.id for row in await storage.claim_event_rows(10)] == [row.id for row in claimed]
+
+
+async def test_the_file_shrinks_once_a_large_backlog_is_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "_VACUUM_AFTER_DELETES", 1000)
+    monkeypatch.setattr(sqlite_module, "_VACUUM_MIN_FREE", 16)
+    path = tmp_path / "shrink.db"
+    async with at.SQLiteStorage(path) as storage:
+        filler = "x" * 500
+        await storage.add_event_rows([{"e": "pv", "url": filler} for _ in range(5000)])
+    full = path.stat().st_size  # closed: every page is in the file now
+    async with at.SQLiteStorage(path) as storage:
+        while rows := await storage.claim_event_rows(500):
+            await storage.delete_event_rows([row.id for row in rows])
+        assert await storage.claim_event_rows(500) == []
+    assert path.stat().st_size < full / 10

@@ -73,6 +73,11 @@ class ForkSafeConnection(sqlite3.Connection):
                 return _Rows(self._transaction(parameters))
             return _Rows(super().execute(sql, parameters).fetchall())
 
+    def execute_only(self, sql: str, parameters: Any = (), /) -> None:
+        """Run a statement that returns no rows (an INSERT), with no rows object made."""
+        with self._gate:
+            super().execute(sql, parameters)
+
     def _transaction(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
         execute = super().execute
         execute("BEGIN IMMEDIATE")

@@ -6,10 +6,11 @@ fraction of any of them (see benchmarks/README.md). So SQLiteStorage keeps a sec
 sqlite3 connection, used on the loop's thread, for one-row inserts, set up so that the
 loop can never wait on it:
 
-* ``busy_timeout=0``: when another connection (this storage's own send loop on its
-  thread, or another process) holds the write lock, the insert fails at once with
-  SQLITE_BUSY, nothing committed, and the storage hands that row to its thread instead.
-  Never a retry on the loop.
+* ``busy_timeout=0``: when another connection holds the write lock, the insert fails at
+  once with SQLITE_BUSY, nothing committed. If the holder is the storage's own thread
+  (a claim or delete in progress), the caller waits for that trip to end without
+  blocking the loop and tries once more; otherwise, or if that fails too, the row goes
+  to the thread. Never a retry loop on the loop.
 * ``wal_autocheckpoint=0``: a commit here never copies the WAL into the database; the
   storage checkpoints from its thread (``checkpoint_due``).
 * never with ``synchronous="FULL"`` or ``"EXTRA"``: those fsync on every commit.
@@ -40,12 +41,14 @@ __all__ = ["InlineWriter"]
 logger = logging.getLogger("asynctracker")
 
 # One statement slower than this (seconds), or a moving average above _SLOW_AVERAGE,
-# and inserts go back to the thread for _PAUSE seconds. A single statement of a few ms
-# is mostly this thread being descheduled on a busy machine, not the disk: it counts
-# in the average; only a real stall trips the watchdog alone.
-_SLOW_STATEMENT = 0.025
-_SLOW_AVERAGE = 0.001
-_AVERAGE_WEIGHT = 0.02
+# and inserts go back to the thread for _PAUSE seconds. The time includes taking the
+# GIL back after sqlite3_step (up to the 5 ms switch interval while another thread
+# runs Python) and this thread being descheduled on a busy machine: single statements
+# of tens of ms were common on the shared benchmark machine, with a healthy disk. So
+# they count in the average, and only a real stall trips the watchdog alone.
+_SLOW_STATEMENT = 0.1
+_SLOW_AVERAGE = 0.002
+_AVERAGE_WEIGHT = 0.01
 _PAUSE = 2.0
 # Inline commits between two checkpoints run from the storage's thread.
 _CHECKPOINT_EVERY = 2000
@@ -108,11 +111,10 @@ class InlineWriter:
         """Close the connection. Blocking only briefly (it is never the file's last)."""
         self._conn.close()
 
-    def try_insert(self, raw: str, loop: asyncio.AbstractEventLoop) -> bool:
-        """Commit one row now, on this thread; False if it must go to the thread instead
-        (another caller in this loop turn, the watchdog's pause, a lock held elsewhere,
-        or any error: the thread's attempt then reports it). Nothing is committed when
-        this returns False."""
+    def may_insert(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """May the running task insert inline now? Not when another task inserted in
+        this loop turn or a few turns before (concurrent callers), nor while the
+        watchdog has paused inline inserts."""
         task = asyncio.current_task(loop)
         owner = self._turn_task
         if owner is None:
@@ -121,17 +123,20 @@ class InlineWriter:
         elif owner is not task:
             self._crowded = _CROWDED_TURNS
             return False
-        if self._crowded:
-            return False
+        return not self._crowded and time.perf_counter() >= self._paused_until
+
+    def insert(self, raw: str) -> bool | None:
+        """Commit one row now, on this thread: True once committed; None if another
+        connection holds the write lock; False on any other error (logged; the
+        thread's attempt then reports it). Nothing is committed unless True."""
         started = time.perf_counter()
-        if started < self._paused_until:
-            return False
         try:
-            self._conn.execute(_INSERT, (raw,))
+            self._conn.execute_only(_INSERT, (raw,))
         except sqlite3.Error as exc:
-            if not _is_busy(exc):
-                logger.warning("inline SQLite insert failed, using the thread: %s", exc)
-                self._paused_until = time.perf_counter() + _PAUSE
+            if _is_busy(exc):
+                return None
+            logger.warning("inline SQLite insert failed, using the thread: %s", exc)
+            self._paused_until = time.perf_counter() + _PAUSE
             return False
         took = time.perf_counter() - started
         self._average += (took - self._average) * _AVERAGE_WEIGHT

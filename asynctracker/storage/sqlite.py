@@ -56,6 +56,13 @@ _MAX_PARAMS = 999
 # Rows one group commit writes: one INSERT statement, so one trip to the SQLite thread
 # (a single add_event_rows call with more rows still goes in one transaction).
 _MAX_GROUP = _MAX_PARAMS
+# Bytes the WAL is cut back to after a checkpoint that emptied it.
+_WAL_SIZE_LIMIT = 16 * 1024 * 1024
+# Once this many rows were deleted, an empty claim checks for free pages; above
+# _VACUUM_MIN_FREE it returns them to the file system, _VACUUM_CHUNK pages per trip.
+_VACUUM_AFTER_DELETES = 10_000
+_VACUUM_MIN_FREE = 1024
+_VACUUM_CHUNK = 2048
 # How often claim_event_rows looks for rows held by dead or expired owners.
 _RECLAIM_INTERVAL = 5.0
 _SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
@@ -169,6 +176,7 @@ class SQLiteStorage:
         # Claimed rows whose delete (after delivery) or release failed; see claim.
         self._undeleted: set[int] = set()
         self._unreleased: set[int] = set()
+        self._deleted_since_vacuum = 0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -306,7 +314,11 @@ class SQLiteStorage:
             try:
                 conn = await pending
                 await conn.execute_fetchall(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+                # New files only (a no-op once a table exists): lets _reclaim_space
+                # hand the pages of a drained backlog back to the file system.
+                await conn.execute_fetchall("PRAGMA auto_vacuum=INCREMENTAL")
                 await conn.execute_fetchall("PRAGMA journal_mode=WAL")
+                await conn.execute_fetchall(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
                 await conn.execute_fetchall(f"PRAGMA synchronous={self._synchronous}")
                 await conn.executescript(_SCHEMA)
                 return conn
@@ -448,12 +460,29 @@ class SQLiteStorage:
             and loop is not None
             and self._group.idle
             and self._checkpointing is None
-            and inline.try_insert(raw, loop)
+            and inline.may_insert(loop)
         ):
-            if inline.checkpoint_due() and self._checkpointing is None:
-                self._checkpointing = loop.create_task(self._checkpoint())
-            return None
+            done = inline.insert(raw)
+            if done:
+                if inline.checkpoint_due():
+                    self._checkpointing = loop.create_task(self._checkpoint())
+                return None
+            if done is None and self._lock is not None and self._lock.locked():
+                return self._insert_after_trip(inline, raw)
         return self._group.queue([raw])
+
+    async def _insert_after_trip(self, inline: InlineWriter, raw: str) -> None:
+        """The inline insert found the file locked while this storage's thread was on
+        a trip (a claim, a delete): most likely by that trip. Wait for it to end (the
+        loop runs meanwhile) and, holding the lock that keeps the thread idle, commit
+        inline once more: cheaper than queueing the row behind the trip and then
+        hopping to the thread. Locked by someone else still: the thread's turn."""
+        lock = self._lock
+        assert lock is not None
+        async with lock:
+            if self._inline is inline and inline.insert(raw):
+                return
+        await self._group.queue([raw])
 
     async def _checkpoint(self) -> None:
         """Copy the WAL into the database from the thread (the inline connection never
@@ -512,7 +541,26 @@ class SQLiteStorage:
             self._undeleted.update(ids)
             raise
         self._undeleted.difference_update(ids)
+        self._deleted_since_vacuum += deleted
         return deleted
+
+    async def _reclaim_space(self) -> None:
+        """The queue is empty after many deletes: shrink the file (incremental
+        auto_vacuum, on files this version created). A chunk of pages per trip, so
+        inserts and other processes get the lock in between."""
+        self._deleted_since_vacuum = 0
+        if (await self._fetch("PRAGMA auto_vacuum"))[0][0] != 2:
+            return  # an older file, made without incremental auto_vacuum
+        while (await self._fetch("PRAGMA freelist_count"))[0][0] >= _VACUUM_MIN_FREE:
+            conn = await self._connection()
+            assert self._lock is not None
+            try:
+                async with self._lock:
+                    # executescript: the pragma frees one page per step, and only
+                    # sqlite3_exec steps it to the end.
+                    await conn.executescript(f"PRAGMA incremental_vacuum({_VACUUM_CHUNK})")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
 
     async def _delete(self, ids: Sequence[int]) -> int:
         statements = [
@@ -584,6 +632,8 @@ class SQLiteStorage:
             (self._owner, stamp, max(limit, 0)),
         )
         if not claimed:
+            if self._deleted_since_vacuum >= _VACUUM_AFTER_DELETES:
+                await self._reclaim_space()
             return []
         return await self._fetch_rows(
             "SELECT id, event FROM events WHERE owner = ? AND claimed_until = ?",
