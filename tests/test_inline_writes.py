@@ -139,7 +139,7 @@ async def test_the_wal_is_checkpointed_from_the_thread_while_inserts_run_inline(
         for n in range(600):
             await storage.add_event_row(payload(n))
             if n % 20 == 0:
-                await asyncio.sleep(0.002)  # the checkpoint runs on the thread
+                await asyncio.sleep(0.01)  # the checkpoint runs on the thread
         wal_pages = path.with_name(path.name + "-wal").stat().st_size // 4096
         assert wal_pages < 200  # one page per commit: 600 without checkpoints
         assert len(stored_actions(path)) == 600
