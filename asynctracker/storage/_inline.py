@@ -96,12 +96,18 @@ class InlineWriter:
         self._crowded = 0  # loop turns left in which callers count as concurrent
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], synchronous: str) -> InlineWriter:
-        """Open the connection (the schema and WAL mode already exist). Blocking."""
+    def open(
+        cls, path: str | os.PathLike[str], synchronous: str, wal_size_limit: int
+    ) -> InlineWriter:
+        """Open the connection (the schema and WAL mode already exist). Blocking.
+
+        ``wal_size_limit``: bytes the WAL is cut back to when this connection starts it
+        over (it is often the first writer after a checkpoint)."""
         conn = ForkSafeConnection(path, timeout=0, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute(f"PRAGMA journal_size_limit={wal_size_limit}")
         except BaseException:
             conn.close()
             raise

@@ -285,7 +285,9 @@ class SQLiteStorage:
         """The loop-thread connection for lone inserts, or None if it cannot be had
         (every insert then runs on the thread)."""
         try:
-            return await asyncio.to_thread(InlineWriter.open, self.path, self._synchronous)
+            return await asyncio.to_thread(
+                InlineWriter.open, self.path, self._synchronous, _WAL_SIZE_LIMIT
+            )
         except sqlite3.Error as exc:
             logger.warning("SQLite inserts will run on a thread only: %s", exc)
             return None
