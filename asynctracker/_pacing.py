@@ -1,8 +1,9 @@
 """Sharing the event loop when the storage never suspends.
 
-``await storage.add_event_row()`` on MemoryStorage returns without suspending, so a task
-that loops on ``await tracker.track_*()`` would keep the event loop to itself: the send
-task, a health check, every other request would wait until it stopped. The emitter
+``await storage.add_event_row()`` on MemoryStorage (and on SQLiteStorage for a caller
+alone on the loop) returns without suspending, so a task that loops on
+``await tracker.track_*()`` would keep the event loop to itself: the send task, a health
+check, every other request would wait until it stopped. The emitter
 therefore gives each loop turn a budget of adding time:
 
 * once a turn has spent ``budget`` seconds adding events, a task that already added one
@@ -36,8 +37,8 @@ class Pacing:
     """One emitter's adding budget per loop turn (see the module docstring).
 
     The emitter reads ``started`` on its hot path and calls ``take_turn`` only once a
-    turn is over budget. It gives SQLiteStorage an infinite budget (every insert
-    suspends there, so no task adds twice in a turn), which then costs a comparison.
+    turn is over budget. Every storage gets the budget: SQLiteStorage, too, commits a
+    lone caller's insert without suspending (``storage/_inline``).
     """
 
     __slots__ = ("_repeaters", "_sitters", "budget", "started")

@@ -19,7 +19,6 @@ import enum
 import importlib
 import inspect
 import logging
-import math
 import os
 import time
 import warnings
@@ -69,8 +68,16 @@ _DEFAULT_MAX_EVENTS_MEMORY = 100_000
 # a turn (see _pacing).
 _TURN_BUDGET = 0.0005
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
+# Seconds the send task waits for a full batch while events keep arriving, before it
+# claims (Kafka's linger.ms): one claim and full requests instead of a wake-up per event.
+_LINGER = 0.005
 # Loop-end hooks copied from the parent by fork(); see _check_fork.
 _INHERITED_HOOKS: list[object] = []
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _State(enum.Enum):
@@ -200,6 +207,9 @@ class Emitter:
         self._task: asyncio.Task[bool] | None = None
         self._retry_handle: asyncio.TimerHandle | None = None
         self._wakeup = False
+        self._fresh = 0  # events stored since the send task last claimed
+        self._batch_ready: asyncio.Future[None] | None = None
+        self._hurry = False  # flush() waits: send without lingering
         self._failures_in_a_row = 0
         self._attempts: dict[int, int] = {}
         self._cut_off: list[EventRow] | None = None
@@ -241,7 +251,7 @@ class Emitter:
             if self._state is not _State.UNOPENED:
                 return
             await ops.open_storage(self.storage)
-            self._queued = await ops.count_rows(self.storage)
+            self._queued = self._fresh = await ops.count_rows(self.storage)
             if self._owns_client:
                 self._client = await asyncio.to_thread(self._new_client)
             assert self._client is not None
@@ -293,9 +303,9 @@ class Emitter:
         )
 
     def _new_pacing(self) -> Pacing:
-        # SQLiteStorage suspends on every insert (it awaits its thread), so a task never
-        # adds twice in one loop turn there: no budget to watch.
-        return Pacing(math.inf if isinstance(self.storage, SQLiteStorage) else _TURN_BUDGET)
+        # Every storage may now store without suspending (SQLiteStorage commits a lone
+        # caller's insert inline), so every one gets the turn budget.
+        return Pacing(_TURN_BUDGET)
 
     async def _ensure_open(self) -> None:
         if (
@@ -377,6 +387,8 @@ class Emitter:
         self._retry_handle = None
         self._open_lock = None
         self._sender = None
+        self._batch_ready = None
+        self._hurry = False
         self._attempts.clear()
         self._pacing = self._new_pacing()
 
@@ -467,7 +479,9 @@ class Emitter:
         group_commit = self._group_commit
         try:
             if group_commit is not None and group_commit is self.storage:
-                await group_commit._add_event_row_nowait(payload, self._loop)
+                pending = group_commit._add_event_row_nowait(payload, self._loop)
+                if pending is not None:
+                    await pending
             else:
                 await self.storage.add_event_row(
                     plain(payload) if self._plain_payloads else payload
@@ -477,6 +491,9 @@ class Emitter:
         except Exception as exc:
             raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
         self._queued += 1
+        self._fresh += 1
+        if self._batch_ready is not None and self._fresh >= self.send_limit:
+            _resolve(self._batch_ready)
         self._wake()
         if pacing.started is None:
             pacing.start_turn()
@@ -494,10 +511,18 @@ class Emitter:
         except Exception as exc:
             raise StorageError(f"storage {self.storage!r} failed to add events: {exc}") from exc
         self._queued += count
+        self._fresh += count
+        if self._batch_ready is not None and self._fresh >= self.send_limit:
+            _resolve(self._batch_ready)
         self._wake()
 
     async def _make_room(self, count: int) -> bool:
-        """Apply the overflow policy; False means the new events must not be stored."""
+        """Apply the overflow policy; False means the new events must not be stored.
+
+        The queue never exceeds ``max_events``. ``drop_oldest`` drops the oldest events
+        not being sent (a request in flight keeps its rows until its outcome); when
+        too few such events are stored, it drops the new events instead.
+        """
         excess = self._queued + count - self.max_events
         if excess <= 0:
             return True
@@ -513,10 +538,18 @@ class Emitter:
         if self.overflow == "drop_newest" or count > self.max_events:
             await self._report_dropped(count, NOT_SENT, "queue full (drop_newest)")
             return False
+        # Rows being sent cannot be dropped (their request is in flight): when too few
+        # others are stored, the new events are dropped instead, so the queue never
+        # holds more than max_events.
         dropped = await ops.delete_oldest_rows(self.storage, excess)
         self._queued -= dropped
         if dropped:
             await self._report_dropped(dropped, NOT_SENT, "queue full (drop_oldest)")
+        if dropped < excess:
+            await self._report_dropped(
+                count, NOT_SENT, "queue full of events being sent (drop_oldest)"
+            )
+            return False
         return True
 
     # -- the send task ------------------------------------------------------------------
@@ -557,7 +590,12 @@ class Emitter:
         try:
             while True:
                 self._wakeup = False
+                if self._fresh < self.send_limit and not self._hurry:
+                    await self._linger()
+                self._fresh = 0
                 rows = await ops.claim_rows(self.storage, self.send_limit)
+                if len(rows) >= self.send_limit:
+                    self._fresh += len(rows)  # a full claim: more may wait, do not linger
                 if not rows:
                     if self._wakeup:
                         continue
@@ -587,6 +625,22 @@ class Emitter:
             with contextlib.suppress(RuntimeError):
                 if self._task is asyncio.current_task():
                     self._task = None
+                    self._hurry = False
+
+    async def _linger(self) -> None:
+        """Wait up to ``_LINGER`` seconds for a full batch (``send_limit`` events stored
+        since the last claim), or for ``flush()``. A caller tracking one event at a time
+        would otherwise wake the send task per event, and each wake-up costs a claim, a
+        request and a delete in the very loop turns the caller's inserts wait in."""
+        loop = asyncio.get_running_loop()
+        ready = self._batch_ready = loop.create_future()
+        timer = loop.call_later(_LINGER, _resolve, ready)
+        try:
+            await ready
+        finally:
+            timer.cancel()
+            if self._batch_ready is ready:
+                self._batch_ready = None
 
     async def _release_quietly(self, claimed: list[EventRow]) -> None:
         """Give claimed rows back after an unexpected error, so they are not stuck."""
@@ -668,6 +722,9 @@ class Emitter:
             self._retry_handle.cancel()
             self._retry_handle = None
         self._wake()
+        self._hurry = True
+        if self._batch_ready is not None:
+            _resolve(self._batch_ready)
         task = self._task
         if task is not None:
             # asyncio.wait neither raises the task's outcome nor cancels it on timeout.

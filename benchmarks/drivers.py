@@ -57,14 +57,49 @@ def _quiet_peers() -> None:
     warnings.simplefilter("ignore", DeprecationWarning)
 
 
+#: How the async drivers call ``track_*`` (``--pattern``); the same for every tracker.
+PATTERNS = ("gather1000", "serial", "sem64", "tasks64")
+pattern = "gather1000"
+
+
 async def track_in_slices(n: int, track: Callable[[int], Awaitable[object]]) -> None:
-    """Track events 0..n-1, ``SLICE`` concurrent calls at a time (the same for every
-    async tracker, so they are driven alike)."""
-    for base in range(0, n, SLICE):
-        await asyncio.gather(*(track(i) for i in range(base, min(base + SLICE, n))))
+    """Track events 0..n-1 in the caller pattern ``pattern``:
+
+    * ``gather1000``: ``SLICE`` concurrent calls at a time, gathered;
+    * ``serial``: one caller awaiting each call in turn;
+    * ``sem64``: every call gathered at once, 64 in flight under a semaphore;
+    * ``tasks64``: 64 tasks, each awaiting its own calls in turn.
+    """
+    if pattern == "serial":
+        for i in range(n):
+            await track(i)
+    elif pattern == "sem64":
+        limit = asyncio.Semaphore(64)
+
+        async def limited(i: int) -> None:
+            async with limit:
+                await track(i)
+
+        await asyncio.gather(*(limited(i) for i in range(n)))
+    elif pattern == "tasks64":
+
+        async def loop(first: int) -> None:
+            for i in range(first, n, 64):
+                await track(i)
+
+        await asyncio.gather(*(loop(k) for k in range(64)))
+    else:
+        for base in range(0, n, SLICE):
+            await asyncio.gather(*(track(i) for i in range(base, min(base + SLICE, n))))
 
 
 # -- asynctracker -----------------------------------------------------------------------
+
+
+#: Requests in flight for the GET drivers (asynctracker's ``max_concurrent_requests``,
+#: raw httpx's workers); ``--get-concurrency``. GET costs httpx CPU per request, which
+#: grows with the connections in flight: sweep it to find the best.
+get_concurrency = 16
 
 
 async def _asynctracker(
@@ -74,7 +109,12 @@ async def _asynctracker(
 
     with tempfile.TemporaryDirectory(prefix="at-bench-") as tmp:
         store = at.MemoryStorage() if storage == "memory" else at.SQLiteStorage(Path(tmp) / "ev.db")
-        emitter = at.Emitter(url, request_type=request_type, storage=store)  # type: ignore[arg-type]
+        emitter = at.Emitter(
+            url,
+            request_type=request_type,  # type: ignore[arg-type]
+            storage=store,
+            max_concurrent_requests=get_concurrency if request_type == "GET" else 16,
+        )
         tracker = at.Tracker(emitter, namespace="bench", app_id="bench")
         async with tracker:
             start = time.perf_counter()
@@ -93,6 +133,40 @@ def asynctracker_sqlite_post(n: int, url: str, client: CollectorClient) -> Resul
 
 def asynctracker_memory_post(n: int, url: str, client: CollectorClient) -> Result:
     return asyncio.run(_asynctracker(n, url, storage="memory", request_type="POST", client=client))
+
+
+async def _asynctracker_drain(n: int, url: str, client: CollectorClient) -> Result:
+    """A backlog of ``n`` events stored while the collector was unreachable, then sent
+    by a new emitter on the same file: the clock covers the drain only."""
+    import asynctracker as at
+
+    with tempfile.TemporaryDirectory(prefix="at-bench-") as tmp:
+        path = Path(tmp) / "ev.db"
+        offline = at.Tracker(
+            at.Emitter("http://127.0.0.1:9", storage=at.SQLiteStorage(path)),
+            namespace="bench",
+            app_id="bench",
+        )
+        await offline.emitter.open()
+        for base in range(0, n, SLICE):
+            await asyncio.gather(
+                *(
+                    offline.track_struct_event(CATEGORY, ACTION, label(i), value=VALUE)
+                    for i in range(base, min(base + SLICE, n))
+                )
+            )
+        await offline.emitter.aclose()
+        emitter = at.Emitter(url, storage=at.SQLiteStorage(path))
+        start = time.perf_counter()
+        async with emitter:
+            await emitter.flush()
+            delivered = client.wait_for(n, DELIVERY_TIMEOUT)
+            seconds = time.perf_counter() - start
+    return seconds, delivered
+
+
+def asynctracker_sqlite_drain(n: int, url: str, client: CollectorClient) -> Result:
+    return asyncio.run(_asynctracker_drain(n, url, client))
 
 
 def asynctracker_sqlite_get(n: int, url: str, client: CollectorClient) -> Result:
@@ -238,18 +312,63 @@ def raw_httpx(n: int, url: str, client: CollectorClient) -> Result:
     return asyncio.run(_raw_httpx(n, url, client))
 
 
+async def _raw_httpx_get(n: int, url: str, client: CollectorClient) -> Result:
+    """One GET per event, query strings built before the clock starts, by
+    ``get_concurrency`` workers on one client (the floor for the GET drivers)."""
+    import urllib.parse
+
+    import httpx
+
+    queries = [
+        urllib.parse.urlencode(
+            {"e": "se", "se_ca": CATEGORY, "se_ac": ACTION, "se_la": label(i), "se_va": VALUE}
+            | {"eid": f"00000000-0000-4000-8000-{i:012d}", "tv": "py-bench", "p": "srv"}
+        )
+        for i in range(n)
+    ]
+    pending = iter(queries)
+    limits = httpx.Limits(max_connections=get_concurrency)
+    async with httpx.AsyncClient(limits=limits) as http:
+
+        async def worker() -> None:
+            for query in pending:
+                response = await http.get(f"{url}/i?{query}")
+                response.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(get_concurrency)))
+        delivered = client.wait_for(n, DELIVERY_TIMEOUT)
+        seconds = time.perf_counter() - start
+    return seconds, delivered
+
+
+def raw_httpx_get(n: int, url: str, client: CollectorClient) -> Result:
+    return asyncio.run(_raw_httpx_get(n, url, client))
+
+
 DRIVERS: dict[str, Callable[[int, str, CollectorClient], Result]] = {
     "asynctracker-sqlite-post": asynctracker_sqlite_post,
     "asynctracker-memory-post": asynctracker_memory_post,
     "asynctracker-sqlite-get": asynctracker_sqlite_get,
+    "asynctracker-sqlite-drain": asynctracker_sqlite_drain,
     "aio-snowplow-tracker": aio_snowplow_tracker,
     "snowplow-tracker": snowplow_tracker,
     "raw-httpx": raw_httpx,
+    "raw-httpx-get": raw_httpx_get,
 }
 
 
-def run(name: str, n_events: int, collector_url: str) -> dict[str, float | int | str]:
+def run(
+    name: str,
+    n_events: int,
+    collector_url: str,
+    caller_pattern: str = "gather1000",
+    get_in_flight: int = 16,
+) -> dict[str, float | int | str]:
     """Run one driver in this process against a fresh collector count."""
+    global pattern, get_concurrency
+    pattern = caller_pattern
+    get_concurrency = get_in_flight
     client = CollectorClient(collector_url)
     try:
         client.reset()
@@ -269,11 +388,17 @@ def run(name: str, n_events: int, collector_url: str) -> dict[str, float | int |
 
 
 def run_isolated(
-    name: str, n_events: int, collector_url: str, timeout: float = 300.0
+    name: str,
+    n_events: int,
+    collector_url: str,
+    timeout: float = 300.0,
+    caller_pattern: str = "gather1000",
+    get_in_flight: int = 16,
 ) -> dict[str, float | int | str]:
     """Run one driver in a fresh interpreter; bounded by ``timeout`` seconds."""
     args = [sys.executable, str(Path(__file__).resolve()), name]
-    args += ["--n", str(n_events), "--url", collector_url]
+    args += ["--n", str(n_events), "--url", collector_url, "--pattern", caller_pattern]
+    args += ["--get-concurrency", str(get_in_flight)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"driver {name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -285,10 +410,12 @@ def main() -> None:
     parser.add_argument("driver", choices=sorted(DRIVERS))
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--url", required=True, help="collector base URL (127.0.0.1 only)")
+    parser.add_argument("--pattern", choices=PATTERNS, default="gather1000")
+    parser.add_argument("--get-concurrency", type=int, default=16)
     args = parser.parse_args()
     if not args.url.startswith("http://127.0.0.1:"):
         parser.error("benchmarks only talk to http://127.0.0.1:PORT")
-    print(json.dumps(run(args.driver, args.n, args.url)))
+    print(json.dumps(run(args.driver, args.n, args.url, args.pattern, args.get_concurrency)))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,26 @@ HERE = Path(__file__).resolve().parent
 
 FULL = [
     ("throughput.py", ["--rounds", "7", "--events", "20000", "--get-events", "500"], 1800),
+    *(
+        (
+            "throughput.py",
+            [
+                *("--rounds", "5", "--events", "20000", "--pattern", pattern),
+                *("--drivers", "asynctracker-sqlite-post", "asynctracker-memory-post"),
+                *("aio-snowplow-tracker", "--out", str(HERE / f"results_{pattern}.json")),
+            ],
+            1800,
+        )
+        for pattern in ("serial", "sem64", "tasks64")
+    ),
+    (
+        "throughput.py",
+        [
+            *("--rounds", "5", "--events", "20000", "--drivers", "asynctracker-sqlite-drain"),
+            *("raw-httpx", "--out", str(HERE / "results_drain.json")),
+        ],
+        900,
+    ),
     ("loop_lag.py", ["--events", "20000", "--rounds", "5"], 900),
     ("track_latency.py", ["--events", "20000", "--serial-events", "5000", "--rounds", "5"], 900),
     ("backlog_memory.py", ["--events", "1000000"], 1200),

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from collector import CollectorProcess  # noqa: E402
-from drivers import DRIVERS, run_isolated  # noqa: E402
+from drivers import DRIVERS, PATTERNS, run_isolated  # noqa: E402
 
 PEERS = ("aio-snowplow-tracker", "snowplow-tracker", "raw-httpx")
 RESULTS = HERE / "results.json"
@@ -86,7 +86,13 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def measure(
-    drivers: list[str], rounds: int, events: int, get_events: int, *, log: bool = True
+    drivers: list[str],
+    rounds: int,
+    events: int,
+    get_events: int,
+    *,
+    log: bool = True,
+    pattern: str = "gather1000",
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in drivers}
     with CollectorProcess(keep_eids=True) as collector:
@@ -94,7 +100,7 @@ def measure(
             shift = round_no % len(drivers)
             for name in drivers[shift:] + drivers[:shift]:
                 n = get_events if name.endswith("-get") else events
-                result = run_isolated(name, n, collector.url)
+                result = run_isolated(name, n, collector.url, caller_pattern=pattern)
                 runs[name].append(result)
                 if log:
                     print(
@@ -118,10 +124,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--drivers", nargs="*", default=list(DRIVERS), choices=list(DRIVERS))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        default="gather1000",
+        help="how the async drivers call track_* (see drivers.track_in_slices)",
+    )
     args = parser.parse_args(argv)
 
     started = time.time()
-    runs = measure(args.drivers, args.rounds, args.events, args.get_events)
+    runs = measure(args.drivers, args.rounds, args.events, args.get_events, pattern=args.pattern)
     summary = summarise(runs)
     text = table(summary)
     print()
@@ -135,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "cpus": __import__("os").cpu_count(),
         },
         "rounds": args.rounds,
+        "pattern": args.pattern,
         "events": args.events,
         "get_events": args.get_events,
         "summary": summary,

@@ -12,8 +12,8 @@ with MemoryStorage at concurrency 1 (one caller awaiting each call) and at concu
 100 (100 tasks tracking at once). Delivery to the collector on 127.0.0.1 runs meanwhile,
 as it would in production. Rates count tracking time only (not the final flush).
 
-Three more rows: the same 100 SQLite callers, and 1,000, with nothing to deliver to (the
-track path alone; more callers share each commit), and what an async service gets from
+Four more rows: one SQLite caller, the same 100, and 1,000, with nothing to deliver to
+(the track path alone; more callers share each commit), and what an async service gets from
 one transaction per call without blocking its loop: 100 callers each awaiting their own
 INSERT on one aiosqlite connection.
 """
@@ -38,6 +38,7 @@ from collector import CollectorClient, CollectorProcess  # noqa: E402
 from drivers import ACTION, CATEGORY, VALUE, label  # noqa: E402
 from loop_lag import percentile  # noqa: E402
 
+UNDELIVERED_1 = "asynctracker-sqlite c=1, no collector"
 UNDELIVERED = "asynctracker-sqlite c=100, no collector"
 UNDELIVERED_1000 = "asynctracker-sqlite c=1000, no collector"
 PER_CALL_ASYNC = "aiosqlite commit-per-call c=100"
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs.update({f"asynctracker-{s} c={c}": [] for s, c in cases})
     # The same 100 callers with nothing to deliver to (a closed port): the track path
     # alone, without the send loop's claims, deletes and HTTP sharing the two cores.
+    runs[UNDELIVERED_1] = []
     runs[UNDELIVERED] = []
     runs[UNDELIVERED_1000] = []
     runs[PER_CALL_ASYNC] = []
@@ -165,6 +167,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         _asynctracker(args.events, CLOSED_PORT_URL, "sqlite", callers, flush=False)
                     )
                 )
+            runs[UNDELIVERED_1].append(
+                asyncio.run(
+                    _asynctracker(args.serial_events, CLOSED_PORT_URL, "sqlite", 1, flush=False)
+                )
+            )
             runs[PER_CALL_ASYNC].append(asyncio.run(_aiosqlite_per_call(args.serial_events, 100)))
         client.close()
 

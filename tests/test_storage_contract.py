@@ -27,7 +27,7 @@ UserStorage = load_file(
 ).ListStorage
 
 
-KINDS = ["memory", "sqlite", "user-written"]
+KINDS = ["memory", "sqlite", "sqlite-thread-only", "user-written"]
 
 
 def make_storage(kind: str, tmp_path: Path) -> at.Storage:
@@ -35,6 +35,8 @@ def make_storage(kind: str, tmp_path: Path) -> at.Storage:
         return at.MemoryStorage()
     if kind == "sqlite":
         return at.SQLiteStorage(tmp_path / "contract.db")
+    if kind == "sqlite-thread-only":
+        return at.SQLiteStorage(tmp_path / "contract.db", inline_writes=False)
     return UserStorage()
 
 
@@ -420,7 +422,7 @@ async def test_sqlite_concurrent_inserts_share_one_transaction(tmp_path: Path) -
 async def test_sqlite_inserts_of_a_cancelled_group_commit_fail_instead_of_hanging(
     tmp_path: Path,
 ) -> None:
-    async with at.SQLiteStorage(tmp_path / "cancelled.db") as storage:
+    async with at.SQLiteStorage(tmp_path / "cancelled.db", inline_writes=False) as storage:
         callers = [asyncio.create_task(storage.add_event_row(payload(n))) for n in range(10)]
         await asyncio.sleep(0)  # the callers queue their rows and start the group commit
         await asyncio.sleep(0)  # which is now waiting a turn for more rows

@@ -73,6 +73,11 @@ class ForkSafeConnection(sqlite3.Connection):
                 return _Rows(self._transaction(parameters))
             return _Rows(super().execute(sql, parameters).fetchall())
 
+    def execute_only(self, sql: str, parameters: Any = (), /) -> None:
+        """Run a statement that returns no rows (an INSERT), with no rows object made."""
+        with self._gate:
+            super().execute(sql, parameters)
+
     def _transaction(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
         execute = super().execute
         execute("BEGIN IMMEDIATE")
@@ -135,7 +140,7 @@ def _after_fork_in_child() -> None:
 def _close_at_exit() -> None:
     """Close the connections of storages never closed, when the interpreter exits.
 
-    Their worker threads are daemons (see ``sqlite._let_exit_without_close``) and
+    Their worker threads are daemons (see ``_sqlite_conn._let_exit_without_close``) and
     would simply stop; closing here (after a statement in flight, at the gate) lets
     SQLite checkpoint the WAL and remove its files, as a normal close does.
     """

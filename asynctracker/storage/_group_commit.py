@@ -48,6 +48,12 @@ class GroupCommit:
             self._writer = asyncio.create_task(self._write_pending())
         return future
 
+    @property
+    def idle(self) -> bool:
+        """True when no rows wait or are being written: a new row may go elsewhere
+        without overtaking any."""
+        return self._writer is None
+
     async def drain(self) -> None:
         """Wait until every queued row is committed or failed (before closing)."""
         if self._writer is not None:

@@ -2,11 +2,8 @@
 
 Design notes:
 
-* aiosqlite runs every statement on its own thread, so the event loop never waits for
-  the disk. One connection per storage; an asyncio lock keeps work from interleaving
-  on it, and a transaction is one trip to that thread (``_forksafe.BATCH``).
-* Fork: a child never shares SQLite's lock bookkeeping with the parent's connection
-  (see ``_forksafe``); it opens its own connection on first use.
+* Connections, their event loop and fork handling: ``_sqlite_conn``; a lone caller's
+  insert committed on the loop's thread, never waiting: ``_inline``.
 * Group commit (``_group_commit``): concurrent ``add_event_row`` calls queue up while
   one insert is on the disk, then share the next transaction. Every caller still
   returns only after its own row is committed, but a burst costs a few transactions
@@ -17,57 +14,46 @@ Design notes:
   of an fsync per commit.
 * Claims: rows being sent are marked with an owner id and an expiry, so several
   processes can share one file without sending a row twice. Rows claimed by a process
-  that died are taken back at once (see ``_owner``); expiry is the fallback.
+  that died are taken back at once (see ``_owner``); expiry is the fallback. Rows whose
+  release or delete failed are settled by this storage at its next claim.
+* Disk: new files use incremental auto_vacuum; free pages go back to the file system
+  once a large backlog has drained.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import aiosqlite
-
 from .. import _process
-from .._loop_end import call_at_loop_end
-from ..exceptions import ClosedError, ConfigurationError, StorageError
-from ._forksafe import BATCH, ForkSafeConnection
-from ._group_commit import GroupCommit
+from ..exceptions import ConfigurationError, StorageError
+from ._inline import InlineWriter
 from ._owner import dead_owners, new_owner_id
+from ._sqlite_conn import MAX_PARAMS, SQLiteConnections
 from .base import EventRow, encode_event
+
+logger = logging.getLogger("asynctracker")
 
 __all__ = ["SQLiteStorage"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 _T = TypeVar("_T")
 
-# SQLite builds older than 3.32 allow 999 bound parameters per statement.
-_MAX_PARAMS = 999
-# Rows one group commit writes: one INSERT statement, so one trip to the SQLite thread
-# (a single add_event_rows call with more rows still goes in one transaction).
-_MAX_GROUP = _MAX_PARAMS
+# Once this many rows were deleted, an empty claim checks for free pages; above
+# _VACUUM_MIN_FREE it returns them to the file system, _VACUUM_CHUNK pages per trip.
+_VACUUM_AFTER_DELETES = 10_000
+_VACUUM_MIN_FREE = 1024
+_VACUUM_CHUNK = 2048
 # How often claim_event_rows looks for rows held by dead or expired owners.
 _RECLAIM_INTERVAL = 5.0
 _SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
-# Connections (and their loop-end hooks) copied from the parent by fork(); see
-# _forget_parent.
-_INHERITED: list[object] = []
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    event TEXT NOT NULL,
-    owner TEXT,
-    claimed_until REAL
-);
-CREATE INDEX IF NOT EXISTS events_owner ON events(owner) WHERE owner IS NOT NULL;
-"""
 
 
 def _chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
@@ -78,37 +64,7 @@ def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
-    message = str(exc).lower()
-    return "locked" in message or "busy" in message
-
-
-def _let_exit_without_close(pending: aiosqlite.Connection) -> None:
-    """Make the connection's worker thread a daemon, before it starts.
-
-    aiosqlite's worker is not a daemon and stops only when its connection is closed or
-    its wrapper collected, which a reference cycle (emitter, tasks, storage) puts off
-    past the end of the program: a script that never closed its tracker waited at exit
-    forever. Nothing is lost by not waiting (an insert is committed before its
-    ``track_*`` returns), and ``_forksafe`` still closes the file cleanly at exit.
-    """
-    worker = getattr(pending, "_thread", None)
-    if isinstance(worker, threading.Thread) and worker.ident is None:
-        worker.daemon = True
-
-
-async def _join_worker(pending: aiosqlite.Connection) -> None:
-    """Wait for the worker thread of a connection that failed to open.
-
-    aiosqlite stops that thread without awaiting it; if the event loop closed first,
-    the thread would fail reporting back to it. Joined off the loop, in a thread.
-    """
-    worker = getattr(pending, "_thread", None)
-    if worker is not None and worker.is_alive():
-        await asyncio.to_thread(worker.join, 5.0)
-
-
-class SQLiteStorage:
+class SQLiteStorage(SQLiteConnections):
     """Durable storage in one SQLite file (created on first use).
 
     Args:
@@ -119,6 +75,10 @@ class SQLiteStorage:
             with StorageError.
         claim_ttl: seconds after which rows claimed by a process that cannot be
             checked (another host, say) become sendable again.
+        inline_writes: commit a lone caller's insert on the event loop's thread, on a
+            connection that never waits for a lock (see ``_inline``); ``False`` runs
+            every statement on the storage's thread. Ignored (always the thread) with
+            ``synchronous="FULL"`` or ``"EXTRA"``, which fsync on every commit.
 
     The five Storage methods work on their own (the storage opens itself on first
     use); ``aclose()`` releases the file and the rows this storage had claimed.
@@ -131,6 +91,7 @@ class SQLiteStorage:
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 10.0,
         claim_ttl: float = 300.0,
+        inline_writes: bool = True,
     ) -> None:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigurationError(
@@ -138,149 +99,33 @@ class SQLiteStorage:
             )
         if not busy_timeout > 0 or not claim_ttl > 0:
             raise ConfigurationError("busy_timeout and claim_ttl must be positive seconds")
-        self.path = Path(path)
         if not str(path):
             raise ConfigurationError("path must name a file")
-        self._synchronous = synchronous
-        self._busy_timeout = busy_timeout
+        super().__init__(
+            Path(path),
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            inline_writes=bool(inline_writes),
+        )
         self._claim_ttl = claim_ttl
-        self._conn: aiosqlite.Connection | None = None
-        self._pid = os.getpid()
-        self._forks = _process.forks
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_end: AsyncGenerator[None, None] | None = None
         self._owner = new_owner_id()
-        self._lock: asyncio.Lock | None = None
-        self._group = self._new_group()
         self._next_reclaim = 0.0
         self._last_claim_stamp = 0.0
-        self._closed = False
+        # Claimed rows whose delete (after delivery) or release failed; see claim.
+        self._undeleted: set[int] = set()
+        self._unreleased: set[int] = set()
+        self._deleted_since_vacuum = 0
+
+    def _opened(self) -> None:
+        self._next_reclaim = 0.0  # look for abandoned rows at the first claim
+
+    def _forked(self) -> None:
+        self._owner = new_owner_id()
+        self._undeleted.clear()  # the parent's rows: it settles them
+        self._unreleased.clear()
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
-
-    def _new_group(self) -> GroupCommit:
-        return GroupCommit(self._insert, max_rows=_MAX_GROUP)
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Open (creating if needed) the database. Called for you on first use.
-
-        Several processes may open the same file at the same moment: lock contention
-        while switching to WAL or creating the table is retried until busy_timeout.
-        Raises StorageError when the file cannot be opened, is not a database, or stays
-        locked.
-        """
-        await self._connection()
-
-    async def _connection(self) -> aiosqlite.Connection:
-        if self._closed:
-            raise ClosedError(f"{self!r} was closed")
-        self._forks = _process.forks
-        if self._pid != os.getpid():
-            self._forget_parent()
-        if self._loop is not asyncio.get_running_loop():
-            await self._follow_loop()
-        if self._conn is not None:
-            return self._conn
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._conn is None:
-                self._conn = await self._connect()
-                self._next_reclaim = 0.0
-                self._loop_end = await call_at_loop_end(self._loop_ended)
-        return self._conn
-
-    async def _loop_ended(self) -> None:
-        """The event loop is shutting down with this storage open (see ``_loop_end``):
-        close the connection while the loop can still take aiosqlite's replies. The
-        next loop that uses this storage opens a new one."""
-        if self._closed or self._loop is not asyncio.get_running_loop():
-            return
-        conn, self._conn = self._conn, None
-        self._loop = None
-        self._loop_end = None
-        self._lock = None
-        self._group = self._new_group()
-        worker = getattr(conn, "_thread", None)
-        if conn is not None and (worker is None or worker.is_alive()):
-            await conn.close()
-
-    def _forget_parent(self) -> None:
-        """After fork: the parent's connection thread does not exist here. Start over."""
-        self._pid = os.getpid()
-        self._owner = new_owner_id()
-        if self._conn is not None:
-            # Its sqlite3 connection was closed at the fork (_forksafe); kept so that
-            # aiosqlite does not warn that its wrapper was collected unclosed.
-            _INHERITED.append(self._conn)
-        if self._loop_end is not None:
-            # Collected, it would schedule itself on the parent's loop, whose wake-up
-            # socket this process shares with the parent.
-            _INHERITED.append(self._loop_end)
-            self._loop_end = None
-        self._conn = None
-        self._lock = None
-        self._group = self._new_group()
-
-    async def _follow_loop(self) -> None:
-        """Move to the event loop this storage is now used from.
-
-        After the loop it was used on has stopped (two ``asyncio.run`` calls in a row,
-        say), that loop's lock, writer task and futures are dead: start over with a new
-        connection. The old one is stopped from a worker thread: aiosqlite's ``stop()``
-        then asks for no reply (a reply to a closed loop kills its thread).
-        """
-        loop = asyncio.get_running_loop()
-        old, self._loop = self._loop, loop
-        if old is None:
-            return
-        if old.is_running():
-            self._loop = old
-            raise ConfigurationError(
-                f"{self!r} is in use on another running event loop; use one storage per event loop"
-            )
-        conn, self._conn = self._conn, None
-        self._loop_end = None  # its loop closed without closing it: never runs
-        self._lock = None
-        self._group = self._new_group()
-        if conn is not None:
-            await asyncio.to_thread(conn.stop)
-
-    async def _connect(self) -> aiosqlite.Connection:
-        deadline = time.monotonic() + self._busy_timeout
-        delay = 0.01
-        while True:
-            # check_same_thread=False: total_changes is read on the loop between trips,
-            # while the connection's own thread is idle (under self._lock).
-            pending = aiosqlite.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                factory=ForkSafeConnection,
-            )
-            _let_exit_without_close(pending)
-            conn: aiosqlite.Connection | None = None
-            try:
-                conn = await pending
-                await conn.execute_fetchall(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-                await conn.execute_fetchall("PRAGMA journal_mode=WAL")
-                await conn.execute_fetchall(f"PRAGMA synchronous={self._synchronous}")
-                await conn.executescript(_SCHEMA)
-                return conn
-            except sqlite3.Error as exc:
-                if conn is not None:
-                    await conn.close()
-                else:
-                    await _join_worker(pending)
-                if _is_busy(exc) and time.monotonic() < deadline:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.25)
-                    continue
-                raise StorageError(f"cannot open SQLite storage {self.path}: {exc}") from exc
 
     async def aclose(self) -> None:
         """Wait for pending inserts, release this storage's claims, close. Idempotent."""
@@ -292,21 +137,18 @@ class SQLiteStorage:
             await self._follow_loop()
         try:
             await self._group.drain()
+            await self._close_inline()
             if self._conn is not None:
                 # On failure the claims still come back: they expire, or we are seen dead.
                 with contextlib.suppress(StorageError):
+                    if self._undeleted:
+                        await self.delete_event_rows(list(self._undeleted))
                     await self._fetch(
                         "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner = ?",
                         (self._owner,),
                     )
         finally:
-            self._closed = True
-            conn, self._conn = self._conn, None
-            loop_end, self._loop_end = self._loop_end, None
-            if conn is not None:
-                await conn.close()
-            if loop_end is not None:
-                await loop_end.aclose()  # nothing left for it to do
+            await self._close_connections()
 
     async def __aenter__(self) -> SQLiteStorage:
         await self.open()
@@ -315,81 +157,25 @@ class SQLiteStorage:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # -- statement helpers ------------------------------------------------------------
-
-    async def _fetch(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        """Run one statement as its own transaction, in one trip to the SQLite thread.
-
-        Keep result sets to a row or two on hot paths: the sqlite3 module takes the GIL
-        back for every row, and while the event loop is busy each of those waits up to
-        the interpreter's switch interval (5 ms). Rows are aggregated in SQL instead.
-        """
-        rows, _ = await self._execute(sql, params)
-        return rows
-
-    async def _execute(
-        self, sql: str, params: Sequence[object] = ()
-    ) -> tuple[list[sqlite3.Row], int]:
-        """Like _fetch, and also return how many rows the statement changed."""
-        conn = self._conn
-        if (
-            conn is None
-            or self._closed
-            or self._forks != _process.forks
-            or self._loop is not asyncio.get_running_loop()
-        ):
-            conn = await self._connection()
-        assert self._lock is not None
-        try:
-            async with self._lock:
-                before = conn.total_changes
-                rows = list(await conn.execute_fetchall(sql, params))
-                return rows, conn.total_changes - before
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-
-    async def _transaction(
-        self, statements: Sequence[tuple[str, Sequence[object]]]
-    ) -> list[list[sqlite3.Row]]:
-        """Run statements in one transaction (all or nothing); their rows, in order."""
-        if len(statements) == 1:
-            return [await self._fetch(*statements[0])]
-        conn = await self._connection()
-        assert self._lock is not None
-        try:
-            async with self._lock:
-                # One trip: BEGIN, the statements and COMMIT (or ROLLBACK) run together
-                # on the SQLite thread, even if this task is cancelled meanwhile.
-                results = await conn.execute_fetchall(BATCH, statements)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        return [list(rows) for rows in results]
-
-    def _error(self, exc: sqlite3.Error) -> StorageError:
-        if _is_busy(exc):
-            return StorageError(
-                f"SQLite storage {self.path} stayed locked by another connection for "
-                f"more than {self._busy_timeout}s: {exc}"
-            )
-        return StorageError(f"SQLite storage {self.path} failed: {exc}")
-
     # -- inserts (group commit) -----------------------------------------------------
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         """Store one event; returns True once it is committed to the file."""
-        await self._add_event_row_nowait(payload, asyncio.get_running_loop())
+        pending = self._add_event_row_nowait(payload, asyncio.get_running_loop())
+        if pending is not None:
+            await pending
         return True
 
     def _add_event_row_nowait(
         self, payload: Mapping[str, str], loop: asyncio.AbstractEventLoop | None
-    ) -> Awaitable[None]:
-        """Queue one event for the next group commit; await the result to know it is
-        committed. ``loop`` is the running loop (the emitter knows it already).
+    ) -> Awaitable[None] | None:
+        """Store one event: None if it is committed already (inline, see ``_inline``),
+        else an awaitable done once it is committed by the thread's next group commit.
+        ``loop`` is the running loop (the emitter knows it already).
 
-        Used by the emitter on every ``track_*`` call: while the storage is open this is
-        the commit's future itself, not a coroutine, so no frame is made and resumed
-        per event (about a tenth of the loop's work per event with 100 concurrent
-        callers)."""
+        Used by the emitter on every ``track_*`` call: while the storage is open the
+        awaitable is the commit's future itself, not a coroutine, so no frame is made
+        and resumed per event."""
         if (
             self._conn is None
             or self._closed
@@ -397,7 +183,51 @@ class SQLiteStorage:
             or self._loop is not loop
         ):
             return self._connect_and_queue([encode_event(payload)])
-        return self._group.queue([encode_event(payload)])
+        raw = encode_event(payload)
+        inline = self._inline
+        if (
+            inline is not None
+            and loop is not None
+            and self._group.idle
+            and self._checkpointing is None
+            and inline.may_insert(loop)
+        ):
+            done = inline.insert(raw)
+            if done:
+                if inline.checkpoint_due():
+                    self._checkpointing = loop.create_task(self._checkpoint())
+                return None
+            if done is None and self._lock is not None and self._lock.locked():
+                return self._insert_after_trip(inline, raw)
+        return self._group.queue([raw])
+
+    async def _insert_after_trip(self, inline: InlineWriter, raw: str) -> None:
+        """The inline insert found the file locked while this storage's thread was on
+        a trip (a claim, a delete): most likely by that trip. Wait for it to end (the
+        loop runs meanwhile) and, holding the lock that keeps the thread idle, commit
+        inline once more: cheaper than queueing the row behind the trip and then
+        hopping to the thread. Locked by someone else still: the thread's turn."""
+        lock = self._lock
+        assert lock is not None
+        async with lock:
+            if self._inline is inline and inline.insert(raw):
+                return
+        await self._group.queue([raw])
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database from the thread (the inline connection never
+        checkpoints), so the WAL stops growing while inserts run inline.
+
+        Inserts go to the thread until it is done: racing it, inline commits would keep
+        the WAL from ever being copied in full, and SQLite starts it over (instead of
+        growing it) only once it was."""
+        try:
+            await self._fetch("PRAGMA wal_checkpoint(PASSIVE)")
+        except StorageError as exc:
+            logger.debug("WAL checkpoint failed (retried later): %s", exc)
+        finally:
+            if self._checkpointing is asyncio.current_task():
+                self._checkpointing = None
 
     async def _connect_and_queue(self, raws: list[str]) -> None:
         await self._connection()
@@ -415,7 +245,7 @@ class SQLiteStorage:
         await self._transaction(
             [
                 (f"INSERT INTO events(event) VALUES {','.join(['(?)'] * len(chunk))}", chunk)
-                for chunk in _chunks(raws, _MAX_PARAMS)
+                for chunk in _chunks(raws, MAX_PARAMS)
             ]
         )
 
@@ -429,10 +259,43 @@ class SQLiteStorage:
         return int(counted[0][0])
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
-        """Delete the events with these ids; return how many existed."""
+        """Delete the events with these ids; return how many existed.
+
+        If it fails (the file stayed locked, the disk is full), rows this storage had
+        claimed stay claimed and are neither released nor sent again: the next claim
+        deletes them first. They were delivered; a resend would duplicate them.
+        """
+        try:
+            deleted = await self._delete(ids)
+        except StorageError:
+            self._undeleted.update(ids)
+            raise
+        self._undeleted.difference_update(ids)
+        self._deleted_since_vacuum += deleted
+        return deleted
+
+    async def _reclaim_space(self) -> None:
+        """The queue is empty after many deletes: shrink the file (incremental
+        auto_vacuum, on files this version created). A chunk of pages per trip, so
+        inserts and other processes get the lock in between."""
+        self._deleted_since_vacuum = 0
+        if (await self._fetch("PRAGMA auto_vacuum"))[0][0] != 2:
+            return  # an older file, made without incremental auto_vacuum
+        while (await self._fetch("PRAGMA freelist_count"))[0][0] >= _VACUUM_MIN_FREE:
+            conn = await self._connection()
+            assert self._lock is not None
+            try:
+                async with self._lock:
+                    # executescript: the pragma frees one page per step, and only
+                    # sqlite3_exec steps it to the end.
+                    await conn.executescript(f"PRAGMA incremental_vacuum({_VACUUM_CHUNK})")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    async def _delete(self, ids: Sequence[int]) -> int:
         statements = [
             (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))})", chunk)
-            for chunk in _chunks(list(ids), _MAX_PARAMS)
+            for chunk in _chunks(list(ids), MAX_PARAMS)
         ]
         if len(statements) == 1:
             return (await self._execute(*statements[0]))[1]
@@ -481,6 +344,10 @@ class SQLiteStorage:
         A claimed row is invisible to other claimers until this storage deletes or
         releases it, closes, dies, or the claim expires.
         """
+        if self._undeleted:
+            await self.delete_event_rows(list(self._undeleted))
+        if self._unreleased:
+            await self.release_event_rows(list(self._unreleased))
         now = time.time()
         if now >= self._next_reclaim:
             self._next_reclaim = now + _RECLAIM_INTERVAL
@@ -495,6 +362,8 @@ class SQLiteStorage:
             (self._owner, stamp, max(limit, 0)),
         )
         if not claimed:
+            if self._deleted_since_vacuum >= _VACUUM_AFTER_DELETES:
+                await self._reclaim_space()
             return []
         return await self._fetch_rows(
             "SELECT id, event FROM events WHERE owner = ? AND claimed_until = ?",
@@ -502,20 +371,36 @@ class SQLiteStorage:
         )
 
     async def release_event_rows(self, ids: Sequence[int]) -> None:
-        """Give back claimed rows (their send failed) so they can be claimed again."""
+        """Give back claimed rows (their send failed) so they can be claimed again.
+
+        Rows whose delete failed are kept (see ``delete_event_rows``). If the release
+        fails, the next claim by this storage releases them first: they come back to
+        this process, not only to the next one.
+        """
+        ids = [row_id for row_id in ids if row_id not in self._undeleted]
+        try:
+            await self._release(ids)
+        except StorageError:
+            self._unreleased.update(ids)
+            raise
+        self._unreleased.difference_update(ids)
+
+    async def _release(self, ids: Sequence[int]) -> None:
         statements = [
             (
                 "UPDATE events SET owner = NULL, claimed_until = NULL "
                 f"WHERE owner = ? AND id IN ({_placeholders(len(chunk))})",
                 [self._owner, *chunk],
             )
-            for chunk in _chunks(list(ids), _MAX_PARAMS - 1)
+            for chunk in _chunks(list(ids), MAX_PARAMS - 1)
         ]
         if statements:
             await self._transaction(statements)
 
     async def reclaim_abandoned_rows(self) -> int:
-        """Release rows whose owner process is dead or whose claim expired."""
+        """Release rows whose owner process is dead or whose claim expired, this
+        storage's own expired claims included (a send never takes ``claim_ttl``; rows
+        whose delete failed after delivery are kept, see ``delete_event_rows``)."""
         owners = [
             str(row[0])
             for row in await self._fetch(
@@ -523,13 +408,13 @@ class SQLiteStorage:
                 (self._owner,),
             )
         ]
-        if not owners:
-            return 0
-        dead = await asyncio.to_thread(dead_owners, owners, me=self._owner)
+        dead = await asyncio.to_thread(dead_owners, owners, me=self._owner) if owners else []
+        # While some rows await their delete, this storage's own claims stay as they are.
+        keep_own = self._owner if self._undeleted else ""
         _, released = await self._execute(
             "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner IS NOT NULL "
             f"AND owner != ? AND (claimed_until < ? OR owner IN ({_placeholders(len(dead))}))",
-            [self._owner, time.time(), *dead],
+            [keep_own, time.time(), *dead],
         )
         return released
 

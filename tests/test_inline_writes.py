@@ -1,0 +1,145 @@
+"""SQLiteStorage commits a lone caller's insert on the loop's thread, and never waits there.
+
+Real SQLite files; a second ``sqlite3`` connection (or process) plays the other writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import asynctracker as at
+from asynctracker.storage import _inline
+
+
+def payload(n: int) -> dict[str, str]:
+    return {"e": "se", "se_ca": "c", "se_ac": f"a-{n}"}
+
+
+def stored_actions(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[0] for row in conn.execute("SELECT json_extract(event, '$.se_ac') FROM events")]
+    finally:
+        conn.close()
+
+
+def finishes_without_suspending(coro: Coroutine[Any, Any, object]) -> bool:
+    """Run the coroutine's first step: True if it returned there (never suspended)."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return True
+    coro.close()
+    return False
+
+
+async def test_a_lone_callers_insert_is_committed_without_leaving_the_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "inline.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))  # the first turn's caller
+        await asyncio.sleep(0)
+        assert finishes_without_suspending(storage.add_event_row(payload(1)))
+        # Committed: another connection sees it while the storage is still open.
+        assert stored_actions(path) == ["a-0", "a-1"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"inline_writes": False}, {"synchronous": "FULL"}],
+    ids=["inline_writes=False", "synchronous=FULL"],
+)
+async def test_inserts_run_on_the_thread_when_inline_is_off_or_every_commit_fsyncs(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    path = tmp_path / "thread.db"
+    async with at.SQLiteStorage(path, **options) as storage:
+        await storage.add_event_row(payload(0))
+        await asyncio.sleep(0)
+        assert not finishes_without_suspending(storage.add_event_row(payload(1)))
+        await storage.add_event_row(payload(2))  # the row of the abandoned call went too
+        assert stored_actions(path) == ["a-0", "a-1", "a-2"]
+
+
+async def test_a_second_caller_in_the_same_turn_shares_the_threads_group_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "two.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))
+        await asyncio.sleep(0)
+        first = asyncio.ensure_future(storage.add_event_row(payload(1)))
+        second = asyncio.ensure_future(storage.add_event_row(payload(2)))
+        await asyncio.sleep(0)
+        assert first.done()  # inline
+        assert not second.done()  # another task, same turn: the thread
+        assert await second is True
+        assert sorted(stored_actions(path)) == ["a-0", "a-1", "a-2"]
+
+
+async def test_an_insert_while_another_connection_holds_the_lock_never_blocks_the_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, other.execute, ("COMMIT",)).start()
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        ticks: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.005)
+
+        ticking = asyncio.create_task(ticker())
+        assert await storage.add_event_row(payload(1)) is True
+        waited = time.perf_counter() - started
+        ticking.cancel()
+        other.close()
+        assert waited >= 0.25  # it did wait for the lock: on the thread, not the loop
+        assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.2
+        assert stored_actions(path) == ["a-0", "a-1"]
+
+
+async def test_slow_inline_statements_send_inserts_back_to_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "slow.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))
+        await asyncio.sleep(0)
+        monkeypatch.setattr(_inline, "_SLOW_STATEMENT", 0.0)  # every statement is slow
+        assert finishes_without_suspending(storage.add_event_row(payload(1)))
+        await asyncio.sleep(0)
+        assert not finishes_without_suspending(storage.add_event_row(payload(2)))
+        await storage.add_event_row(payload(3))
+        assert stored_actions(path) == ["a-0", "a-1", "a-2", "a-3"]
+
+
+async def test_the_wal_is_checkpointed_from_the_thread_while_inserts_run_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_inline, "_CHECKPOINT_EVERY", 20)
+    path = tmp_path / "wal.db"
+    async with at.SQLiteStorage(path) as storage:
+        for n in range(600):
+            await storage.add_event_row(payload(n))
+            if n % 20 == 0:
+                await asyncio.sleep(0.01)  # the checkpoint runs on the thread
+        wal_pages = path.with_name(path.name + "-wal").stat().st_size // 4096
+        assert wal_pages < 200  # one page per commit: 600 without checkpoints
+        assert len(stored_actions(path)) == 600
