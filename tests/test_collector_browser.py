@@ -50,6 +50,7 @@ class PageDOM(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.rows: list[Row] = []
         self.tags: set[str] = set()
+        self.scripts: list[str] = []
         self.body_attrs: dict[str, str | None] = {}
         self.title = ""
         self.summary = ""
@@ -62,6 +63,8 @@ class PageDOM(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
         attributes = dict(attrs)
+        if tag == "script":
+            self.scripts.append(attributes.get("src") or "(inline)")
         if tag == "body":
             self.body_attrs = attributes
         elif tag == "title" or (tag == "p" and attributes.get("class") == "summary"):
@@ -164,11 +167,13 @@ async def test_page_shows_one_row_per_event_marked_good_or_bad(
     assert dom.title == "asynctracker collector"
     assert "4 events: 2 good, 2 bad" in dom.summary
     assert len(dom.rows) == 4
-    assert ["good" in row.classes for row in dom.rows] == [True, True, False, False]
-    assert ["bad" in row.classes for row in dom.rows] == [False, False, True, True]
-    struct, unstruct, bad_post, bad_get = (" | ".join(row.cells) for row in dom.rows)
+    assert [row.cells[0] for row in dom.rows] == ["4", "3", "2", "1"]  # newest first
+    arrival = dom.rows[::-1]
+    assert ["good" in row.classes for row in arrival] == [True, True, False, False]
+    assert ["bad" in row.classes for row in arrival] == [False, False, True, True]
+    struct, unstruct, bad_post, bad_get = (" | ".join(row.cells) for row in arrival)
     assert "shop / add" in struct
-    assert dom.rows[0].cells[3] == "shop"  # the app id column
+    assert arrival[0].cells[3] == "shop"  # the app id column
     assert "self-describing" in unstruct
     assert "'eid' is not a UUID" in bad_post
     assert "'e' is not a known event type: 'zz'" in bad_get
@@ -180,7 +185,7 @@ async def test_page_shows_self_describing_data_and_contexts_decoded(
 ) -> None:
     dom = PageDOM(await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom"))
 
-    cells = dom.rows[1].cells
+    cells = dom.rows[2].cells  # the second event, newest first
     assert CLICK in cells[1]
     data = cells[4]
     assert '"n": 42' in data
@@ -197,11 +202,11 @@ async def test_markup_in_events_is_shown_as_text_and_never_runs(
     html = await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom")
     dom = PageDOM(html)
 
-    assert "script" not in dom.tags  # the page itself has no scripts either
+    assert dom.scripts == ["/page.js"]  # the page's own, from a file the CSP allows
     assert "img" not in dom.tags
     assert "data-pwned" not in dom.body_attrs
     assert dom.title != "pwned"
-    bad_row = " ".join(dom.rows[2].cells)
+    bad_row = " ".join(dom.rows[1].cells)
     assert IMG in bad_row  # shown, as text, where it arrived
     assert SCRIPT in bad_row
     # The scripts would have POSTed /reset; the collector still has every event.
