@@ -46,6 +46,8 @@ CREATE INDEX IF NOT EXISTS collector_events_valid ON collector_events (valid, se
 #: The columns a :class:`Row` is built from, in order.
 COLUMNS = "seq, payload, method, errors, received_at"
 
+#: (seq, payload, method, errors, received_at) as handed to :meth:`Worker.insert`.
+StoredEvent = tuple[int, dict[str, Any], str, tuple[str, ...], float]
 #: (seq, payload JSON, method, errors JSON, received_at) as stored.
 Row = tuple[int, str, str, str, float]
 
@@ -205,10 +207,14 @@ class Worker:
         return future
 
     def insert(
-        self, rows: Iterable[tuple[int, dict[str, Any], str, tuple[str, ...], float]]
+        self, rows: Iterable[StoredEvent], on_commit: Callable[[], None] | None = None
     ) -> None:
-        """Queue rows for insertion; batches queued meanwhile share one transaction."""
+        """Queue rows for insertion; ``on_commit`` is then called on the caller's loop.
+
+        Batches queued while the thread was busy share one transaction.
+        """
         batch = list(rows)
+        loop = asyncio.get_running_loop()
 
         def job(db: sqlite3.Connection) -> None:
             values = [row_values(*row) for row in batch]
@@ -225,6 +231,9 @@ class Worker:
                 return
             if batch:
                 self.committed = max(self.committed, batch[-1][0])
+            if on_commit is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is already closed
+                    loop.call_soon_threadsafe(on_commit)
 
         self._jobs.put(job)
 

@@ -56,6 +56,8 @@ TP2_SUFFIX = "/com.snowplowanalytics.snowplow/tp2"
 #: How many requests :attr:`Collector.requests` keeps; bodies are kept too, and a benchmark
 #: sends thousands of requests per second.
 MAX_RECORDED_REQUESTS = 10_000
+#: ... and at most this many body bytes in all, so that big batches cannot pile up memory.
+MAX_RECORDED_BYTES = 16 * 1024 * 1024
 _JSON = "application/json"
 
 
@@ -152,6 +154,7 @@ class Collector:
         self._requests: collections.deque[ReceivedRequest] = collections.deque(
             maxlen=MAX_RECORDED_REQUESTS
         )
+        self._request_bytes = 0
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[object], Any] = {}
 
@@ -270,13 +273,15 @@ class Collector:
 
     @property
     def requests(self) -> list[ReceivedRequest]:
-        """The most recent tracker requests (up to 10,000), answered ones only."""
+        """The most recent tracker requests (up to 10,000 and 16 MiB of bodies), answered
+        ones only."""
         return list(self._requests)
 
     def reset(self) -> None:
         """Forget all events (in SQLite too) and requests."""
         self._log.clear()
         self._requests.clear()
+        self._request_bytes = 0
 
     async def wait_for_events(self, count: int, timeout: float = 10.0) -> list[ReceivedEvent]:
         """Wait until at least ``count`` events were accepted; raises ``TimeoutError``."""
@@ -359,12 +364,22 @@ class Collector:
         if self.responder is not None:
             reply = await self._ask_responder(request)
             if reply is not None:
-                self._requests.append(replace(request, status=reply.status))
+                self._remember(replace(request, status=reply.status))
                 return Response(reply.status, reply.body, reply.headers)
         status, body = self._track(raw.method, path, query, raw.body)
-        self._requests.append(replace(request, status=status))
+        self._remember(replace(request, status=status))
         headers = {"content-type": _JSON} if body else {}
         return Response(status, body, headers)
+
+    def _remember(self, request: ReceivedRequest) -> None:
+        """Keep ``request`` for :attr:`requests`, within the count and byte budgets."""
+        requests = self._requests
+        if len(requests) == requests.maxlen:
+            self._request_bytes -= len(requests[0].body)
+        requests.append(request)
+        self._request_bytes += len(request.body)
+        while self._request_bytes > MAX_RECORDED_BYTES and len(requests) > 1:
+            self._request_bytes -= len(requests.popleft().body)
 
     async def _ask_responder(self, request: ReceivedRequest) -> Reply | None:
         assert self.responder is not None

@@ -185,9 +185,9 @@ class EventLog:
                 self.bad += 1
         if self._worker is not None:
             self._worker.insert(
-                (seq, ev.payload, ev.method, ev.errors, ev.received_at) for seq, ev in numbered
+                ((seq, ev.payload, ev.method, ev.errors, ev.received_at) for seq, ev in numbered),
+                self._forget,
             )
-            self._forget()
         if self._on_event is not None:
             for event in events:
                 try:
@@ -198,7 +198,8 @@ class EventLog:
 
     def _forget(self) -> None:
         """Drop the oldest in-memory events beyond the limit, once they are on disk."""
-        assert self._worker is not None
+        if self._worker is None:
+            return
         committed = self._worker.committed
         recent = self._recent
         while len(recent) > self._memory_events and recent[0][0] <= committed:
