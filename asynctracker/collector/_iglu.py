@@ -85,7 +85,7 @@ class IgluRegistry:
         if isinstance(found, str):
             return [f"{where}: {found}"]
         return [
-            f"{where} does not match {uri}: {error.message}"
+            f"{where} does not match {uri} at {error.json_path}: {error.message}"
             for error in sorted(found.iter_errors(entity.get("data")), key=str)[:10]
         ]
 
