@@ -279,10 +279,3 @@ def summary(db: sqlite3.Connection) -> tuple[int, dict[str, int], dict[str, int]
     types = dict(db.execute("SELECT event_type, count(*) FROM collector_events GROUP BY 1"))
     valid = dict(db.execute("SELECT valid, count(*) FROM collector_events GROUP BY 1"))
     return highest, types, {"good": valid.get(1, 0), "bad": valid.get(0, 0)}
-
-
-def schema_counts(db: sqlite3.Connection) -> dict[str, int]:
-    """How many self-describing events each schema has."""
-    return dict(
-        db.execute("SELECT schema, count(*) FROM collector_events WHERE schema != '' GROUP BY 1")
-    )

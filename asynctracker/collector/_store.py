@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -239,14 +240,6 @@ class EventLog:
         )
         return Page(total, [_from_row(row) for row in rows])
 
-    async def schema_counts(self) -> dict[str, int]:
-        """How many self-describing events carry each schema."""
-        if self._worker is None:
-            raise RuntimeError("the collector is not running")
-        from ._db import schema_counts
-
-        return await self._worker.call(schema_counts)
-
     async def wait_for(self, count: int, timeout: float) -> list[ReceivedEvent]:
         """Wait until at least ``count`` events have arrived; raise ``TimeoutError``."""
         if self.total < count:
@@ -274,6 +267,4 @@ class EventLog:
 
 
 def _remove_folder(folder: str) -> None:
-    import shutil
-
     shutil.rmtree(folder, ignore_errors=True)
