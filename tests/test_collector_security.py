@@ -237,6 +237,30 @@ async def test_a_lone_surrogate_breaks_no_endpoint_even_after_restart(
     assert any("surrogate" in error for error in received.errors)
 
 
+async def test_a_database_written_by_the_earlier_collector_is_served_safely(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "collector.db"
+    with sqlite3.connect(db) as old:  # the table and encoding of the previous version
+        old.execute(
+            "CREATE TABLE received_events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT "
+            "NOT NULL, method TEXT NOT NULL, errors TEXT NOT NULL, received_at REAL NOT NULL)"
+        )
+        payload = json.dumps({**event(), "se_la": "\udc80", "dtm": "9" * 20})
+        old.execute(
+            "INSERT INTO received_events (payload, method, errors, received_at) VALUES "
+            "(?, 'POST', '[]', 1700000000.0)",
+            (payload,),
+        )
+    async with Collector(db_path=db) as collector, httpx.AsyncClient(base_url=collector.url) as c:
+        for path in ["/", "/events", "/events/good", "/micro/good"]:
+            answer = await c.get(path)
+            assert answer.status_code == 200, path
+            answer.content.decode("utf-8")
+        [received] = collector.events
+        assert received.payload["se_la"] == "\ufffd"
+
+
 @pytest.mark.parametrize("dtm", ["²", "9" * 20, "-1", "1e400"])
 async def test_odd_timestamps_break_no_endpoint(
     collector: Collector, client: httpx.AsyncClient, dtm: str

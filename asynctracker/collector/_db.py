@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._validate import decode_event
+from ._safe import scrub
 
 logger = logging.getLogger("asynctracker")
 
@@ -169,6 +170,7 @@ class Worker:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
+            _migrate(db)
         except BaseException as exc:
             self._failure = exc
             self._opened.set()
@@ -279,3 +281,33 @@ def summary(db: sqlite3.Connection) -> tuple[int, dict[str, int], dict[str, int]
     types = dict(db.execute("SELECT event_type, count(*) FROM collector_events GROUP BY 1"))
     valid = dict(db.execute("SELECT valid, count(*) FROM collector_events GROUP BY 1"))
     return highest, types, {"good": valid.get(1, 0), "bad": valid.get(0, 0)}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Move events stored by earlier versions (table ``received_events``) into this table.
+
+    Their text is scrubbed on the way, since earlier versions stored lone surrogates that
+    broke every page showing them; rows that no longer parse are dropped.
+    """
+    if (
+        db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'received_events'"
+        ).fetchone()
+        is None
+    ):
+        return
+    values = []
+    for seq, payload, method, errors, received_at in db.execute(
+        "SELECT id, payload, method, errors, received_at FROM received_events ORDER BY id"
+    ):
+        try:
+            event, _ = scrub(json.loads(payload))
+            problems, _ = scrub(json.loads(errors))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(event, dict) and isinstance(problems, list):
+            values.append(row_values(seq, event, method, tuple(map(str, problems)), received_at))
+    db.execute("BEGIN")
+    db.executemany("INSERT OR REPLACE INTO collector_events VALUES (?,?,?,?,?,?,?,?,?,?)", values)
+    db.execute("DROP TABLE received_events")
+    db.execute("COMMIT")

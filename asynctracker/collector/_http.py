@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from http import HTTPStatus
 
 import h11
 
-__all__ = ["Limits", "Request", "Response", "serve_connection"]
+__all__ = ["BUSY", "Limits", "Request", "Response", "default_max_connections", "serve_connection"]
 
 _READ_SIZE = 65536
 
@@ -248,3 +249,20 @@ async def serve_connection(
             connection.h11.start_next_cycle()
     except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError):
         pass  # the client went away, or the response could not be sent; nothing to do
+
+
+def default_max_connections() -> int:
+    """A quarter of the open-file limit (at most 256): the rest stays for SQLite, logs and
+    the process's own sockets, so accept() never fails with "Too many open files"."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 256
+    return max(8, min(256, soft // 4))
+
+
+#: Sent to a connection over the cap when no idle one can be closed to make room.
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: 52\r\n\r\n"
+    b'{"errors": ["too many connections, try again soon"]}'
+)

@@ -27,12 +27,11 @@ import inspect
 import json
 import logging
 import os
-import resource
 import secrets
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -40,7 +39,8 @@ from urllib.parse import parse_qsl, urlsplit
 from .._validate import validate_post_body
 from ._api import json_response, route
 from ._guard import HostCheck, cors_headers, preflight_headers
-from ._http import Limits, Request, Response, serve_connection
+from ._hooks import ReceivedRequest, Reply, Responder
+from ._http import BUSY, Limits, Request, Response, default_max_connections, serve_connection
 from ._iglu import IgluRegistry
 from ._safe import scrub
 from ._store import MEMORY_EVENTS, EventLog, ReceivedEvent
@@ -48,7 +48,7 @@ from ._store import MEMORY_EVENTS, EventLog, ReceivedEvent
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["Collector", "ReceivedRequest", "Reply", "Responder"]
+__all__ = ["Collector"]
 
 logger = logging.getLogger("asynctracker")
 
@@ -59,50 +59,6 @@ MAX_RECORDED_REQUESTS = 10_000
 #: ... and at most this many body bytes in all, so that big batches cannot pile up memory.
 MAX_RECORDED_BYTES = 16 * 1024 * 1024
 _JSON = "application/json"
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedRequest:
-    """One request to a tracker route (or an unknown path), as the collector saw it.
-
-    ``status`` is what the collector answered; the copy handed to a responder has
-    ``status=0`` because the answer is not decided yet.
-    """
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A response a responder wants sent instead of the default handling.
-
-    ``headers`` can carry anything (``Retry-After``, ``Connection: close``); framing
-    headers (``Content-Length``) are always computed by the collector.
-    """
-
-    status: int = 200
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-
-#: Called before default handling of each tracker request. Return a :class:`Reply` to
-#: answer with it (no events are recorded), or ``None`` to handle normally. May be async,
-#: and may sleep (to simulate a slow collector) or never return (a hung one).
-Responder = Callable[[ReceivedRequest], "Reply | Awaitable[Reply | None] | None"]
-
-
-def _default_max_connections() -> int:
-    """A quarter of the open-file limit (at most 256): the rest stays for SQLite, logs and
-    the process's own sockets, so accept() never fails with "Too many open files"."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 256
-    return max(8, min(256, soft // 4))
 
 
 class Collector:
@@ -144,7 +100,7 @@ class Collector:
             idle_timeout=idle_timeout,
             max_body_bytes=max_body_bytes,
         )
-        self._max_connections = max_connections or _default_max_connections()
+        self._max_connections = max_connections or default_max_connections()
         self._hosts = HostCheck(host, allowed_hosts)
         self.iglu = None if iglu is None else IgluRegistry(iglu)
         #: Embedded in the page; a browser's state-changing request must send it back.
@@ -298,7 +254,7 @@ class Collector:
             writer.close()
             return
         if len(self._connections) >= self._max_connections and not self._evict_idle():
-            writer.write(_BUSY)
+            writer.write(BUSY)
             writer.close()
             return
         self._connections[task] = None
@@ -437,10 +393,3 @@ class Collector:
             return 200, b""
         missing = json.dumps({"errors": [f"no route for {method} {path}"]}, ensure_ascii=True)
         return 404, missing.encode()
-
-
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-    b"connection: close\r\ncontent-length: 52\r\n\r\n"
-    b'{"errors": ["too many connections, try again soon"]}'
-)
