@@ -325,3 +325,33 @@ async def test_the_database_is_not_touched_by_host_refusals(tmp_path: Path) -> N
         assert collector.events == []
     with sqlite3.connect(db) as check:
         assert check.execute("SELECT count(*) FROM collector_events").fetchone() == (0,)
+
+
+async def test_a_low_open_file_limit_is_not_exhausted_by_idle_sockets() -> None:
+    # The collector command under `ulimit -n 128`, and 300 sockets that send nothing.
+    script = (
+        "import resource, sys; from asynctracker.cli import main; "
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit("
+        "resource.RLIMIT_NOFILE)[1])); sys.exit(main(['collector', '--port', '0', '-q']))"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    sockets = []
+    try:
+        first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        url = first.split("listening on ")[1].split(",")[0].strip()
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(300):
+            sockets.append(await asyncio.open_connection("127.0.0.1", port))
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            assert (await client.get("/health")).status_code == 200
+    finally:
+        for _, writer in sockets:
+            writer.close()
+        proc.terminate()
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert b"Too many open files" not in err
+    assert len(err) < 2000, err[-2000:]
