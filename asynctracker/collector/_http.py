@@ -22,7 +22,15 @@ from http import HTTPStatus
 
 import h11
 
-__all__ = ["BUSY", "Limits", "Request", "Response", "default_max_connections", "serve_connection"]
+__all__ = [
+    "BUSY",
+    "Connection",
+    "Limits",
+    "Request",
+    "Response",
+    "default_max_connections",
+    "serve_connection",
+]
 
 _READ_SIZE = 65536
 
@@ -79,7 +87,7 @@ class _Refused(Exception):
         self.status = status
 
 
-class _Connection:
+class Connection:
     """One client connection; :attr:`idle` tells the server it may be closed to make room."""
 
     def __init__(
@@ -215,14 +223,14 @@ async def serve_connection(
     writer: asyncio.StreamWriter,
     handler: Handler,
     limits: Limits,
-    register: Callable[[_Connection], None] = lambda connection: None,
+    register: Callable[[Connection], None] = lambda connection: None,
 ) -> None:
     """Serve requests on one connection until it closes, times out or breaks the protocol.
 
     ``register`` receives the connection object first, so that a server can see whether it
     is idle. Cancellation (the server stopping) propagates to the caller.
     """
-    connection = _Connection(reader, writer, limits)
+    connection = Connection(reader, writer, limits)
     register(connection)
     try:
         while True:

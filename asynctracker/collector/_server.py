@@ -40,7 +40,15 @@ from .._validate import validate_post_body
 from ._api import json_response, route
 from ._guard import HostCheck, cors_headers, preflight_headers
 from ._hooks import ReceivedRequest, Reply, Responder
-from ._http import BUSY, Limits, Request, Response, default_max_connections, serve_connection
+from ._http import (
+    BUSY,
+    Connection,
+    Limits,
+    Request,
+    Response,
+    default_max_connections,
+    serve_connection,
+)
 from ._iglu import IgluRegistry
 from ._safe import scrub
 from ._store import MEMORY_EVENTS, EventLog, ReceivedEvent
@@ -112,7 +120,8 @@ class Collector:
         )
         self._request_bytes = 0
         self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task[object], Any] = {}
+        #: Each serving task and its connection (None until it registered itself).
+        self._connections: dict[asyncio.Task[object], Connection | None] = {}
 
     @property
     def validation_mode(self) -> str:
