@@ -28,6 +28,7 @@ __all__ = [
     "Limits",
     "Request",
     "Response",
+    "accept_backlog",
     "default_max_connections",
     "serve_connection",
 ]
@@ -259,13 +260,28 @@ async def serve_connection(
         pass  # the client went away, or the response could not be sent; nothing to do
 
 
-def default_max_connections() -> int:
-    """A quarter of the open-file limit (at most 256): the rest stays for SQLite, logs and
-    the process's own sockets, so accept() never fails with "Too many open files"."""
+def _open_file_limit() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 256
-    return max(8, min(256, soft // 4))
+    return 4096 if soft == resource.RLIM_INFINITY else soft
+
+
+def default_max_connections() -> int:
+    """A quarter of the open-file limit (at most 256): the rest stays for SQLite, logs,
+    the process's own sockets and sockets accepted but not yet closed (see
+    :func:`accept_backlog`), so accept() never fails with "Too many open files"."""
+    return max(8, min(256, _open_file_limit() // 4))
+
+
+def accept_backlog() -> int:
+    """The listen backlog, which is also how many sockets asyncio accepts in one go.
+
+    Sockets over the connection cap are closed a few loop iterations after they were
+    accepted (asyncio hands each to a task first), while every iteration can accept
+    another backlog; so a burst briefly holds about five backlogs' worth of descriptors
+    on top of the cap. A sixteenth of the open-file limit (at most 100, asyncio's
+    default) keeps that well within the limit.
+    """
+    return max(8, min(100, _open_file_limit() // 16))
 
 
 #: Sent to a connection over the cap when no idle one can be closed to make room.

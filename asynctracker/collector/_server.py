@@ -46,6 +46,7 @@ from ._http import (
     Limits,
     Request,
     Response,
+    accept_backlog,
     default_max_connections,
     serve_connection,
 )
@@ -149,7 +150,11 @@ class Collector:
         await self._log.open()
         try:
             server = await asyncio.start_server(
-                self._serve_connection, self._host, self._port, reuse_address=True
+                self._serve_connection,
+                self._host,
+                self._port,
+                reuse_address=True,
+                backlog=accept_backlog(),
             )
         except BaseException:
             await self._log.close()
