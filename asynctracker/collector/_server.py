@@ -28,15 +28,13 @@ import json
 import logging
 import os
 import secrets
-import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from .._validate import validate_post_body
 from ._api import json_response, route
 from ._guard import HostCheck, cors_headers, preflight_headers
 from ._hooks import ReceivedRequest, Reply, Responder
@@ -51,8 +49,8 @@ from ._http import (
     serve_connection,
 )
 from ._iglu import IgluRegistry
-from ._safe import scrub
 from ._store import MEMORY_EVENTS, EventLog, ReceivedEvent
+from ._tracker import is_tracker_route, track
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -61,7 +59,6 @@ __all__ = ["Collector"]
 
 logger = logging.getLogger("asynctracker")
 
-TP2_SUFFIX = "/com.snowplowanalytics.snowplow/tp2"
 #: How many requests :attr:`Collector.requests` keeps; bodies are kept too, and a benchmark
 #: sends thousands of requests per second.
 MAX_RECORDED_REQUESTS = 10_000
@@ -81,7 +78,11 @@ class Collector:
 
     ``allowed_hosts`` adds Host names to loopback and the bound address (``"*"``: any);
     ``iglu`` is a folder in Iglu's registry layout to validate self-describing data
-    against (needs ``jsonschema``; raises :class:`RuntimeError` without it).
+    against (needs ``jsonschema``: raises :class:`RuntimeError` without it, and
+    ``NotADirectoryError`` when the folder is missing). ``max_connections`` (default: a
+    quarter of the open-file limit, at most 256) and the ``*_timeout`` deadlines (seconds:
+    to finish a request head, a body, and between requests on a kept-alive connection)
+    bound what slow or greedy clients can hold.
     """
 
     def __init__(
@@ -313,7 +314,7 @@ class Collector:
             parts = urlsplit(target)
             target = f"{parts.path or '/'}?{parts.query}"
         path, _, query = target.partition("?")
-        tracker = path.endswith(TP2_SUFFIX) or path == "/i" or path.endswith("/i")
+        tracker = is_tracker_route(path)
         if request.method == "OPTIONS":
             if tracker:
                 return Response(200, b"", preflight_headers(request.headers))
@@ -336,7 +337,7 @@ class Collector:
             if reply is not None:
                 self._remember(replace(request, status=reply.status))
                 return Response(reply.status, reply.body, reply.headers)
-        status, body = self._track(raw.method, path, query, raw.body)
+        status, body = track(self._log, self.iglu, raw.method, path, query, raw.body)
         self._remember(replace(request, status=status))
         headers = {"content-type": _JSON} if body else {}
         return Response(status, body, headers)
@@ -365,45 +366,3 @@ class Collector:
             body = json.dumps({"errors": [f"responder returned {result!r}"]}).encode()
             return Reply(500, {"content-type": _JSON}, body)
         return result
-
-    def _accept(
-        self,
-        payload: dict[str, Any],
-        method: Literal["GET", "POST"],
-        problems: list[str],
-        now: float,
-    ) -> ReceivedEvent:
-        """Validate one event, making its text safe to store and show first."""
-        cleaned, changed = scrub(payload)
-        extra = list(problems)
-        if changed:
-            extra.append("invalid Unicode (a lone surrogate) replaced with U+FFFD")
-        if self.iglu is not None:
-            extra += self.iglu.problems(cleaned)
-        return ReceivedEvent.check(cleaned, method, extra_errors=extra, received_at=now)
-
-    def _track(self, method: str, path: str, query: str, body: bytes) -> tuple[int, bytes]:
-        """Default handling of tracker routes: validate, record, answer 200."""
-        if path.endswith(TP2_SUFFIX):
-            if method == "HEAD":
-                return 200, b""
-            if method != "POST":
-                return 405, b""
-            payloads, problems = validate_post_body(body)
-            if problems and not payloads:
-                return 400, json.dumps({"errors": problems}, ensure_ascii=True).encode()
-            now = time.time()
-            self._log.add([self._accept(p, "POST", problems, now) for p in payloads])
-            return 200, b""
-        if path == "/i" or path.endswith("/i"):
-            if method == "HEAD":
-                return 200, b""
-            if method != "GET":
-                return 405, b""
-            pairs = parse_qsl(query, keep_blank_values=True)
-            if not pairs:
-                return 400, json.dumps({"errors": ["no event in the query string"]}).encode()
-            self._log.add([self._accept(dict(pairs), "GET", [], time.time())])
-            return 200, b""
-        missing = json.dumps({"errors": [f"no route for {method} {path}"]}, ensure_ascii=True)
-        return 404, missing.encode()
