@@ -73,6 +73,15 @@ async def test_a_cross_site_get_cannot_reset_through_micro(
     assert len(collector.events) == 1
 
 
+async def test_an_older_browser_without_fetch_metadata_is_caught_by_its_referer(
+    collector: Collector, client: httpx.AsyncClient
+) -> None:
+    await client.post(TP2, json=post_body(event()))
+    answer = await client.get("/micro/reset", headers={"referer": f"{EVIL_ORIGIN}/page"})
+    assert answer.status_code == 403
+    assert len(collector.events) == 1
+
+
 async def test_a_same_origin_request_without_the_page_token_cannot_reset(
     collector: Collector, client: httpx.AsyncClient
 ) -> None:

@@ -11,8 +11,8 @@ reach it. Two attacks matter:
   events. Browsers label such requests with ``Origin`` and/or ``Sec-Fetch-Site``. A
   state-changing request that a browser sent must come from the collector's own page
   (same origin) *and* carry the token that page embeds. Requests with neither header come
-  from scripts and command-line tools (Micro users call ``/micro/reset`` with curl), which
-  no web page can forge, and are accepted.
+  from scripts and command-line tools (Micro users call ``/micro/reset`` with curl) and
+  are accepted, unless a ``Referer`` names another page (an older browser).
 
 CORS (Snowplow collectors and Micro do this) lets a JavaScript tracker on any origin send
 events: only the tracker routes answer preflights and allow credentials; inspection and
@@ -67,11 +67,16 @@ def csrf_problem(headers: Mapping[str, str], body: bytes, token: str) -> str | N
     """Why a state-changing request must be refused, or ``None`` when it may proceed."""
     origin = headers.get("origin")
     site = headers.get("sec-fetch-site")
+    host = headers.get("host", "")
+    referer = headers.get("referer")
     if origin is None and site is None:
-        return None  # not sent by a browser: curl, CI scripts, the Python API
+        # Not labelled by a browser: curl, CI scripts, the Python API, or an older browser
+        # loading <img src=".../micro/reset">, which at least names the page it came from.
+        if referer is not None and not referer.lower().startswith(f"http://{host.lower()}/"):
+            return f"request from another page ({referer!r}) refused"
+        return None
     if origin is None and site == "none":
         return None  # the user typed the URL or used a bookmark
-    host = headers.get("host", "")
     if origin is not None and origin.lower() != f"http://{host.lower()}":
         return f"cross-origin request from {origin!r} refused"
     if site is not None and site != "same-origin":
