@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -27,8 +26,7 @@ from typing import TextIO
 
 from .._version import __version__
 from ..collector import Collector, ReceivedEvent
-from ..collector._safe import terminal_safe
-from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
+from ._common import EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
 
 __all__ = ["build_parser", "main"]
 
@@ -283,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end."""
+    # Imported here so that this function's needs stay out of the module's shared header.
+    import sqlite3
+
+    from ..collector._safe import terminal_safe
+    from ._common import EXIT_BAD_INPUT
 
     def on_event(event: ReceivedEvent) -> None:
         # Events come from the network: no escape sequence may reach the terminal.
