@@ -546,3 +546,29 @@ async def test_reset_while_stopped_also_empties_the_database(tmp_path: Path) -> 
 async def test_url_is_unavailable_before_a_free_port_is_picked() -> None:
     with pytest.raises(RuntimeError):
         _ = Collector().url
+
+
+# -- the collector command's errors ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "70000"], "--port must be 0-65535, got 70000"),
+        (["--port", "0", "--db", "{tmp}"], "cannot use --db"),
+        (["--port", "0", "--iglu", "{tmp}/missing"], "does not exist"),
+    ],
+    ids=["port out of range", "db is a folder", "iglu folder missing"],
+)
+def test_collector_command_errors_are_one_line_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    from asynctracker.cli import main
+
+    status = main(["collector", *(arg.format(tmp=tmp_path) for arg in args)])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err

@@ -10,7 +10,9 @@ collector itself: the injected scripts below would call ``POST /reset`` if they 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -20,7 +22,8 @@ import httpx
 import pytest
 
 import asynctracker as at
-from asynctracker.collector import Collector
+from asynctracker.collector import Collector, ReceivedEvent
+from asynctracker.collector._http import Request, Response
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -35,6 +38,7 @@ IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned', '1')\">"
 CLICK = "iglu:com.acme/click/jsonschema/1-0-0"
 USER = "iglu:com.acme/user/jsonschema/1-0-0"
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
+TP2 = "/com.snowplowanalytics.snowplow/tp2"
 
 
 @dataclass
@@ -50,6 +54,7 @@ class PageDOM(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.rows: list[Row] = []
         self.tags: set[str] = set()
+        self.scripts: list[str] = []
         self.body_attrs: dict[str, str | None] = {}
         self.title = ""
         self.summary = ""
@@ -62,6 +67,8 @@ class PageDOM(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
         attributes = dict(attrs)
+        if tag == "script":
+            self.scripts.append(attributes.get("src") or "(inline)")
         if tag == "body":
             self.body_attrs = attributes
         elif tag == "title" or (tag == "p" and attributes.get("class") == "summary"):
@@ -164,11 +171,13 @@ async def test_page_shows_one_row_per_event_marked_good_or_bad(
     assert dom.title == "asynctracker collector"
     assert "4 events: 2 good, 2 bad" in dom.summary
     assert len(dom.rows) == 4
-    assert ["good" in row.classes for row in dom.rows] == [True, True, False, False]
-    assert ["bad" in row.classes for row in dom.rows] == [False, False, True, True]
-    struct, unstruct, bad_post, bad_get = (" | ".join(row.cells) for row in dom.rows)
+    assert [row.cells[0] for row in dom.rows] == ["4", "3", "2", "1"]  # newest first
+    arrival = dom.rows[::-1]
+    assert ["good" in row.classes for row in arrival] == [True, True, False, False]
+    assert ["bad" in row.classes for row in arrival] == [False, False, True, True]
+    struct, unstruct, bad_post, bad_get = (" | ".join(row.cells) for row in arrival)
     assert "shop / add" in struct
-    assert dom.rows[0].cells[3] == "shop"  # the app id column
+    assert arrival[0].cells[3] == "shop"  # the app id column
     assert "self-describing" in unstruct
     assert "'eid' is not a UUID" in bad_post
     assert "'e' is not a known event type: 'zz'" in bad_get
@@ -180,7 +189,7 @@ async def test_page_shows_self_describing_data_and_contexts_decoded(
 ) -> None:
     dom = PageDOM(await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom"))
 
-    cells = dom.rows[1].cells
+    cells = dom.rows[2].cells  # the second event, newest first
     assert CLICK in cells[1]
     data = cells[4]
     assert '"n": 42' in data
@@ -197,11 +206,11 @@ async def test_markup_in_events_is_shown_as_text_and_never_runs(
     html = await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom")
     dom = PageDOM(html)
 
-    assert "script" not in dom.tags  # the page itself has no scripts either
+    assert dom.scripts == ["/page.js"]  # the page's own, from a file the CSP allows
     assert "img" not in dom.tags
     assert "data-pwned" not in dom.body_attrs
     assert dom.title != "pwned"
-    bad_row = " ".join(dom.rows[2].cells)
+    bad_row = " ".join(dom.rows[1].cells)
     assert IMG in bad_row  # shown, as text, where it arrived
     assert SCRIPT in bad_row
     # The scripts would have POSTed /reset; the collector still has every event.
@@ -219,3 +228,130 @@ async def test_page_renders_to_a_screenshot(filled_collector: Collector, tmp_pat
     assert image.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(image) > 10_000  # a rendered table, not a blank page
     assert len(filled_collector.events) == 4
+
+
+# -- newest first, filters, pages, chart, live updates, reset --------------------------------
+
+
+async def test_filters_show_only_matching_events(
+    filled_collector: Collector, tmp_path: Path
+) -> None:
+    url = filled_collector.url
+
+    async def rows(query: str) -> list[Row]:
+        return PageDOM(await chromium(f"{url}/?{query}", tmp_path, "--dump-dom")).rows
+
+    assert [row.cells[0] for row in await rows("type=ue")] == ["2"]
+    assert [row.cells[0] for row in await rows("status=bad")] == ["4", "3"]
+    assert [row.cells[0] for row in await rows("app=shop")] == ["2", "1"]
+    assert [row.cells[0] for row in await rows(f"schema={CLICK}")] == ["2"]
+    assert [row.cells[0] for row in await rows("q=sku-1")] == ["1"]
+
+
+async def test_pages_reach_past_the_newest_thousand_and_counts_are_charted(
+    tmp_path: Path,
+) -> None:
+    async with Collector() as collector, httpx.AsyncClient(base_url=collector.url) as client:
+        events = [
+            {"e": "pv" if i % 5 else "se", "p": "srv", "tv": "t", "eid": str(uuid.uuid4()),
+             "dtm": "1700000000000", "url": f"https://x.example/{i}", "se_ca": "c", "se_ac": "a"}
+            for i in range(1250)
+        ]  # fmt: skip
+        for start in range(0, 1250, 250):
+            body = {"schema": PAYLOAD_DATA, "data": events[start : start + 250]}
+            assert (await client.post(TP2, json=body)).status_code == 200
+        last = PageDOM(await chromium(f"{collector.url}/?page=12", tmp_path, "--dump-dom"))
+        first = await chromium(f"{collector.url}/", tmp_path, "--dump-dom")
+    assert [row.cells[0] for row in last.rows] == [str(n) for n in range(50, 0, -1)]
+    assert "https://x.example/0" in " ".join(last.rows[-1].cells)  # the very first event
+    assert "1,250 events" in last.summary
+    chart = first[first.index("<svg") : first.index("</svg>")]
+    assert "page view" in chart
+    assert "1,000" in chart
+    assert "structured" in chart
+    assert "250" in chart
+
+
+async def test_the_page_updates_itself_when_events_arrive(
+    filled_collector: Collector, tmp_path: Path
+) -> None:
+    serve = filled_collector._handle
+    served_pages = 0
+
+    async def handle_then_send_one_more(request: Request) -> Response:
+        nonlocal served_pages
+        response = await serve(request)
+        if request.target == "/" and served_pages == 0:
+            served_pages += 1  # the browser has the page; now a new event arrives
+            more = {"e": "pv", "p": "srv", "tv": "t", "url": "https://late.example/"}
+            filled_collector._log.add([ReceivedEvent.check(more, "GET")])
+        return response
+
+    filled_collector._handle = handle_then_send_one_more  # type: ignore[method-assign]
+    html = await chromium(
+        f"{filled_collector.url}/", tmp_path, "--virtual-time-budget=10000", "--dump-dom"
+    )
+    dom = PageDOM(html)
+    assert served_pages == 1
+    assert len(dom.rows) == 5  # the fifth arrived after the page was served
+    assert "https://late.example/" in " ".join(dom.rows[0].cells)
+    assert "5 events" in dom.summary
+
+
+async def test_the_reset_button_works_from_the_page_and_not_from_another_site(
+    filled_collector: Collector, tmp_path: Path
+) -> None:
+    html = await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom")
+    form = html[html.index('<form class="reset"') :]
+    token = form.split('name="token" value="')[1].split('"')[0]
+    assert 'action="/reset"' in form
+    assert 'method="post"' in form
+
+    # Another site (another origin: another port) auto-submits the same form.
+    attack = (
+        f'<form id="f" method="post" action="{filled_collector.url}/reset">'
+        f'<input name="token" value="guess"></form>'
+        "<script>document.getElementById('f').submit()</script>"
+    ).encode()
+
+    async def attacker_site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:  # Chromium also opens spare connections that it closes unused
+            await reader.readuntil(b"\r\n\r\n")
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {len(attack)}"
+            writer.write(head.encode() + b"\r\nconnection: close\r\n\r\n" + attack)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    serve = filled_collector._handle
+    resets: list[int] = []
+
+    async def handle_and_note_resets(request: Request) -> Response:
+        response = await serve(request)
+        if request.target == "/reset":
+            resets.append(response.status)
+        return response
+
+    filled_collector._handle = handle_and_note_resets  # type: ignore[method-assign]
+    server = await asyncio.start_server(attacker_site, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        await chromium(
+            f"http://127.0.0.1:{port}/", tmp_path, "--virtual-time-budget=5000", "--dump-dom"
+        )
+    assert resets == [403]  # the browser did submit it, and it was refused
+    assert len(filled_collector.events) == 4
+
+    # What the browser sends when the button on the collector's own page is pressed.
+    async with httpx.AsyncClient(base_url=filled_collector.url) as client:
+        pressed = await client.post(
+            "/reset",
+            data={"token": token},
+            headers={"origin": filled_collector.url, "sec-fetch-site": "same-origin"},
+        )
+    assert pressed.status_code == 303
+    assert filled_collector.events == []

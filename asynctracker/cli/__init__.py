@@ -218,12 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
         help="run a local collector that validates events and shows them in a page",
         description="Run a Snowplow collector on your machine until Ctrl-C: it validates "
-        "every event against the tracker protocol, prints one line per event, and shows "
-        "them decoded in a web page (JSON at /events, /events/bad).",
+        "every event against the tracker protocol (and, with --iglu, self-describing data "
+        "against your Iglu schemas), prints one line per event, and shows them decoded in "
+        "a web page. JSON at /events; Snowplow Micro's API at /micro/all, /micro/good, "
+        "/micro/bad, /micro/reset.",
         epilog=_examples(
             """
             asynctracker collector                          # http://127.0.0.1:9090/
             asynctracker collector --port 0 --db collector.db   # any free port, kept on disk
+            asynctracker collector --iglu ./iglu            # validate against your schemas
+            asynctracker collector --allow-host dev.test    # also answer Host: dev.test
             """
         ),
     )
@@ -235,7 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         type=sqlite_path,
         metavar="PATH",
-        help="keep received events in this SQLite file, e.g. collector.db (default: memory)",
+        help="keep received events in this SQLite file, e.g. collector.db "
+        "(default: a temporary file, removed on exit)",
+    )
+    collector.add_argument(
+        "--iglu",
+        type=Path,
+        metavar="DIR",
+        help="validate self-describing events and contexts against the Iglu registry in DIR "
+        "(vendor/name/jsonschema/version files; needs asynctracker[collector])",
+    )
+    collector.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests whose Host header is NAME (repeatable; '*' for any). "
+        "By default only localhost names and the listening address, against DNS rebinding",
     )
     collector.add_argument(
         "-q", "--quiet", action="store_true", help="do not print a line per event"
@@ -275,20 +295,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end."""
+    # Imported here so that this function's needs stay out of the module's shared header.
+    import sqlite3
+
+    from ..collector._safe import terminal_safe
+    from ._common import EXIT_BAD_INPUT
 
     def on_event(event: ReceivedEvent) -> None:
-        print(describe(event), file=out, flush=True)
+        # Events come from the network: no escape sequence may reach the terminal.
+        print(terminal_safe(describe(event)), file=out, flush=True)
 
-    collector = Collector(
-        args.host, args.port, db_path=args.db, on_event=None if args.quiet else on_event
-    )
+    if not 0 <= args.port <= 65535:
+        print(f"asynctracker: error: --port must be 0-65535, got {args.port}", file=err)
+        return EXIT_BAD_INPUT
+    try:
+        collector = Collector(
+            args.host,
+            args.port,
+            db_path=args.db,
+            on_event=None if args.quiet else on_event,
+            allowed_hosts=args.allow_host,
+            iglu=args.iglu,
+        )
+    except (RuntimeError, OSError) as exc:  # --iglu without jsonschema, or not a folder
+        print(f"asynctracker: error: {exc}", file=err)
+        return EXIT_BAD_INPUT
     try:
         await collector.start()
-    except OSError as exc:
-        print(
-            f"asynctracker: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-            file=err,
-        )
+    except (OSError, sqlite3.Error) as exc:
+        where = f"{args.host}:{args.port}"
+        if args.db is not None and (isinstance(exc, sqlite3.Error) or args.db.is_dir()):
+            print(f"asynctracker: error: cannot use --db {args.db}: {exc}", file=err)
+            return EXIT_BAD_INPUT
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"asynctracker: error: cannot listen on {where}: {reason}", file=err)
         return EXIT_NOT_DELIVERED
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -299,10 +339,10 @@ async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
         stored = f", keeping events in {args.db}" if args.db else ""
         print(
             f"collector listening on {collector.url}{stored}\n"
-            f"  page:    {collector.url}/\n"
+            f"  page:    {collector.url}/   Micro API: {collector.url}/micro/all\n"
             f"  send to: asynctracker track --collector {collector.url} "
             "--category test --action ping\n"
-            "  stop with Ctrl-C",
+            f"  stop with Ctrl-C. {collector.validation_mode}",
             file=out,
             flush=True,
         )
@@ -313,8 +353,9 @@ async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
                 loop.remove_signal_handler(signum)
         await collector.stop()
     print(
-        f"collector stopped: {len(collector.events):,} events, {len(collector.good):,} good, "
-        f"{len(collector.bad):,} bad",
+        "collector stopped: {total:,} events, {good:,} good, {bad:,} bad".format(
+            **collector.counts
+        ),
         file=out,
         flush=True,
     )

@@ -5,12 +5,16 @@ fail, throttle or hang), the backend of ``python -m asynctracker demo`` and of
 ``asynctracker collector``. Routes:
 
 - ``POST .../com.snowplowanalytics.snowplow/tp2`` and ``GET .../i``: tracker traffic;
-  events are validated and recorded, the answer is 200 with an empty body.
-- ``GET /``: an HTML page of the events; ``GET /events``, ``/events/good``,
-  ``/events/bad``: the same as JSON; ``POST /reset``; ``GET /health``.
+  events are validated and recorded, the answer is 200 with an empty body. CORS as
+  Snowplow's collectors do it: preflights answered, the Origin echoed, credentials allowed.
+- ``GET /``: the page; ``GET /events``, ``/events/good``, ``/events/bad``: pages of events
+  as JSON; ``POST /reset``; ``GET /health``; Snowplow Micro's ``/micro/...`` API
+  (:mod:`._api`).
 
-Only tracker routes (and unknown paths) go through the ``responder`` and into
-:attr:`Collector.requests`; the inspection routes above never do, so polling them cannot
+Every request must name this machine in its Host header, state-changing routes refuse
+cross-site requests (:mod:`._guard`), and connections are bounded in time, size and number
+(:mod:`._http`). Only tracker routes (and unknown paths) go through the ``responder`` and
+into :attr:`Collector.requests`; the inspection routes never do, so polling them cannot
 disturb a fault-injection script.
 """
 
@@ -23,83 +27,62 @@ import inspect
 import json
 import logging
 import os
-import time
+import secrets
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from .._validate import validate_post_body
+from ._api import json_response, route
+from ._guard import HostCheck, cors_headers, preflight_headers
+from ._hooks import ReceivedRequest, Reply, Responder
 from ._http import (
-    OK_EMPTY,
-    OK_EMPTY_CLOSE,
-    HTTPError,
-    RawRequest,
-    discard_body,
-    read_request,
-    render_response,
+    BUSY,
+    Connection,
+    Limits,
+    Request,
+    Response,
+    accept_backlog,
+    default_max_connections,
+    serve_connection,
 )
-from ._page import render_page
-from ._store import EventLog, ReceivedEvent
+from ._iglu import IgluRegistry
+from ._store import MEMORY_EVENTS, EventLog, ReceivedEvent
+from ._tracker import is_tracker_route, track
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["Collector", "ReceivedRequest", "Reply", "Responder"]
+__all__ = ["Collector"]
 
 logger = logging.getLogger("asynctracker")
 
-TP2_SUFFIX = "/com.snowplowanalytics.snowplow/tp2"
 #: How many requests :attr:`Collector.requests` keeps; bodies are kept too, and a benchmark
 #: sends thousands of requests per second.
 MAX_RECORDED_REQUESTS = 10_000
+#: ... and at most this many body bytes in all, so that big batches cannot pile up memory.
+MAX_RECORDED_BYTES = 16 * 1024 * 1024
 _JSON = "application/json"
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedRequest:
-    """One request to a tracker route (or an unknown path), as the collector saw it.
-
-    ``status`` is what the collector answered; the copy handed to a responder has
-    ``status=0`` because the answer is not decided yet.
-    """
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A response a responder wants sent instead of the default handling.
-
-    ``headers`` can carry anything (``Retry-After``, ``Connection: close``); framing
-    headers (``Content-Length``) are always computed by the collector.
-    """
-
-    status: int = 200
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-
-#: Called before default handling of each tracker request. Return a :class:`Reply` to
-#: answer with it (no events are recorded), or ``None`` to handle normally. May be async,
-#: and may sleep (to simulate a slow collector) or never return (a hung one).
-Responder = Callable[[ReceivedRequest], "Reply | Awaitable[Reply | None] | None"]
 
 
 class Collector:
     """A Snowplow collector on loopback that keeps and validates what it receives.
 
     Use ``async with Collector() as collector:`` and point a tracker at
-    ``collector.url``. Events are kept in memory (and in SQLite when ``db_path`` is
-    given, reloaded on start). The collector can be stopped and started again; it then
-    listens on the same port, so a tracker sees an outage rather than a new address.
+    ``collector.url``. Events are kept in SQLite (``db_path``, reloaded on start, or a
+    temporary file), the newest ``memory_events`` of them in memory too. The collector
+    can be stopped and started again; it then listens on the same port, so a tracker sees
+    an outage rather than a new address.
+
+    ``allowed_hosts`` adds Host names to loopback and the bound address (``"*"``: any);
+    ``iglu`` is a folder in Iglu's registry layout to validate self-describing data
+    against (needs ``jsonschema``: raises :class:`RuntimeError` without it, and
+    ``NotADirectoryError`` when the folder is missing). ``max_connections`` (default: a
+    quarter of the open-file limit, at most 256) and the ``*_timeout`` deadlines (seconds:
+    to finish a request head, a body, and between requests on a kept-alive connection)
+    bound what slow or greedy clients can hold.
     """
 
     def __init__(
@@ -111,31 +94,68 @@ class Collector:
         max_body_bytes: int = 10 * 1024 * 1024,
         responder: Responder | None = None,
         on_event: Callable[[ReceivedEvent], None] | None = None,
+        allowed_hosts: Iterable[str] = (),
+        iglu: str | os.PathLike[str] | None = None,
+        max_connections: int | None = None,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        idle_timeout: float = 30.0,
+        memory_events: int = MEMORY_EVENTS,
     ) -> None:
         self._host = host
         self._port = port
-        self._max_body_bytes = max_body_bytes
+        self._limits = Limits(
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            idle_timeout=idle_timeout,
+            max_body_bytes=max_body_bytes,
+        )
+        self._max_connections = max_connections or default_max_connections()
+        self._hosts = HostCheck(host, allowed_hosts)
+        self.iglu = None if iglu is None else IgluRegistry(iglu)
+        #: Embedded in the page; a browser's state-changing request must send it back.
+        self.token = secrets.token_urlsafe(24)
         self.responder = responder
-        self._log = EventLog(db_path, on_event)
+        self._log = EventLog(db_path, on_event, memory_events=memory_events)
         self._requests: collections.deque[ReceivedRequest] = collections.deque(
             maxlen=MAX_RECORDED_REQUESTS
         )
+        self._request_bytes = 0
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[object]] = set()
+        #: Each serving task and its connection (None until it registered itself).
+        self._connections: dict[asyncio.Task[object], Connection | None] = {}
+
+    @property
+    def validation_mode(self) -> str:
+        """One line saying what events are checked against."""
+        if self.iglu is None:
+            return (
+                "Checking the tracker protocol only; self-describing data is not validated "
+                "(start with --iglu DIR to validate it against an Iglu registry)."
+            )
+        return (
+            "Validating self-describing events and contexts against the Iglu registry at "
+            f"{self.iglu.root}."
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load stored events (if any) and start listening.
 
-        Raises ``RuntimeError`` if already started and ``OSError`` if the port is taken.
+        Raises ``RuntimeError`` if already started, ``OSError`` if the port is taken or
+        the database cannot be opened.
         """
         if self._server is not None:
             raise RuntimeError("collector is already running")
         await self._log.open()
         try:
             server = await asyncio.start_server(
-                self._serve_connection, self._host, self._port, reuse_address=True
+                self._serve_connection,
+                self._host,
+                self._port,
+                reuse_address=True,
+                backlog=accept_backlog(),
             )
         except BaseException:
             await self._log.close()
@@ -178,7 +198,7 @@ class Collector:
     def __repr__(self) -> str:
         state = "running" if self._server is not None else "stopped"
         where = f"{self._host}:{self._port}" if self._port else self._host
-        return f"<Collector {where} {state}, {len(self._log.events)} events>"
+        return f"<Collector {where} {state}, {self._log.total} events>"
 
     def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
         # A collector left running holds a port and a database; say so loudly (tests run
@@ -202,13 +222,19 @@ class Collector:
         return f"http://{host}:{self.port}"
 
     @property
+    def counts(self) -> dict[str, int]:
+        """Exact counts: ``total``, ``good``, ``bad``, as ``/micro/all`` serves them."""
+        log = self._log
+        return {"total": log.total, "good": log.good, "bad": log.bad}
+
+    @property
     def events(self) -> list[ReceivedEvent]:
-        """Every accepted event, in arrival order (a copy)."""
-        return list(self._log.events)
+        """Every accepted event, in arrival order (a copy; older ones are read from SQLite)."""
+        return self._log.events
 
     @property
     def good(self) -> list[ReceivedEvent]:
-        """Accepted events that follow the tracker protocol."""
+        """Accepted events that follow the tracker protocol (and the Iglu schemas)."""
         return [event for event in self._log.events if event.valid]
 
     @property
@@ -218,13 +244,15 @@ class Collector:
 
     @property
     def requests(self) -> list[ReceivedRequest]:
-        """The most recent tracker requests (up to 10,000), answered ones only."""
+        """The most recent tracker requests (up to 10,000 and 16 MiB of bodies), answered
+        ones only."""
         return list(self._requests)
 
     def reset(self) -> None:
         """Forget all events (in SQLite too) and requests."""
         self._log.clear()
         self._requests.clear()
+        self._request_bytes = 0
 
     async def wait_for_events(self, count: int, timeout: float = 10.0) -> list[ReceivedEvent]:
         """Wait until at least ``count`` events were accepted; raises ``TimeoutError``."""
@@ -235,18 +263,24 @@ class Collector:
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """Serve requests on one connection until the client or :meth:`stop` ends it."""
+        """Serve one connection; over the cap, make room by closing an idle one, or refuse."""
         task = asyncio.current_task()
         if task is None or self._server is None:
             writer.close()
             return
-        self._connections.add(task)
+        if len(self._connections) >= self._max_connections and not self._evict_idle():
+            writer.write(BUSY)
+            writer.close()
+            return
+        self._connections[task] = None
         try:
-            keep_alive = True
-            while keep_alive:
-                keep_alive = await self._serve_one(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away mid-request; nothing to answer
+            await serve_connection(
+                reader,
+                writer,
+                self._handle,
+                self._limits,
+                lambda connection: self._connections.__setitem__(task, connection),
+            )
         except asyncio.CancelledError:
             # stop() ends connections by cancelling them. This task is ours and ends
             # here; re-raising would make asyncio's stream callback log it as an error.
@@ -254,65 +288,69 @@ class Collector:
         except Exception:
             logger.exception("collector failed while serving a connection")
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one request; return whether the connection stays open."""
-        try:
-            raw = await read_request(reader, writer, self._max_body_bytes)
-        except HTTPError as exc:
-            body = json.dumps({"errors": [exc.message]}).encode()
-            writer.write(render_response(exc.status, body, content_type=_JSON, keep_alive=False))
-            if writer.can_write_eof():
-                writer.write_eof()
-            await writer.drain()
-            await discard_body(reader, exc.unread)
-            return False
-        if raw is None:
-            return False
-        response, keep_alive = await self._respond(raw)
-        writer.write(response)
-        await writer.drain()
-        return keep_alive
+    def _evict_idle(self) -> bool:
+        """Close the oldest connection waiting for a request; False if none is idle."""
+        for task, connection in self._connections.items():
+            if connection is not None and connection.idle:
+                task.cancel()
+                del self._connections[task]
+                return True
+        return False
 
-    async def _respond(self, raw: RawRequest) -> tuple[bytes, bool]:
-        """Route one request; return the serialised response and whether to keep alive."""
-        keep_alive = raw.keep_alive
-        target = raw.target
+    async def _handle(self, request: Request) -> Response:
+        """Route one request (the Host check first) and answer it."""
+        if not self._hosts.accepts(request.headers.get("host")):
+            host = request.headers.get("host", "")
+            return json_response(
+                421, {"errors": [f"Host {host!r} is not this collector (see --allow-host)"]}
+            )
+        target = request.target
         if not target.startswith("/"):  # absolute-form, as sent through proxies
             parts = urlsplit(target)
             target = f"{parts.path or '/'}?{parts.query}"
         path, _, query = target.partition("?")
-        inspection = self._inspect(raw.method, path)
-        if inspection is not None:
-            status, body, content_type = inspection
-            return render_response(
-                status, body, content_type=content_type, keep_alive=keep_alive
-            ), keep_alive
+        tracker = is_tracker_route(path)
+        if request.method == "OPTIONS":
+            if tracker:
+                return Response(200, b"", preflight_headers(request.headers))
+            return Response(204, b"", {"allow": "GET, HEAD, POST"})
+        if not tracker:
+            answer = await route(self, request, path, query)
+            if answer is not None:
+                return answer
+        response = await self._tracker_route(request, path, query)
+        if tracker:
+            cors = cors_headers(request.headers)
+            if cors:
+                return replace(response, headers={**response.headers, **cors})
+        return response
 
+    async def _tracker_route(self, raw: Request, path: str, query: str) -> Response:
         request = ReceivedRequest(raw.method, path, query, raw.headers, raw.body, 0)
         if self.responder is not None:
             reply = await self._ask_responder(request)
             if reply is not None:
-                self._requests.append(replace(request, status=reply.status))
-                if any(
-                    k.lower() == "connection" and v.lower() == "close"
-                    for k, v in reply.headers.items()
-                ):
-                    keep_alive = False
-                response = render_response(
-                    reply.status, reply.body, reply.headers, keep_alive=keep_alive
-                )
-                return response, keep_alive
+                self._remember(replace(request, status=reply.status))
+                return Response(reply.status, reply.body, reply.headers)
+        status, body = track(self._log, self.iglu, raw.method, path, query, raw.body)
+        self._remember(replace(request, status=status))
+        headers = {"content-type": _JSON} if body else {}
+        return Response(status, body, headers)
 
-        status, body = self._track(raw.method, path, query, raw.body)
-        self._requests.append(replace(request, status=status))
-        if status == 200 and not body:
-            return (OK_EMPTY if keep_alive else OK_EMPTY_CLOSE), keep_alive
-        return render_response(status, body, content_type=_JSON, keep_alive=keep_alive), keep_alive
+    def _remember(self, request: ReceivedRequest) -> None:
+        """Keep ``request`` for :attr:`requests`, within the count and byte budgets."""
+        requests = self._requests
+        if len(requests) == requests.maxlen:
+            self._request_bytes -= len(requests[0].body)
+        requests.append(request)
+        self._request_bytes += len(request.body)
+        while self._request_bytes > MAX_RECORDED_BYTES and len(requests) > 1:
+            self._request_bytes -= len(requests.popleft().body)
 
     async def _ask_responder(self, request: ReceivedRequest) -> Reply | None:
         assert self.responder is not None
@@ -328,58 +366,3 @@ class Collector:
             body = json.dumps({"errors": [f"responder returned {result!r}"]}).encode()
             return Reply(500, {"content-type": _JSON}, body)
         return result
-
-    def _track(self, method: str, path: str, query: str, body: bytes) -> tuple[int, bytes]:
-        """Default handling of tracker routes: validate, record, answer 200."""
-        if path.endswith(TP2_SUFFIX):
-            if method != "POST":
-                return 405, b""
-            payloads, problems = validate_post_body(body)
-            if problems and not payloads:
-                return 400, json.dumps({"errors": problems}).encode()
-            now = time.time()
-            self._log.add(
-                [
-                    ReceivedEvent.check(p, "POST", extra_errors=problems, received_at=now)
-                    for p in payloads
-                ]
-            )
-            return 200, b""
-        if path == "/i" or path.endswith("/i"):
-            if method != "GET":
-                return 405, b""
-            pairs = parse_qsl(query, keep_blank_values=True)
-            if not pairs:
-                return 400, json.dumps({"errors": ["no event in the query string"]}).encode()
-            self._log.add([ReceivedEvent.check(dict(pairs), "GET")])
-            return 200, b""
-        return 404, json.dumps({"errors": [f"no route for {method} {path}"]}).encode()
-
-    def _inspect(self, method: str, path: str) -> tuple[int, bytes, str] | None:
-        """Serve the collector's own routes; ``None`` for anything else."""
-        if path not in _INSPECTION_ROUTES:
-            return None
-        expected = _INSPECTION_ROUTES[path]
-        if method != expected:
-            return 405, json.dumps({"errors": [f"use {expected} {path}"]}).encode(), _JSON
-        if path == "/":
-            return 200, render_page(self._log.events), "text/html; charset=utf-8"
-        if path == "/reset":
-            self.reset()
-            return 200, b'{"ok":true}', _JSON
-        if path == "/health":
-            counts = {"ok": True, "events": len(self._log.events), "bad": len(self.bad)}
-            return 200, json.dumps(counts).encode(), _JSON
-        selected = {"/events": self.events, "/events/good": self.good, "/events/bad": self.bad}
-        data = [event.to_json() for event in selected[path]]
-        return 200, json.dumps(data, ensure_ascii=False).encode("utf-8"), _JSON
-
-
-_INSPECTION_ROUTES: dict[str, Literal["GET", "POST"]] = {
-    "/": "GET",
-    "/events": "GET",
-    "/events/good": "GET",
-    "/events/bad": "GET",
-    "/reset": "POST",
-    "/health": "GET",
-}

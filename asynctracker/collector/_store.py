@@ -1,31 +1,36 @@
-"""What the local collector remembers: received events, in memory and optionally in SQLite.
+"""What the local collector remembers: every event in SQLite, the newest also in memory.
 
-Memory is the source of truth while the collector runs (tests read it synchronously);
-SQLite only makes a long-running ``asynctracker collector`` survive restarts. Writes go
-through one background task that batches whatever has queued up into a single
-transaction, so the request path never waits for the disk and 100k events/s do not turn
-into 100k commits.
+SQLite (the ``db_path`` file, or a temporary file) holds every event, so memory stays
+bounded however long ``asynctracker collector`` runs; the listings and filters of the
+HTTP API are queries on it, run by the database thread (:mod:`._db`). The newest events
+(``memory_events`` of them) are also kept in memory, so that tests read
+:attr:`EventLog.events` synchronously without touching the disk, and counts (total, good,
+bad, per event type) are kept exact in memory as events arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
 import os
+import shutil
+import sqlite3
+import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
-
-import aiosqlite
+from typing import Literal, cast
 
 from .._validate import decode_event, validate_event
+from ._db import COLUMNS, Filters, Row, Worker, query, summary
 
 logger = logging.getLogger("asynctracker")
 
-__all__ = ["EventLog", "ReceivedEvent"]
+__all__ = ["EventLog", "ReceivedEvent", "Page"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,82 +82,113 @@ class ReceivedEvent:
         }
 
 
-#: A queued write: a batch to insert, or ``None`` meaning "delete everything".
-_Op: TypeAlias = "list[ReceivedEvent] | None"
+#: How many of the newest events :class:`EventLog` keeps in memory by default.
+MEMORY_EVENTS = 10_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS received_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    payload TEXT NOT NULL,
-    method TEXT NOT NULL,
-    errors TEXT NOT NULL,
-    received_at REAL NOT NULL
-)
-"""
+
+def _from_row(row: Row) -> tuple[int, ReceivedEvent]:
+    seq, payload, method, errors, received_at = row
+    return seq, ReceivedEvent(
+        json.loads(payload),
+        cast('Literal["GET", "POST"]', method),
+        tuple(json.loads(errors)),
+        received_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing: how many events match in all, and these (with their seq)."""
+
+    total: int
+    items: list[tuple[int, ReceivedEvent]]
 
 
 class EventLog:
-    """Accepted events in arrival order, with waiters and optional SQLite persistence."""
+    """Accepted events in arrival order: all in SQLite, the newest in memory, exact counts."""
 
     def __init__(
         self,
         db_path: str | os.PathLike[str] | None = None,
         on_event: Callable[[ReceivedEvent], None] | None = None,
+        *,
+        memory_events: int = MEMORY_EVENTS,
     ) -> None:
-        self.events: list[ReceivedEvent] = []
-        self._db_path = db_path
+        self._db_path = None if db_path is None else os.fspath(db_path)
         self._on_event = on_event
-        self._db: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[_Op] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._memory_events = memory_events
+        self._recent: collections.deque[tuple[int, ReceivedEvent]] = collections.deque()
+        self._seq = 0
+        self.total = 0
+        self.bad = 0
+        self.by_type: collections.Counter[str] = collections.Counter()
+        self._worker: Worker | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         # A reset while the collector is stopped must still empty the table on next start.
         self._clear_on_open = False
 
-    async def open(self) -> None:
-        """Connect to SQLite (if configured) and load what earlier runs stored."""
+    @property
+    def path(self) -> str:
+        """The SQLite file: ``db_path``, or a temporary one removed with this object."""
         if self._db_path is None:
-            return
-        db = await aiosqlite.connect(os.fspath(self._db_path))
+            folder = tempfile.mkdtemp(prefix="asynctracker-collector-")
+            weakref.finalize(self, _remove_folder, folder)
+            self._db_path = os.path.join(folder, "events.db")
+        return self._db_path
+
+    @property
+    def good(self) -> int:
+        return self.total - self.bad
+
+    async def open(self) -> None:
+        """Start the database thread and load counts and the newest events it holds.
+
+        Raises ``sqlite3.Error`` or ``OSError`` when the file cannot be used.
+        """
+        worker = Worker(self.path)
+        await worker.start()
         try:
-            await db.execute(_SCHEMA)
             if self._clear_on_open:
-                await db.execute("DELETE FROM received_events")
+                worker.clear()
                 self._clear_on_open = False
-            await db.commit()
-            async with db.execute(
-                "SELECT payload, method, errors, received_at FROM received_events ORDER BY id"
-            ) as cursor:
-                rows = await cursor.fetchall()
+            highest, types, validity = await worker.call(summary)
+            _, rows = await worker.call(query(Filters(), limit=self._memory_events))
         except BaseException:
-            await db.close()
+            await worker.stop()
             raise
-        self.events = [
-            ReceivedEvent(json.loads(p), m, tuple(json.loads(e)), at) for p, m, e, at in rows
-        ]
-        self._db = db
-        self._queue = asyncio.Queue()
-        self._writer = asyncio.create_task(self._write_loop(db), name="collector-sqlite")
+        worker.committed = highest
+        self._worker = worker
+        self._seq = highest
+        self.by_type = collections.Counter(types)
+        self.total = validity["good"] + validity["bad"]
+        self.bad = validity["bad"]
+        self._recent = collections.deque(_from_row(row) for row in reversed(rows))
         self._notify()
 
     async def close(self) -> None:
         """Write everything still queued, then close the database."""
-        if self._writer is None or self._db is None:
-            return
-        await self._queue.join()
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
-        await self._db.close()
-        self._writer = self._db = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop()
 
     def add(self, events: list[ReceivedEvent]) -> None:
         """Record accepted events: memory now, disk soon, then callbacks and waiters."""
         if not events:
             return
-        self.events.extend(events)
-        if self._writer is not None:
-            self._queue.put_nowait(events)
+        first = self._seq + 1
+        self._seq += len(events)
+        numbered = list(zip(range(first, self._seq + 1), events, strict=True))
+        self._recent.extend(numbered)
+        self.total += len(events)
+        for event in events:
+            self.by_type[str(event.payload.get("e", ""))] += 1
+            if event.errors:
+                self.bad += 1
+        if self._worker is not None:
+            self._worker.insert(
+                ((seq, ev.payload, ev.method, ev.errors, ev.received_at) for seq, ev in numbered),
+                self._forget,
+            )
         if self._on_event is not None:
             for event in events:
                 try:
@@ -161,17 +197,52 @@ class EventLog:
                     logger.exception("collector on_event callback failed")
         self._notify()
 
+    def _forget(self) -> None:
+        """Drop the oldest in-memory events beyond the limit, once they are on disk."""
+        if self._worker is None:
+            return
+        committed = self._worker.committed
+        recent = self._recent
+        while len(recent) > self._memory_events and recent[0][0] <= committed:
+            recent.popleft()
+
+    @property
+    def events(self) -> list[ReceivedEvent]:
+        """Every event in arrival order; reads the file for those no longer in memory."""
+        recent = [event for _, event in self._recent]
+        if len(recent) == self.total:
+            return recent
+        first = self._recent[0][0] if self._recent else self._seq + 1
+        with contextlib.closing(sqlite3.connect(self.path)) as db:
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM collector_events WHERE seq < ? ORDER BY seq", (first,)
+            ).fetchall()
+        return [event for _, event in map(_from_row, rows)] + recent
+
     def clear(self) -> None:
         """Forget every event, on disk too (ordered after any pending writes)."""
-        self.events = []
-        if self._writer is not None:
-            self._queue.put_nowait(None)
-        elif self._db_path is not None:
+        self._recent.clear()
+        self.total = self.bad = 0
+        self.by_type.clear()
+        if self._worker is not None:
+            self._worker.clear()
+        else:
             self._clear_on_open = True
+
+    async def page(
+        self, filters: Filters, *, limit: int, offset: int = 0, newest_first: bool = True
+    ) -> Page:
+        """One page of the events matching ``filters``, from the database thread."""
+        if self._worker is None:
+            raise RuntimeError("the collector is not running")
+        total, rows = await self._worker.call(
+            query(filters, limit=limit, offset=offset, newest_first=newest_first)
+        )
+        return Page(total, [_from_row(row) for row in rows])
 
     async def wait_for(self, count: int, timeout: float) -> list[ReceivedEvent]:
         """Wait until at least ``count`` events have arrived; raise ``TimeoutError``."""
-        if len(self.events) < count:
+        if self.total < count:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiter = (count, future)
             self._waiters.append(waiter)
@@ -179,61 +250,21 @@ class EventLog:
                 await asyncio.wait_for(future, timeout)
             except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
                 raise TimeoutError(
-                    f"collector received {len(self.events)} of {count} events in {timeout}s"
+                    f"collector received {self.total} of {count} events in {timeout}s"
                 ) from None
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-        return list(self.events)
+        return self.events
 
     def _notify(self) -> None:
         if not self._waiters:
             return
-        have = len(self.events)
+        have = self.total
         for count, future in self._waiters:
             if count <= have and not future.done():
                 future.set_result(None)
 
-    async def _write_loop(self, db: aiosqlite.Connection) -> None:
-        """Drain the queue in batches: one transaction for whatever piled up meanwhile."""
-        while True:
-            ops = [await self._queue.get()]
-            while not self._queue.empty():
-                ops.append(self._queue.get_nowait())
-            try:
-                await self._apply(db, ops)
-            except Exception:
-                logger.exception("collector could not persist %d operations", len(ops))
-            finally:
-                for _ in ops:
-                    self._queue.task_done()
 
-    @staticmethod
-    async def _apply(db: aiosqlite.Connection, ops: list[_Op]) -> None:
-        rows: list[tuple[str, str, str, float]] = []
-
-        async def insert_pending() -> None:
-            if rows:
-                await db.executemany(
-                    "INSERT INTO received_events (payload, method, errors, received_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    rows,
-                )
-                rows.clear()
-
-        for op in ops:
-            if op is None:
-                await insert_pending()
-                await db.execute("DELETE FROM received_events")
-            else:
-                rows.extend(
-                    (
-                        json.dumps(ev.payload),
-                        ev.method,
-                        json.dumps(ev.errors) if ev.errors else "[]",
-                        ev.received_at,
-                    )
-                    for ev in op
-                )
-        await insert_pending()
-        await db.commit()
+def _remove_folder(folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
