@@ -20,7 +20,8 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from .._version import __version__
@@ -362,16 +363,25 @@ async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
     return 0
 
 
-def _configure_logging(verbosity: int) -> None:
+@contextlib.contextmanager
+def _logging_to_stderr(verbosity: int) -> Iterator[None]:
     """The library logs through "asynctracker"; the CLI shows those logs only when asked,
-    because its own messages already say what failed and why."""
+    because its own messages already say what failed and why. The logger is restored on
+    the way out, so calling ``main`` in-process (tests, other tools) leaves no trace."""
     level = {0: logging.ERROR, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("asynctracker")
+    saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,7 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # ``send`` prints the command that resumes an interrupted run: this one plus --skip.
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    _configure_logging(args.verbose)
+    with _logging_to_stderr(args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; every failure is one line and a status, never a traceback."""
     out, err = sys.stdout, sys.stderr
     try:
         if args.command == "track":
