@@ -131,7 +131,7 @@ class DeliveryLog:
         else:
             logger.warning(
                 "closing with %d undelivered event(s); they wait in %s and are sent by the "
-                "next emitter opened on it (collector %s)",
+                "next emitter for collector %s opened on it",
                 undelivered,
                 where,
                 self._url,

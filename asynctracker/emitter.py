@@ -251,6 +251,8 @@ class Emitter:
             if self._state is not _State.UNOPENED:
                 return
             await ops.open_storage(self.storage)
+            if isinstance(self.storage, SQLiteStorage):
+                await self._bind_destination(self.storage)
             self._queued = self._fresh = await ops.count_rows(self.storage)
             if self._owns_client:
                 self._client = await asyncio.to_thread(self._new_client)
@@ -306,6 +308,20 @@ class Emitter:
         # Every storage may now store without suspending (SQLiteStorage commits a lone
         # caller's insert inline), so every one gets the turn budget.
         return Pacing(_TURN_BUDGET)
+
+    async def _bind_destination(self, storage: SQLiteStorage) -> None:
+        """Rows record their collector: this emitter sends only its own from a file
+        that programs for other collectors share (see SQLiteStorage.bind_destination)."""
+        waiting = await storage.bind_destination(self._endpoints.shown)
+        for collector, count in waiting.items():
+            logger.warning(
+                "%s holds %d event(s) for another collector, %s: this emitter (for %s) "
+                "never sends them; an emitter for that collector opened on the file does",
+                storage.path,
+                count,
+                collector,
+                self._endpoints.shown,
+            )
 
     async def _ensure_open(self) -> None:
         if (

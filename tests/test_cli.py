@@ -134,15 +134,16 @@ async def test_track_refused_with_400_exits_1_and_reports_the_status() -> None:
 async def test_track_with_db_keeps_an_undelivered_event_for_the_next_run(
     collector: Collector, db_path: Path
 ) -> None:
-    async with Collector(responder=lambda request: Reply(503)) as failing:
-        first = await run_cli(
-            "track", "--collector", failing.url, "--db", db_path, "--retries", "0",
-            "--category", "first", "--action", "try",
-        )  # fmt: skip
-        assert first.code == 1
-        assert "HTTP 503" in first.err
-        assert f"kept in {db_path}" in first.err
+    collector.responder = lambda request: Reply(503)
+    first = await run_cli(
+        "track", "--collector", collector.url, "--db", db_path, "--retries", "0",
+        "--category", "first", "--action", "try",
+    )  # fmt: skip
+    assert first.code == 1
+    assert "HTTP 503" in first.err
+    assert f"kept in {db_path}" in first.err
 
+    collector.responder = None  # the collector is back for the next run
     second = await run_cli(
         "track", "--collector", collector.url, "--db", db_path,
         "--category", "second", "--action", "try",

@@ -259,19 +259,19 @@ async def test_ctrl_c_with_the_collector_down_keeps_events_in_db_and_resumes_fro
         stored.set()  # the events were stored before the first send
         return Reply(503)
 
-    async with Collector(responder=unavailable) as down:
-        lines = b"".join(struct_line(str(i)) for i in range(1, 31))
-        code, _, err = await _interrupted_send(
-            ["--collector", down.url, "--db", str(db_path), "--timeout", "1"], lines, stored
-        )
+    collector.responder = unavailable
+    lines = b"".join(struct_line(str(i)) for i in range(1, 31))
+    code, _, err = await _interrupted_send(
+        ["--collector", collector.url, "--db", str(db_path), "--timeout", "1"], lines, stored
+    )
 
     assert code == 130, err
     assert "delivering 30 stored events for up to 1 s (Ctrl-C again to stop now)" in err
     assert f"30 events kept in {db_path}" in err
     args = resume_args(err)
     assert args[-2:] == ["--skip", "30"]
-    args[args.index("--collector") + 1] = collector.url
 
+    collector.responder = None  # the collector is back when the run is resumed
     more = lines + b"".join(struct_line(str(i)) for i in range(31, 41))
     resumed = await run_cli(*args, stdin=more)
 

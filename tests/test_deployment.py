@@ -21,7 +21,7 @@ def vacuum(db_path: Path) -> None:
     connection.close()
 
 
-async def test_a_delivered_backlog_leaves_the_file_at_its_size_until_vacuum(
+async def test_vacuum_shrinks_a_file_whose_deleted_rows_were_not_given_back(
     db_path: Path,
 ) -> None:
     async with at.SQLiteStorage(db_path) as storage:

@@ -52,7 +52,7 @@ _AVERAGE_WEIGHT = 0.01
 _PAUSE = 2.0
 # Inline commits between two checkpoints run from the storage's thread.
 _CHECKPOINT_EVERY = 2000
-_INSERT = "INSERT INTO events(event) VALUES (?)"
+_INSERT = "INSERT INTO events(event, dest) VALUES (?, ?)"
 # Once two tasks insert in one loop turn, inserts go to the thread's group commit for
 # this many turns: concurrent callers share one transaction written on the other core
 # while the loop builds more events, where inline commits would run one by one on it.
@@ -131,13 +131,13 @@ class InlineWriter:
             return False
         return not self._crowded and time.perf_counter() >= self._paused_until
 
-    def insert(self, raw: str) -> bool | None:
+    def insert(self, raw: str, dest: int | None) -> bool | None:
         """Commit one row now, on this thread: True once committed; None if another
         connection holds the write lock; False on any other error (logged; the
         thread's attempt then reports it). Nothing is committed unless True."""
         started = time.perf_counter()
         try:
-            self._conn.execute_only(_INSERT, (raw,))
+            self._conn.execute_only(_INSERT, (raw, dest))
         except sqlite3.Error as exc:
             if _is_busy(exc):
                 return None

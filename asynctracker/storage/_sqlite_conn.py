@@ -47,15 +47,36 @@ _WAL_SIZE_LIMIT = 16 * 1024 * 1024
 # _forget_parent.
 _INHERITED: list[object] = []
 
+# ``dest``: the collector a row is meant for (``destinations.id``), so that one file
+# shared by programs sending to different collectors never sends a row to the wrong one;
+# NULL for rows stored before an emitter bound the storage (or by an older version).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event TEXT NOT NULL,
     owner TEXT,
-    claimed_until REAL
+    claimed_until REAL,
+    dest INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_owner ON events(owner) WHERE owner IS NOT NULL;
+CREATE TABLE IF NOT EXISTS destinations (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE
+);
 """
+
+
+async def _add_dest_column(conn: aiosqlite.Connection) -> None:
+    """Files made before rows carried their collector get the column (NULL for the rows
+    already there: the first emitter opened on the file sends them, as before)."""
+    columns = await conn.execute_fetchall("PRAGMA table_info(events)")
+    if any(column[1] == "dest" for column in columns):
+        return
+    try:
+        await conn.execute_fetchall("ALTER TABLE events ADD COLUMN dest INTEGER")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # another process added it first
+            raise
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -258,6 +279,7 @@ class SQLiteConnections:
                 await conn.execute_fetchall(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
                 await conn.execute_fetchall(f"PRAGMA synchronous={self._synchronous}")
                 await conn.executescript(_SCHEMA)
+                await _add_dest_column(conn)
                 return conn
             except sqlite3.Error as exc:
                 if conn is not None:

@@ -115,6 +115,9 @@ class SQLiteStorage(SQLiteConnections):
         self._undeleted: set[int] = set()
         self._unreleased: set[int] = set()
         self._deleted_since_vacuum = 0
+        # The collector this storage's rows are for (see bind_destination); None until
+        # an emitter binds it: rows are then stored for, and taken from, nobody's.
+        self._dest: int | None = None
 
     def _opened(self) -> None:
         self._next_reclaim = 0.0  # look for abandoned rows at the first claim
@@ -192,7 +195,7 @@ class SQLiteStorage(SQLiteConnections):
             and self._checkpointing is None
             and inline.may_insert(loop)
         ):
-            done = inline.insert(raw)
+            done = inline.insert(raw, self._dest)
             if done:
                 if inline.checkpoint_due():
                     self._checkpointing = loop.create_task(self._checkpoint())
@@ -210,7 +213,7 @@ class SQLiteStorage(SQLiteConnections):
         lock = self._lock
         assert lock is not None
         async with lock:
-            if self._inline is inline and inline.insert(raw):
+            if self._inline is inline and inline.insert(raw, self._dest):
                 return
         await self._group.queue([raw])
 
@@ -242,10 +245,14 @@ class SQLiteStorage(SQLiteConnections):
 
     async def _insert(self, raws: list[str]) -> None:
         """One group commit: all these rows in one transaction (one trip)."""
+        dest = self._dest
         await self._transaction(
             [
-                (f"INSERT INTO events(event) VALUES {','.join(['(?)'] * len(chunk))}", chunk)
-                for chunk in _chunks(raws, MAX_PARAMS)
+                (
+                    f"INSERT INTO events(event, dest) VALUES {','.join(['(?, ?)'] * len(chunk))}",
+                    [value for raw in chunk for value in (raw, dest)],
+                )
+                for chunk in _chunks(raws, MAX_PARAMS // 2)
             ]
         )
 
@@ -334,9 +341,37 @@ class SQLiteStorage(SQLiteConnections):
     # -- optional methods the emitter uses --------------------------------------------
 
     async def count(self) -> int:
-        """How many events are stored (claimed ones included), by every process."""
-        rows = await self._fetch("SELECT COUNT(*) FROM events")
+        """How many events wait for this storage's collector (claimed ones included),
+        stored by every process; rows of no collector count too (see bind_destination)."""
+        rows = await self._fetch(
+            "SELECT COUNT(*) FROM events WHERE dest IS NULL OR dest = ?", (self._dest,)
+        )
         return int(rows[0][0])
+
+    async def bind_destination(self, collector: str) -> dict[str, int]:
+        """Store and send only the rows of ``collector`` from now on.
+
+        Several programs may share one file while sending to different collectors (a
+        staging script and a production service in one folder): each row records the
+        collector it was tracked for, and this storage claims, counts and drops only
+        the rows of its own (and rows of none: stored before any emitter bound a
+        storage, or by a version that did not record it). Returns how many rows wait
+        for each other collector, so the emitter can say so. The emitter calls this
+        when it opens, with the collector URL stripped of credentials.
+        """
+        _, rows, waiting = await self._transaction(
+            [
+                ("INSERT OR IGNORE INTO destinations(url) VALUES (?)", (collector,)),
+                ("SELECT id FROM destinations WHERE url = ?", (collector,)),
+                (
+                    "SELECT d.url, COUNT(*) FROM events AS e JOIN destinations AS d "
+                    "ON e.dest = d.id WHERE d.url != ? GROUP BY d.url ORDER BY d.url",
+                    (collector,),
+                ),
+            ]
+        )
+        self._dest = int(rows[0][0])
+        return {str(url): int(count) for url, count in waiting}
 
     async def claim_event_rows(self, limit: int) -> list[EventRow]:
         """Claim and return up to ``limit`` of the oldest unclaimed rows.
@@ -358,8 +393,9 @@ class SQLiteStorage(SQLiteConnections):
         self._last_claim_stamp = stamp
         _, claimed = await self._execute(
             "UPDATE events SET owner = ?, claimed_until = ? WHERE id IN "
-            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?)",
-            (self._owner, stamp, max(limit, 0)),
+            "(SELECT id FROM events WHERE owner IS NULL AND (dest IS NULL OR dest = ?) "
+            "ORDER BY id LIMIT ?)",
+            (self._owner, stamp, self._dest, max(limit, 0)),
         )
         if not claimed:
             if self._deleted_since_vacuum >= _VACUUM_AFTER_DELETES:
@@ -419,10 +455,12 @@ class SQLiteStorage(SQLiteConnections):
         return released
 
     async def delete_oldest_event_rows(self, count: int) -> int:
-        """Delete up to ``count`` of the oldest unclaimed rows (overflow: drop oldest)."""
+        """Delete up to ``count`` of the oldest unclaimed rows of this storage's
+        collector (overflow: drop oldest)."""
         _, deleted = await self._execute(
             "DELETE FROM events WHERE id IN "
-            "(SELECT id FROM events WHERE owner IS NULL ORDER BY id LIMIT ?)",
-            (max(count, 0),),
+            "(SELECT id FROM events WHERE owner IS NULL AND (dest IS NULL OR dest = ?) "
+            "ORDER BY id LIMIT ?)",
+            (self._dest, max(count, 0)),
         )
         return deleted

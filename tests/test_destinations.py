@@ -1,0 +1,94 @@
+"""One SQLite file, several collectors: an event is only ever sent to the collector it
+was tracked for (issue 15, point 6), against real collectors and real files."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import asynctracker as at
+from asynctracker.collector import Collector, Reply
+
+NO_AUTO_RETRY = at.RetryPolicy(auto_retry=False)
+
+
+def actions(collector: Collector) -> list[str]:
+    return sorted(event.payload["se_ac"] for event in collector.good)
+
+
+async def track(collector: Collector, db: Path, *names: str, flush: bool = True) -> int:
+    emitter = at.Emitter(collector.url, db_name=db, retry=NO_AUTO_RETRY, close_timeout=0)
+    async with at.Tracker(emitter) as tracker:
+        for name in names:
+            await tracker.track_struct_event("test", name)
+        return await tracker.flush(timeout=10) if flush else emitter.stats().queued
+
+
+async def test_events_left_by_a_staging_run_never_reach_production(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Collector() as staging, Collector() as production:
+        staging.responder = lambda request: Reply(503)  # staging is down: events wait
+        assert await track(staging, db_path, "s1", "s2", "s3") == 3
+
+        with caplog.at_level(logging.WARNING, logger="asynctracker"):
+            assert await track(production, db_path, "p1", "p2") == 0
+        assert actions(production) == ["p1", "p2"]
+        [warning] = [r.getMessage() for r in caplog.records if "another collector" in r.message]
+        assert f"holds 3 event(s) for another collector, {staging.url}" in warning
+
+        staging.responder = None  # staging is back: its next run sends what waited
+        assert await track(staging, db_path, "s4") == 0
+        assert actions(staging) == ["s1", "s2", "s3", "s4"]
+        assert actions(production) == ["p1", "p2"]
+
+
+async def test_two_programs_sharing_a_file_at_once_each_reach_only_their_collector(
+    db_path: Path,
+) -> None:
+    async with Collector() as first, Collector() as second:
+        one = at.Emitter(first.url, db_name=db_path, retry=NO_AUTO_RETRY)
+        two = at.Emitter(second.url, db_name=db_path, retry=NO_AUTO_RETRY)
+        async with at.Tracker(one) as a, at.Tracker(two) as b:
+            for n in range(50):
+                await a.track_struct_event("test", f"a{n}")
+                await b.track_struct_event("test", f"b{n}")
+            assert await a.flush(timeout=10) == 0
+            assert await b.flush(timeout=10) == 0
+        assert actions(first) == sorted(f"a{n}" for n in range(50))
+        assert actions(second) == sorted(f"b{n}" for n in range(50))
+
+
+async def test_the_queue_bound_counts_only_the_emitters_own_collector(db_path: Path) -> None:
+    async with Collector() as other, Collector() as mine:
+        other.responder = lambda request: Reply(503)
+        assert await track(other, db_path, *(f"o{n}" for n in range(20))) == 20
+        emitter = at.Emitter(mine.url, db_name=db_path, max_events=5, retry=NO_AUTO_RETRY)
+        async with at.Tracker(emitter) as tracker:
+            assert emitter.stats().queued == 0
+            await tracker.track_struct_event("test", "mine")
+            assert await tracker.flush(timeout=10) == 0
+        assert actions(mine) == ["mine"]
+        assert emitter.stats().dropped == 0
+
+
+async def test_rows_stored_before_collectors_were_recorded_go_with_the_first_emitter(
+    db_path: Path,
+) -> None:
+    """A file from an earlier version has no dest column: it is added, and its rows are
+    sent by the first emitter opened on it, as that version did."""
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL,"
+            " owner TEXT, claimed_until REAL);"
+        )
+        event = '{"e":"se","se_ca":"old","se_ac":"legacy","p":"srv","tv":"x",'
+        event += '"eid":"00000000-0000-4000-8000-000000000001","dtm":"1700000000000"}'
+        conn.execute("INSERT INTO events(event) VALUES (?)", (event,))
+    conn.close()
+    async with Collector() as collector:
+        assert await track(collector, db_path, "new") == 0
+        assert actions(collector) == ["legacy", "new"]
