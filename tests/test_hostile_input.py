@@ -10,6 +10,7 @@ RecursionError or a bare ValueError, or were stored and became failed events dow
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
@@ -369,3 +370,48 @@ async def test_a_user_agent_that_is_not_utf8_neither_breaks_the_request_nor_the_
     [received] = await collector.wait_for_events(1)
     check_received([received])
     assert received.payload["ua"] == "caf?? bot"
+
+
+async def test_a_referer_that_is_not_utf8_still_makes_a_page_view(
+    collector: Collector, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The page view of a request whose Referer holds bytes that are not UTF-8 is tracked
+    with the bytes replaced, not skipped with a traceback a client could repeat to flood
+    the log. (aiohttp itself refuses such bytes in the path.)"""
+    from aiohttp import web
+
+    from asynctracker.integrations.aiohttp import tracking_middleware
+
+    async with at.Tracker(at.Emitter(collector.url, db_name=db_path)) as tracker:
+
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text="page")
+
+        app = web.Application(
+            middlewares=[tracking_middleware(tracker=tracker, track_page_views=True)]
+        )
+        app.router.add_get("/{name}", page)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(
+                b"GET /shop HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Referer: http://a.example/\xff\xfe\r\nConnection: close\r\n\r\n"
+            )
+            await writer.drain()
+            answer = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            await runner.cleanup()
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert await tracker.flush(10) == 0
+    [received] = await collector.wait_for_events(1)
+    check_received([received])
+    assert received.payload["e"] == "pv"
+    assert received.payload["refr"] == "http://a.example/??"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

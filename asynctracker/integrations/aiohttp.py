@@ -37,6 +37,7 @@ from typing import Final, cast
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from .._checks import lossy_utf8
 from .._request_scope import bind_subject
 from ..exceptions import ConfigurationError
 from ..subject import Subject
@@ -221,8 +222,13 @@ def tracking_middleware(
 async def _track_page_view(request: web.Request, subject: Subject, tracker: Tracker | None) -> None:
     try:
         running = tracker if tracker is not None else get_tracker(request)
+        # aiohttp hands header bytes that are not UTF-8 over as lone surrogates, which
+        # track_* refuses: a visitor's odd Referer must not cost the page view.
+        referrer = request.headers.get("Referer")
         await running.track_page_view(
-            str(request.url), referrer=request.headers.get("Referer") or None, subject=subject
+            lossy_utf8(str(request.url)),
+            referrer=lossy_utf8(referrer) if referrer else None,
+            subject=subject,
         )
     except Exception:
         logger.exception("asynctracker could not track the page view of %s", request.path)
