@@ -121,6 +121,29 @@ async def test_micro_bad_lists_the_errors(client: httpx.AsyncClient) -> None:
     assert bad["rawEvent"]["parameters"]["eid"] == "not-a-uuid"
 
 
+@pytest.mark.parametrize(
+    ("filters", "found"),
+    [
+        ({"vendor": "com.snowplowanalytics.snowplow"}, 1),
+        ({"vendor": "com.google.analytics"}, 0),
+        ({"version": "tp2"}, 1),
+        ({"version": "i"}, 0),
+    ],
+    ids=["snowplow vendor", "other vendor", "tp2", "i"],
+)
+async def test_micro_bad_filters_by_vendor_and_version_as_micro_does(
+    client: httpx.AsyncClient, filters: dict[str, str], found: int
+) -> None:
+    await fill(client)  # the bad event came by POST (tp2)
+    assert len((await client.post("/micro/bad", json=filters)).json()) == found
+    assert len((await client.get("/micro/bad", params=filters)).json()) == found
+
+
+async def test_micro_good_events_say_they_are_complete(client: httpx.AsyncClient) -> None:
+    await fill(client)
+    assert {item["incomplete"] for item in (await client.get("/micro/good")).json()} == {False}
+
+
 async def test_micro_reset_empties_and_answers_the_zero_counts(
     collector: Collector, client: httpx.AsyncClient
 ) -> None:

@@ -65,6 +65,8 @@ class Filters:
     contexts: tuple[str, ...] = ()
     #: Case-insensitive substring of the stored payload or errors.
     text: str | None = None
+    #: The HTTP method the event came by (POST: tp2, GET: /i); "" matches nothing.
+    method: str | None = None
 
     def where(self) -> tuple[str, list[object]]:
         clauses: list[str] = []
@@ -76,6 +78,7 @@ class Filters:
             ("event_type", self.event_type),
             ("app_id", self.app_id),
             ("schema", self.schema),
+            ("method", self.method),
         ):
             if value is not None:
                 clauses.append(f"{column} = ?")

@@ -1,7 +1,7 @@
 """Snowplow Micro's REST API shapes, so that scripts written for Micro work unchanged.
 
 Micro answers ``/micro/all`` with ``{"total", "good", "bad"}``, ``/micro/good`` with a list
-of ``{"event", "eventType", "schema", "contexts", "rawEvent"}`` (``event`` being the
+of ``{"event", "eventType", "schema", "contexts", "rawEvent", "incomplete"}`` (``event`` being the
 enriched event, with the pipeline's column names) and ``/micro/bad`` with
 ``{"collectorPayload", "rawEvent", "errors"}``. Both listings accept the same filters as a
 query string (GET) or a JSON body (POST): ``schema``, ``event_type``, ``contexts`` (all of
@@ -120,6 +120,7 @@ def good_json(event: ReceivedEvent) -> dict[str, object]:
         "schema": schema,
         "contexts": _context_schemas(decoded),
         "rawEvent": _raw_event(event),
+        "incomplete": False,
     }
 
 
@@ -168,5 +169,19 @@ def micro_filters(
     if limit < 0:
         return "'limit' must not be negative"
     code = CODES.get(event_type, event_type) if event_type is not None else None
-    filters = Filters(valid=valid, event_type=code, schema=schema, contexts=tuple(contexts))
+    by_method = _bad_method(spec.get("vendor"), spec.get("version")) if not valid else None
+    filters = Filters(
+        valid=valid, event_type=code, schema=schema, contexts=tuple(contexts), method=by_method
+    )
     return filters, min(limit, MAX_LIMIT)
+
+
+def _bad_method(vendor: object, version: object) -> str | None:
+    """Micro filters bad events by the collector payload's ``vendor`` and ``version``
+    (``com.snowplowanalytics.snowplow`` and ``tp2`` or ``i`` here): the method they
+    came by, or "" (matches nothing) for a vendor or version this collector never has."""
+    if vendor is not None and vendor != "com.snowplowanalytics.snowplow":
+        return ""
+    if version is None:
+        return None
+    return {"tp2": "POST", "i": "GET"}.get(str(version), "")
