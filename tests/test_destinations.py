@@ -3,6 +3,7 @@ was tracked for (issue 15, point 6), against real collectors and real files."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from pathlib import Path
@@ -80,7 +81,7 @@ async def test_rows_stored_before_collectors_were_recorded_go_with_the_first_emi
 ) -> None:
     """A file from an earlier version has no dest column: it is added, and its rows are
     sent by the first emitter opened on it, as that version did."""
-    with sqlite3.connect(db_path) as conn:
+    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
         conn.executescript(
             "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL,"
             " owner TEXT, claimed_until REAL);"
@@ -88,7 +89,6 @@ async def test_rows_stored_before_collectors_were_recorded_go_with_the_first_emi
         event = '{"e":"se","se_ca":"old","se_ac":"legacy","p":"srv","tv":"x",'
         event += '"eid":"00000000-0000-4000-8000-000000000001","dtm":"1700000000000"}'
         conn.execute("INSERT INTO events(event) VALUES (?)", (event,))
-    conn.close()
     async with Collector() as collector:
         assert await track(collector, db_path, "new") == 0
         assert actions(collector) == ["legacy", "new"]

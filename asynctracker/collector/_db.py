@@ -170,11 +170,17 @@ class Worker:
     def _run(self) -> None:
         try:
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except BaseException as exc:
+            self._failure = exc
+            self._opened.set()
+            return
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
             _migrate(db)
         except BaseException as exc:
+            db.close()
             self._failure = exc
             self._opened.set()
             return
