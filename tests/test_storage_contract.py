@@ -23,6 +23,7 @@ from asynctracker._encoded import EncodedPayload
 from asynctracker.collector import Collector, Reply
 from asynctracker.storage import _rowstore
 from asynctracker.storage._rowstore import RowStore
+from asynctracker.storage._sqlite_thread import THREAD_NAME
 
 # The user-written storage of the typing quickstart (checked by mypy --strict as users
 # write it) is the one this contract suite holds to the same rules as the built-ins.
@@ -395,20 +396,21 @@ async def test_sqlite_on_a_missing_folder_raises_storage_error(tmp_path: Path) -
         await storage.add_event_row(payload(1))
     assert isinstance(info.value, RuntimeError)
     await storage.aclose()
-    # aiosqlite stops the worker thread of a failed connect without awaiting it; if this
-    # test's loop closed first, the thread would fail on the closed loop and pytest would
-    # blame the next test. Let the thread finish while the loop is still running.
-    await _aiosqlite_threads_finished()
+    # A failed connect stops its thread; let it finish while this test runs, so no
+    # thread of this test outlives it.
+    await _sqlite_threads_finished()
 
 
 async def test_sqlite_concurrent_inserts_share_one_transaction(tmp_path: Path) -> None:
     """Group commit: callers that insert in the same loop turn or the next one share
     one INSERT, and each still returns only once its own row is committed."""
     async with at.SQLiteStorage(tmp_path / "group.db") as storage:
-        assert storage._conn is not None
+        conn = storage._conn
+        assert conn is not None
         inserts: list[str] = []
-        await storage._conn.set_trace_callback(
-            lambda sql: inserts.append(sql) if sql.startswith("INSERT") else None
+        await conn.call(
+            conn.db.set_trace_callback,
+            lambda sql: inserts.append(sql) if sql.startswith("INSERT") else None,
         )
 
         async def add(n: int) -> None:
@@ -417,7 +419,7 @@ async def test_sqlite_concurrent_inserts_share_one_transaction(tmp_path: Path) -
             assert await storage.add_event_row(payload(n)) is True
 
         await asyncio.gather(*(add(n) for n in range(100)))
-        await storage._conn.set_trace_callback(None)
+        await conn.call(conn.db.set_trace_callback, None)
         assert len(inserts) == 1
         stored = sorted(row.event["se_ac"] for row in await storage.get_all_event_rows())
         assert stored == sorted(f"a-{n}" for n in range(100))
@@ -437,13 +439,10 @@ async def test_sqlite_inserts_of_a_cancelled_group_commit_fail_instead_of_hangin
         assert [type(result) for result in results] == [at.StorageError] * 10
 
 
-async def _aiosqlite_threads_finished(timeout: float = 5.0) -> None:
+async def _sqlite_threads_finished(timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while any(
-        "_connection_worker_thread" in thread.name and thread.is_alive()
-        for thread in threading.enumerate()
-    ):
-        assert asyncio.get_running_loop().time() < deadline, "aiosqlite thread still running"
+    while any(thread.name == THREAD_NAME and thread.is_alive() for thread in threading.enumerate()):
+        assert asyncio.get_running_loop().time() < deadline, "SQLite thread still running"
         await asyncio.sleep(0.01)
 
 
