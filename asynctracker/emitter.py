@@ -1,53 +1,42 @@
 """The Emitter: stores events, then delivers them from one background task.
 
-``add`` awaits the storage insert and then makes sure the emitter's single send task is
-running. That task loops: claim up to ``send_limit`` stored rows (oldest first), send
-them as concurrent requests (one per POST chunk, or one per event for GET), delete the
-rows the collector accepted, and go again. It exits when storage has nothing left for
-it, or when every request of an iteration failed; then a backoff timer starts it again
-(see RetryPolicy), so events never sit unsent waiting for another ``track_*`` call.
+``add`` awaits the storage insert (applying the queue bound first) and then makes sure
+the emitter's single send task is running. The parts live beside it:
 
-Only this module talks to httpx. Only the send task deletes rows, and a row is deleted
-only after a 2xx answer (or when the policy drops it, which is reported).
+* ``_lifecycle``: opening, closing, and starting over on a new event loop or after fork;
+* ``_send_loop``: the send task (claim, send, settle, retry later) and its counters;
+* ``storage._rowstore``: the one interface the emitter calls a storage through; a
+  user's five-method Storage is adapted to it here, once.
+
+Data flows one way: emitter -> lifecycle -> send loop -> sender / storage.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
-import importlib
-import inspect
+import functools
 import logging
 import os
 import time
 import warnings
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, TypeAlias, TypeVar
 
 import httpx
 
 from . import _process
 from ._checks import flush_timeout
-from ._encoded import plain
 from ._headers import check_headers
 from ._health import DeliveryLog
-from ._loop_end import call_at_loop_end
-from ._pacing import Pacing
+from ._lifecycle import Lifecycle, State, new_client
 from ._retry import RetryPolicy
-from ._sender import Sender, no_cookies
-from ._settle import Callback, CallbackResult, EmitterStats, settle
+from ._send_loop import NOT_SENT, SendLoop
+from ._sender import Sender
+from ._settle import Callback, EmitterStats
 from ._wire import Endpoints, redact
-from .exceptions import (
-    AsyncTrackerError,
-    ClosedError,
-    ConfigurationError,
-    QueueFullError,
-    StorageError,
-)
-from .storage import _ops as ops
-from .storage.base import EventRow, Storage
-from .storage.memory import MemoryStorage
+from .exceptions import AsyncTrackerError, ConfigurationError, QueueFullError, StorageError
+from .storage._rowstore import row_store
+from .storage.base import Storage
 from .storage.sqlite import SQLiteStorage
 
 _EmitterT = TypeVar("_EmitterT", bound="Emitter")
@@ -60,30 +49,8 @@ RequestType: TypeAlias = Literal["GET", "POST"]
 HttpProtocol: TypeAlias = Literal["http", "https"]
 OverflowPolicy: TypeAlias = Literal["drop_oldest", "drop_newest", "raise"]
 
-#: CallbackResult.status of events dropped before any request (queue overflow).
-NOT_SENT = 0
-
 _DEFAULT_MAX_EVENTS_MEMORY = 100_000
-# Seconds of adds one loop turn may run before a caller that loops on track_* sits out
-# a turn (see _pacing).
-_TURN_BUDGET = 0.0005
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
-# Seconds the send task waits for a full batch while events keep arriving, before it
-# claims (Kafka's linger.ms): one claim and full requests instead of a wake-up per event.
-_LINGER = 0.005
-# Loop-end hooks copied from the parent by fork(); see _check_fork.
-_INHERITED_HOOKS: list[object] = []
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -168,19 +135,12 @@ class Emitter:
             raise ConfigurationError(
                 f"overflow must be 'drop_oldest', 'drop_newest' or 'raise', got {overflow!r}"
             )
-        self.storage: Storage = storage if storage is not None else SQLiteStorage(db_name)
-        self._plain_payloads = not ops.takes_encoded(self.storage)
-        # SQLiteStorage's inserts, unchanged by a subclass: awaited without a coroutine
-        # (add() checks it is still self.storage, should someone replace that).
-        self._group_commit = (
-            self.storage
-            if isinstance(self.storage, SQLiteStorage) and not self._plain_payloads
-            else None
-        )
+        self._storage: Storage = storage if storage is not None else SQLiteStorage(db_name)
+        self._store = row_store(self._storage)
         if max_events is None:
             max_events = (
                 _DEFAULT_MAX_EVENTS_MEMORY
-                if isinstance(self.storage, MemoryStorage)
+                if self._store.location is None
                 else _DEFAULT_MAX_EVENTS_DURABLE
             )
         self.max_events = _positive_int("max_events", max_events)
@@ -188,50 +148,77 @@ class Emitter:
         self.max_concurrent_requests = _positive_int(
             "max_concurrent_requests", max_concurrent_requests
         )
-        self.retry = retry if retry is not None else RetryPolicy()
-        if not isinstance(self.retry, RetryPolicy):
+        if retry is None:
+            retry = RetryPolicy()
+        if not isinstance(retry, RetryPolicy):
             raise ConfigurationError("retry must be a RetryPolicy")
-        self.callback = callback
         self.timeout = float(timeout)
         self.close_timeout = float(close_timeout)
-        self._client = http_client
-        self._owns_client = http_client is None
-
-        self._state = _State.UNOPENED
-        self._pid = os.getpid()
-        self._forks = _process.forks
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_end: AsyncGenerator[None, None] | None = None
-        self._open_lock: asyncio.Lock | None = None
-        self._sender: Sender | None = None
-        self._task: asyncio.Task[bool] | None = None
-        self._retry_handle: asyncio.TimerHandle | None = None
-        self._wakeup = False
-        self._fresh = 0  # events stored since the send task last claimed
-        self._batch_ready: asyncio.Future[None] | None = None
-        self._hurry = False  # flush() waits: send without lingering
-        self._failures_in_a_row = 0
-        self._attempts: dict[int, int] = {}
-        self._cut_off: list[EventRow] | None = None
-        self._queued = 0
-        self._pacing = self._new_pacing()
-        self._sent = 0
-        self._failed = 0
-        self._retried = 0
-        self._dropped = 0
-        self._delivery_log = DeliveryLog(self._endpoints.shown)
+        self._send = SendLoop(
+            self._store,
+            send_limit=self.send_limit,
+            retry=retry,
+            callback=callback,
+            delivery_log=DeliveryLog(self._endpoints.shown),
+        )
+        # The owned client gets the whole-request deadline and follows redirects; a
+        # user's client keeps its own timeouts and redirect settings (a 3xx it returns
+        # is a retryable failure).
+        owned = http_client is None
+        new_sender = functools.partial(
+            Sender,
+            endpoints=self._endpoints,
+            request_type=self.request_type,
+            byte_limit_post=self.byte_limit_post,
+            byte_limit_get=self.byte_limit_get,
+            max_concurrent=self.max_concurrent_requests,
+            headers=self.headers,
+            deadline=self.timeout if owned else None,
+            follow_redirects=owned,
+        )
+        self._life = Lifecycle(
+            self._store,
+            self._send,
+            client=http_client,
+            new_client=functools.partial(new_client, self.timeout, self.max_concurrent_requests),
+            new_sender=new_sender,
+            destination=self._endpoints.shown,
+        )
 
     def __repr__(self) -> str:
         # The shown URL: a password in collector_uri never reaches a repr or a log.
         url = self._endpoints.post if self.request_type == "POST" else self._endpoints.get
-        return f"<Emitter {self.request_type} {redact(url)} {self._state.value}>"
+        return f"<Emitter {self.request_type} {redact(url)} {self._life.state.value}>"
 
-    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def storage(self) -> Storage:
+        """The storage events wait in (the one given, or the SQLite file)."""
+        return self._storage
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """When undelivered events are sent again, and when they are dropped."""
+        return self._send.retry
+
+    @retry.setter
+    def retry(self, policy: RetryPolicy) -> None:
+        self._send.retry = policy
+
+    @property
+    def callback(self) -> Callback | None:
+        """Called with each iteration's successes and failures (see CallbackResult)."""
+        return self._send.callback
+
+    @callback.setter
+    def callback(self, callback: Callback | None) -> None:
+        self._send.callback = callback
+
+    # -- lifecycle (see _lifecycle) -----------------------------------------------------
 
     @property
     def closed(self) -> bool:
         """True once ``aclose()`` was called."""
-        return self._state is _State.CLOSED
+        return self._life.state is State.CLOSED
 
     async def open(self) -> None:
         """Open storage and the HTTP client. Called for you by ``async with`` and the
@@ -239,174 +226,16 @@ class Emitter:
 
         Raises StorageError if the storage cannot be opened, ClosedError after aclose.
         """
-        self._check_fork()
-        self._check_loop()
-        if self._state is _State.OPEN:
-            return
-        if self._state is _State.CLOSED:
-            raise ClosedError("this emitter was closed; create a new one")
-        if self._open_lock is None:
-            self._open_lock = asyncio.Lock()
-        async with self._open_lock:
-            if self._state is not _State.UNOPENED:
-                return
-            await ops.open_storage(self.storage)
-            if isinstance(self.storage, SQLiteStorage):
-                await self._bind_destination(self.storage)
-            self._queued = self._fresh = await ops.count_rows(self.storage)
-            if self._owns_client:
-                self._client = await asyncio.to_thread(self._new_client)
-            assert self._client is not None
-            self._sender = self._new_sender(self._client)
-            self._state = _State.OPEN
-            self._loop_end = await call_at_loop_end(self._loop_ended)
-        if self._cut_off is not None:
-            # Claimed by a send iteration the previous event loop stopped in mid-flight.
-            rows, self._cut_off = self._cut_off, None
-            await self._release_quietly(rows)
-        if self._queued:
-            self._wake()
-
-    def _new_client(self) -> httpx.AsyncClient:
-        """Build the owned client. Blocking: run it in a worker thread.
-
-        Creating the client loads the CA bundle (tens of milliseconds of disk and CPU),
-        and httpcore imports anyio's asyncio backend on its first request; both are
-        done here, off the event loop, so the first track_* does not stall it.
-        """
-        with contextlib.suppress(ImportError):
-            importlib.import_module("anyio._backends._asyncio")
-        return httpx.AsyncClient(
-            timeout=self.timeout,
-            limits=httpx.Limits(
-                max_connections=self.max_concurrent_requests,
-                max_keepalive_connections=self.max_concurrent_requests,
-            ),
-            # Collectors set a network user id cookie; sent back, it would stitch
-            # every user of this process into one. The Sender follows redirects.
-            cookies=no_cookies(),
-            follow_redirects=False,
-        )
-
-    def _new_sender(self, client: httpx.AsyncClient) -> Sender:
-        """The Sender for this client: the owned one gets the whole-request deadline
-        and follows redirects; a user's client keeps its own timeouts and redirect
-        settings (a 3xx it returns is a retryable failure)."""
-        return Sender(
-            client,
-            self._endpoints,
-            request_type=self.request_type,
-            byte_limit_post=self.byte_limit_post,
-            byte_limit_get=self.byte_limit_get,
-            max_concurrent=self.max_concurrent_requests,
-            headers=self.headers,
-            deadline=self.timeout if self._owns_client else None,
-            follow_redirects=self._owns_client,
-        )
-
-    def _new_pacing(self) -> Pacing:
-        # Every storage may now store without suspending (SQLiteStorage commits a lone
-        # caller's insert inline), so every one gets the turn budget.
-        return Pacing(_TURN_BUDGET)
-
-    async def _bind_destination(self, storage: SQLiteStorage) -> None:
-        """Rows record their collector: this emitter sends only its own from a file
-        that programs for other collectors share (see SQLiteStorage.bind_destination)."""
-        waiting = await storage.bind_destination(self._endpoints.shown)
-        for collector, count in waiting.items():
-            logger.warning(
-                "%s holds %d event(s) for another collector, %s: this emitter (for %s) "
-                "never sends them; an emitter for that collector opened on the file does",
-                storage.path,
-                count,
-                collector,
-                self._endpoints.shown,
-            )
+        await self._life.open()
 
     async def _ensure_open(self) -> None:
+        life = self._life
         if (
-            self._state is not _State.OPEN
-            or self._forks != _process.forks
-            or self._loop is not asyncio.get_running_loop()
+            life.state is not State.OPEN
+            or life.forks != _process.forks
+            or life.loop is not asyncio.get_running_loop()
         ):
-            await self.open()
-
-    def _check_loop(self) -> None:
-        """Follow the event loop the emitter is used from.
-
-        A tracker made at import time and used by two ``asyncio.run`` calls in a row
-        finds the first loop's send task, timer and HTTP connections dead: start over
-        on the new loop (rows a stopped send had claimed are released on opening).
-        """
-        loop = asyncio.get_running_loop()
-        old, self._loop = self._loop, loop
-        if old is None or old is loop:
-            return
-        if old.is_running():
-            self._loop = old
-            raise ConfigurationError(
-                "this emitter is in use on another running event loop; "
-                "use one tracker per event loop"
-            )
-        self._forget_tasks()
-        if self._state is _State.OPEN:
-            self._state = _State.UNOPENED
-            if self._owns_client:
-                self._client = None  # its connections belong to the stopped loop
-
-    def _check_fork(self) -> None:
-        """In a forked child, never reuse the parent's task, timer or connections."""
-        self._forks = _process.forks
-        if self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
-        if self._loop_end is not None:
-            # Collected, it would schedule itself on the parent's loop, whose wake-up
-            # socket this process shares with the parent: keep it.
-            _INHERITED_HOOKS.append(self._loop_end)
-        self._forget_tasks()
-        self._cut_off = None  # the parent's rows, which the parent is still sending
-        if self._state is _State.OPEN:
-            # open() runs again in the child: a new owned client, a new connection.
-            self._state = _State.UNOPENED
-            if self._owns_client:
-                self._client = None
-            else:
-                logger.warning(
-                    "emitter used in a forked child with the parent's http_client; "
-                    "create the client after fork"
-                )
-
-    async def _loop_ended(self) -> None:
-        """The event loop is shutting down with this emitter open (``asyncio.run``
-        returning without ``aclose()``; see ``_loop_end``): stop sending and close the
-        owned HTTP client while the loop still runs. The next loop that uses the
-        emitter opens it again; rows a cut-off send had claimed are released then."""
-        if self._state is not _State.OPEN or self._loop is not asyncio.get_running_loop():
-            return
-        self._state = _State.UNOPENED
-        self._loop = None
-        task = self._task
-        if self._retry_handle is not None:
-            self._retry_handle.cancel()
-        self._forget_tasks()
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    def _forget_tasks(self) -> None:
-        self._loop_end = None
-        self._task = None
-        self._retry_handle = None
-        self._open_lock = None
-        self._sender = None
-        self._batch_ready = None
-        self._hurry = False
-        self._attempts.clear()
-        self._pacing = self._new_pacing()
+            await life.open()
 
     async def aclose(self) -> None:
         """Stop sending, release claimed rows, close the storage and the owned client.
@@ -414,45 +243,7 @@ class Emitter:
         Does not wait for delivery (use ``flush`` or ``async with``); what is not
         delivered stays in storage. Idempotent, and never hangs on a hung collector.
         """
-        if self._state is _State.CLOSED:
-            return
-        self._check_loop()
-        was_open = self._state is _State.OPEN
-        self._state = _State.CLOSED
-        loop_end, self._loop_end = self._loop_end, None
-        if loop_end is not None:
-            await loop_end.aclose()  # nothing left for it to do
-        if self._retry_handle is not None:
-            self._retry_handle.cancel()
-            self._retry_handle = None
-        task, self._task = self._task, None
-        if (
-            task is not None
-            and self._pid == os.getpid()
-            and task.get_loop() is asyncio.get_running_loop()
-        ):
-            task.cancel()
-            await asyncio.wait([task])
-        try:
-            if was_open and self._owns_client and self._client is not None:
-                await self._client.aclose()
-        finally:
-            if was_open:
-                await self._warn_undelivered()
-            await ops.close(self.storage)
-
-    async def _warn_undelivered(self) -> None:
-        """The closing WARNING about events left behind (see _health)."""
-        try:
-            left = await ops.count_rows(self.storage)
-        except Exception:  # the storage's own error surfaces from close, if at all
-            left = 0
-        where: str | None = repr(self.storage)
-        if isinstance(self.storage, MemoryStorage):
-            where = None
-        elif isinstance(self.storage, SQLiteStorage):
-            where = str(self.storage.path)
-        self._delivery_log.close(left, where)
+        await self._life.close()
 
     async def __aenter__(self: _EmitterT) -> _EmitterT:
         await self.open()
@@ -460,13 +251,14 @@ class Emitter:
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
-            if self._state is _State.OPEN:
+            if self._life.state is State.OPEN:
                 await self.flush(timeout=self.close_timeout)
         finally:
             await self.aclose()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if getattr(self, "_state", None) is _State.OPEN:
+        life = getattr(self, "_life", None)
+        if life is not None and life.state is State.OPEN:
             _warn(
                 f"unclosed {self!r}: use 'async with' or await aclose()",
                 ResourceWarning,
@@ -480,37 +272,28 @@ class Emitter:
         """Store one event, then make sure the send task is running."""
         # The hot path of every track_* call: no extra awaits when the emitter is open
         # and the queue has room.
+        life = self._life
         if (
-            self._state is not _State.OPEN
-            or self._forks != _process.forks
-            or self._loop is not asyncio.get_running_loop()
+            life.state is not State.OPEN
+            or life.forks != _process.forks
+            or life.loop is not asyncio.get_running_loop()
         ):
-            await self.open()
-        pacing = self._pacing
+            await life.open()
+        pacing = life.pacing
         started = pacing.started
         if started is not None and time.perf_counter() - started > pacing.budget:
             await pacing.take_turn(started)
-        if self._queued >= self.max_events and not await self._make_room(1):
+        if self._send.queued >= self.max_events and not await self._make_room(1):
             return
-        group_commit = self._group_commit
         try:
-            if group_commit is not None and group_commit is self.storage:
-                pending = group_commit._add_event_row_nowait(payload, self._loop)
-                if pending is not None:
-                    await pending
-            else:
-                await self.storage.add_event_row(
-                    plain(payload) if self._plain_payloads else payload
-                )
+            pending = self._store.add_nowait(payload, life.loop)
+            if pending is not None:
+                await pending
         except AsyncTrackerError:
             raise
         except Exception as exc:
-            raise StorageError(f"storage {self.storage!r} failed to add an event: {exc}") from exc
-        self._queued += 1
-        self._fresh += 1
-        if self._batch_ready is not None and self._fresh >= self.send_limit:
-            _resolve(self._batch_ready)
-        self._wake()
+            raise StorageError(f"storage {self._storage!r} failed to add an event: {exc}") from exc
+        self._send.stored(1)
         if pacing.started is None:
             pacing.start_turn()
 
@@ -521,16 +304,12 @@ class Emitter:
         if not count or not await self._make_room(count):
             return
         try:
-            await ops.add_rows(self.storage, payloads)
+            await self._store.add_event_rows(payloads)
         except AsyncTrackerError:
             raise
         except Exception as exc:
-            raise StorageError(f"storage {self.storage!r} failed to add events: {exc}") from exc
-        self._queued += count
-        self._fresh += count
-        if self._batch_ready is not None and self._fresh >= self.send_limit:
-            _resolve(self._batch_ready)
-        self._wake()
+            raise StorageError(f"storage {self._storage!r} failed to add events: {exc}") from exc
+        self._send.stored(count)
 
     async def _make_room(self, count: int) -> bool:
         """Apply the overflow policy; False means the new events must not be stored.
@@ -539,187 +318,35 @@ class Emitter:
         not being sent (a request in flight keeps its rows until its outcome); when
         too few such events are stored, it drops the new events instead.
         """
-        excess = self._queued + count - self.max_events
+        send = self._send
+        excess = send.queued + count - self.max_events
         if excess <= 0:
             return True
-        self._queued = await ops.count_rows(self.storage)  # others may have sent some
-        excess = self._queued + count - self.max_events
+        send.queued = await self._store.count()  # others may have sent some
+        excess = send.queued + count - self.max_events
         if excess <= 0:
             return True
         if self.overflow == "raise":
             raise QueueFullError(
-                f"the queue holds {self._queued} events (max_events={self.max_events}); "
+                f"the queue holds {send.queued} events (max_events={self.max_events}); "
                 "the event was not stored"
             )
         if self.overflow == "drop_newest" or count > self.max_events:
-            await self._report_dropped(count, NOT_SENT, "queue full (drop_newest)")
+            await send.report_dropped(count, NOT_SENT, "queue full (drop_newest)")
             return False
         # Rows being sent cannot be dropped (their request is in flight): when too few
         # others are stored, the new events are dropped instead, so the queue never
         # holds more than max_events.
-        dropped = await ops.delete_oldest_rows(self.storage, excess)
-        self._queued -= dropped
+        dropped = await self._store.delete_oldest_event_rows(excess)
+        send.queued -= dropped
         if dropped:
-            await self._report_dropped(dropped, NOT_SENT, "queue full (drop_oldest)")
+            await send.report_dropped(dropped, NOT_SENT, "queue full (drop_oldest)")
         if dropped < excess:
-            await self._report_dropped(
+            await send.report_dropped(
                 count, NOT_SENT, "queue full of events being sent (drop_oldest)"
             )
             return False
         return True
-
-    # -- the send task ------------------------------------------------------------------
-
-    def _wake(self) -> None:
-        """Make sure the send task runs, unless a backoff timer will start it.
-
-        Never two tasks: the task clears ``_task`` itself in the same step in which it
-        decides to stop, and re-checks ``_wakeup`` first, so an event stored while
-        the loop is finishing is still picked up (no lost wake-up).
-        """
-        self._wakeup = True
-        if self._task is None and self._retry_handle is None and self._state is _State.OPEN:
-            self._task = asyncio.get_running_loop().create_task(
-                self._send_loop(), name="asynctracker-send"
-            )
-
-    def _retry_now(self) -> None:
-        self._retry_handle = None
-        if self._state is _State.OPEN:
-            self._wake()
-
-    def _schedule_retry(self, retry_after: float | None, *, failed: bool = True) -> None:
-        """Start the send task again later: after a backoff if ``failed``, and never
-        before the collector's Retry-After (as far as the policy honours it)."""
-        if failed:
-            self._failures_in_a_row += 1
-        if not self.retry.auto_retry:
-            return
-        backoff = self.retry.backoff(self._failures_in_a_row) if failed else 0.0
-        delay = max(backoff, self.retry.wait_for_retry_after(retry_after))
-        logger.debug("retrying undelivered events in %.2fs", delay)
-        self._retry_handle = asyncio.get_running_loop().call_later(delay, self._retry_now)
-
-    async def _send_loop(self) -> bool:
-        """Returns True when it stopped on empty storage, False when it stopped to wait
-        (every request failed, or the collector sent Retry-After)."""
-        try:
-            while True:
-                self._wakeup = False
-                if self._fresh < self.send_limit and not self._hurry:
-                    await self._linger()
-                self._fresh = 0
-                rows = await ops.claim_rows(self.storage, self.send_limit)
-                if len(rows) >= self.send_limit:
-                    self._fresh += len(rows)  # a full claim: more may wait, do not linger
-                if not rows:
-                    if self._wakeup:
-                        continue
-                    return True
-                # Cleared unless the task is cancelled in mid-flight: if that was the
-                # event loop stopping, the next loop's open() releases these rows.
-                self._cut_off = rows
-                try:
-                    delivered, retry_after = await self._send_and_settle(rows)
-                except Exception:
-                    self._cut_off = None
-                    await self._release_quietly(rows)
-                    raise
-                self._cut_off = None
-                if delivered:
-                    self._failures_in_a_row = 0
-                if retry_after is not None and (not delivered or retry_after > 0):
-                    self._schedule_retry(retry_after or None, failed=not delivered)
-                    return False
-        except Exception:
-            logger.exception("asynctracker send loop failed; will retry")
-            self._schedule_retry(None)
-            return False
-        finally:
-            # RuntimeError: closed by the garbage collector after its loop was closed
-            # by hand, outside any loop (nothing left to tidy then).
-            with contextlib.suppress(RuntimeError):
-                if self._task is asyncio.current_task():
-                    self._task = None
-                    self._hurry = False
-
-    async def _linger(self) -> None:
-        """Wait up to ``_LINGER`` seconds for a full batch (``send_limit`` events stored
-        since the last claim), or for ``flush()``. A caller tracking one event at a time
-        would otherwise wake the send task per event, and each wake-up costs a claim, a
-        request and a delete in the very loop turns the caller's inserts wait in."""
-        loop = asyncio.get_running_loop()
-        ready = self._batch_ready = loop.create_future()
-        timer = loop.call_later(_LINGER, _resolve, ready)
-        try:
-            await ready
-        finally:
-            timer.cancel()
-            if self._batch_ready is ready:
-                self._batch_ready = None
-
-    async def _release_quietly(self, claimed: list[EventRow]) -> None:
-        """Give claimed rows back after an unexpected error, so they are not stuck."""
-        try:
-            await ops.release_rows(self.storage, [row.id for row in claimed])
-        except Exception:
-            logger.exception("could not release claimed rows; their claim will expire")
-
-    async def _send_and_settle(self, rows: list[EventRow]) -> tuple[bool, float | None]:
-        """Send one iteration, then delete, drop or release each request's rows.
-
-        Returns (anything delivered?, retry hint): the hint is None when nothing needs
-        retrying, else the longest Retry-After seen (0.0 when there was none).
-        """
-        assert self._sender is not None
-        outcomes = await self._sender.send(rows)
-        result = settle(
-            outcomes,
-            self.retry,
-            self._attempts,
-            self._sender.isolation,
-            detail=self.callback is not None,
-        )
-        self._sent += result.sent
-        self._failed += result.failed
-        self._retried += len(result.release)
-        for count, reason in result.drops:
-            self._log_drop(count, reason)
-        if result.delete:
-            await self.storage.delete_event_rows(result.delete)
-            self._queued = max(self._queued - len(result.delete), 0)
-            for row_id in result.delete:
-                self._attempts.pop(row_id, None)
-        await ops.release_rows(self.storage, result.release)
-        if result.delivered:
-            self._delivery_log.delivered()
-        elif result.release:
-            cause = next((o.error for o in outcomes if o.error), "unknown error")
-            self._delivery_log.failed(cause, self._queued)
-        await self._call_back(result.successes, result.failures)
-        return result.delivered, result.retry_hint
-
-    def _log_drop(self, count: int, reason: str) -> None:
-        self._dropped += count
-        self._delivery_log.dropped(count, reason)
-
-    async def _report_dropped(self, count: int, status: int, reason: str) -> None:
-        self._log_drop(count, reason)
-        await self._call_back(
-            [], [CallbackResult(count, status, dropped=True, reason="overflow", detail=reason)]
-        )
-
-    async def _call_back(
-        self, successes: list[CallbackResult], failures: list[CallbackResult]
-    ) -> None:
-        if self.callback is None or not (successes or failures):
-            return
-        try:
-            result = self.callback(successes, failures)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("asynctracker callback raised; delivery continues")
 
     # -- flushing and stats --------------------------------------------------------------
 
@@ -734,26 +361,20 @@ class Emitter:
         """
         timeout = flush_timeout(timeout)
         await self._ensure_open()
-        if self._retry_handle is not None:
-            self._retry_handle.cancel()
-            self._retry_handle = None
-        self._wake()
-        self._hurry = True
-        if self._batch_ready is not None:
-            _resolve(self._batch_ready)
-        task = self._task
+        task = self._send.hurry()
         if task is not None:
             # asyncio.wait neither raises the task's outcome nor cancels it on timeout.
             await asyncio.wait([task], timeout=timeout)
-        self._queued = await ops.count_rows(self.storage)
-        return self._queued
+        self._send.queued = await self._store.count()
+        return self._send.queued
 
     def stats(self) -> EmitterStats:
         """A snapshot of the emitter's counters (cheap: no I/O)."""
+        send = self._send
         return EmitterStats(
-            queued=self._queued,
-            sent=self._sent,
-            failed=self._failed,
-            retried=self._retried,
-            dropped=self._dropped,
+            queued=send.queued,
+            sent=send.sent,
+            failed=send.failed,
+            retried=send.retried,
+            dropped=send.dropped,
         )

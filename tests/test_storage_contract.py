@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,11 @@ from examples_support import ROOT, load_file
 from iglu import check_received
 
 import asynctracker as at
+from asynctracker._encoded import EncodedPayload
 from asynctracker.collector import Collector, Reply
+from asynctracker.storage import _rowstore
+from asynctracker.storage._rowstore import RowStore
+from asynctracker.storage._sqlite_thread import THREAD_NAME
 
 # The user-written storage of the typing quickstart (checked by mypy --strict as users
 # write it) is the one this contract suite holds to the same rules as the built-ins.
@@ -391,20 +396,21 @@ async def test_sqlite_on_a_missing_folder_raises_storage_error(tmp_path: Path) -
         await storage.add_event_row(payload(1))
     assert isinstance(info.value, RuntimeError)
     await storage.aclose()
-    # aiosqlite stops the worker thread of a failed connect without awaiting it; if this
-    # test's loop closed first, the thread would fail on the closed loop and pytest would
-    # blame the next test. Let the thread finish while the loop is still running.
-    await _aiosqlite_threads_finished()
+    # A failed connect stops its thread; let it finish while this test runs, so no
+    # thread of this test outlives it.
+    await _sqlite_threads_finished()
 
 
 async def test_sqlite_concurrent_inserts_share_one_transaction(tmp_path: Path) -> None:
     """Group commit: callers that insert in the same loop turn or the next one share
     one INSERT, and each still returns only once its own row is committed."""
     async with at.SQLiteStorage(tmp_path / "group.db") as storage:
-        assert storage._conn is not None
+        conn = storage._conn
+        assert conn is not None
         inserts: list[str] = []
-        await storage._conn.set_trace_callback(
-            lambda sql: inserts.append(sql) if sql.startswith("INSERT") else None
+        await conn.call(
+            conn.db.set_trace_callback,
+            lambda sql: inserts.append(sql) if sql.startswith("INSERT") else None,
         )
 
         async def add(n: int) -> None:
@@ -413,7 +419,7 @@ async def test_sqlite_concurrent_inserts_share_one_transaction(tmp_path: Path) -
             assert await storage.add_event_row(payload(n)) is True
 
         await asyncio.gather(*(add(n) for n in range(100)))
-        await storage._conn.set_trace_callback(None)
+        await conn.call(conn.db.set_trace_callback, None)
         assert len(inserts) == 1
         stored = sorted(row.event["se_ac"] for row in await storage.get_all_event_rows())
         assert stored == sorted(f"a-{n}" for n in range(100))
@@ -433,11 +439,129 @@ async def test_sqlite_inserts_of_a_cancelled_group_commit_fail_instead_of_hangin
         assert [type(result) for result in results] == [at.StorageError] * 10
 
 
-async def _aiosqlite_threads_finished(timeout: float = 5.0) -> None:
+async def _sqlite_threads_finished(timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while any(
-        "_connection_worker_thread" in thread.name and thread.is_alive()
-        for thread in threading.enumerate()
-    ):
-        assert asyncio.get_running_loop().time() < deadline, "aiosqlite thread still running"
+    while any(thread.name == THREAD_NAME and thread.is_alive() for thread in threading.enumerate()):
+        assert asyncio.get_running_loop().time() < deadline, "SQLite thread still running"
         await asyncio.sleep(0.01)
+
+
+# -- the emitter's internal interface (storage._rowstore.RowStore) ----------------------
+# Every storage the emitter can be given is seen through RowStore: the built-ins are
+# one, a user's five-method storage is adapted once, and a built-in subclass that
+# overrides an insert is wrapped so that override sees every event.
+
+
+def encoded_payload(event: dict[str, str]) -> EncodedPayload:
+    """The tracker's lazily decoding payload, which a user's code must never see."""
+    return EncodedPayload(json.dumps(event, separators=(",", ":")), event.get("eid", ""))
+
+
+class _OverridingMemoryStorage(at.MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, str]] = []
+
+    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
+        self.seen.append(dict(payload))
+        return await super().add_event_row(payload)
+
+
+ROW_STORE_KINDS = [*KINDS, "built-in-subclass"]
+
+
+@pytest.fixture(params=ROW_STORE_KINDS)
+async def row_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RowStore]:
+    made = (
+        _OverridingMemoryStorage()
+        if request.param == "built-in-subclass"
+        else make_storage(request.param, tmp_path)
+    )
+    store = _rowstore.row_store(made)
+    await store.open()
+    yield store
+    await store.aclose()
+
+
+async def test_each_storage_gets_the_row_store_its_kind_needs(tmp_path: Path) -> None:
+    built_in = at.SQLiteStorage(tmp_path / "kind.db")
+    assert _rowstore.row_store(built_in) is built_in
+    user = UserStorage()
+    adapted = _rowstore.row_store(user)
+    assert isinstance(adapted, _rowstore.StorageAdapter)
+    assert adapted.storage is user
+    overriding = _OverridingMemoryStorage()
+    wrapped = _rowstore.row_store(overriding)
+    assert wrapped is not overriding
+    assert isinstance(wrapped, RowStore)
+
+
+async def test_row_store_adds_one_then_many_and_counts_them(row_store: RowStore) -> None:
+    pending = row_store.add_nowait(payload(0), asyncio.get_running_loop())
+    if pending is not None:
+        await pending
+    assert await row_store.add_event_rows([payload(1), payload(2)]) == 3 - 1
+    assert await row_store.count() == 3
+    rows = await row_store.claim_event_rows(10)
+    assert [row.event for row in rows] == [payload(n) for n in range(3)]
+
+
+async def test_row_store_claims_oldest_first_and_deletes_by_id(row_store: RowStore) -> None:
+    await row_store.add_event_rows([payload(n) for n in range(5)])
+    claimed = await row_store.claim_event_rows(2)
+    assert [row.event for row in claimed] == [payload(0), payload(1)]
+    assert await row_store.delete_event_rows([row.id for row in claimed]) == 2
+    await row_store.release_event_rows([])
+    assert [row.event for row in await row_store.claim_event_rows(10)] == [
+        payload(n) for n in range(2, 5)
+    ]
+
+
+async def test_row_store_release_makes_rows_claimable_again(row_store: RowStore) -> None:
+    await row_store.add_event_rows([payload(n) for n in range(3)])
+    claimed = await row_store.claim_event_rows(3)
+    await row_store.release_event_rows([row.id for row in claimed])
+    again = await row_store.claim_event_rows(3)
+    assert [row.id for row in again] == [row.id for row in claimed]
+
+
+async def test_row_store_drops_the_oldest_rows(row_store: RowStore) -> None:
+    await row_store.add_event_rows([payload(n) for n in range(4)])
+    assert await row_store.delete_oldest_event_rows(3) == 3
+    assert await row_store.count() == 1
+    assert [row.event for row in await row_store.claim_event_rows(10)] == [payload(3)]
+
+
+async def test_row_store_names_where_undelivered_events_stay(tmp_path: Path) -> None:
+    sqlite = at.SQLiteStorage(tmp_path / "where.db")
+    user = UserStorage()
+    assert _rowstore.row_store(sqlite).location == str(tmp_path / "where.db")
+    assert _rowstore.row_store(user).location == repr(user)
+    assert _rowstore.row_store(at.MemoryStorage()).location is None  # this process only
+    assert _rowstore.row_store(_OverridingMemoryStorage()).location is None
+
+
+async def test_an_overriding_subclass_sees_every_event_as_a_plain_dict() -> None:
+    storage = _OverridingMemoryStorage()
+    store = _rowstore.row_store(storage)
+    encoded = encoded_payload(payload(7))
+    pending = store.add_nowait(encoded, asyncio.get_running_loop())
+    assert pending is not None
+    await pending
+    await store.add_event_rows([encoded])
+    assert storage.seen == [payload(7)]  # add_event_rows is the built-in one
+    assert [type(seen) for seen in storage.seen] == [dict]
+    assert await store.count() == 2
+
+
+async def test_the_emitter_calls_a_user_storages_aclose_once_adapted() -> None:
+    closed: list[bool] = []
+
+    class Closing(UserStorage):  # type: ignore[misc,valid-type]
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    emitter = at.Emitter("http://127.0.0.1:9", storage=Closing())
+    await emitter.open()
+    await emitter.aclose()
+    assert closed == [True]

@@ -1,4 +1,4 @@
-"""The sqlite3 connection SQLiteStorage runs on its aiosqlite thread, safe across fork.
+"""The sqlite3 connection SQLiteStorage runs on its own thread, safe across fork.
 
 SQLite keeps per-process bookkeeping of the locks each open file holds. A child forked
 while a connection is open inherits that bookkeeping but not the operating-system locks
@@ -13,7 +13,7 @@ https://www.sqlite.org/howtocorrupt.html section 2.6.
 So, three rules:
 
 * every statement runs whole, rows fetched, inside the connection's gate (so does
-  every other call into SQLite), and a transaction is one call (:data:`BATCH`): the
+  every other call into SQLite), and a transaction is one call (``transaction``): the
   gate is never held while waiting for the event loop;
 * ``os.fork()`` waits at the gate of every open connection, so none is inside SQLite
   when the process is copied;
@@ -32,14 +32,9 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["BATCH", "ForkSafeConnection"]
+__all__ = ["ForkSafeConnection"]
 
 logger = logging.getLogger("asynctracker")
-
-#: Pass as the SQL, with ``[(sql, params), ...]`` as the parameters, to run the
-#: statements as one ``BEGIN IMMEDIATE`` transaction in a single call; the result is
-#: the list of each statement's rows.
-BATCH = "-- asynctracker: statements in one transaction"
 
 # Guards the set of open connections; held while one is opened or closed, so a fork
 # never copies SQLite in the middle of either.
@@ -48,16 +43,9 @@ _open: weakref.WeakSet[ForkSafeConnection] = weakref.WeakSet()
 _held: list[ForkSafeConnection] = []
 
 
-class _Rows(list[Any]):
-    """Rows already fetched, in the shape aiosqlite expects back from ``execute``."""
-
-    def fetchall(self) -> _Rows:
-        return self
-
-
 class ForkSafeConnection(sqlite3.Connection):
-    """A sqlite3 connection whose statements a fork waits for (the ``factory`` given
-    to ``aiosqlite.connect``; every method runs on aiosqlite's thread)."""
+    """A sqlite3 connection whose statements a fork waits for (opened and used on the
+    storage's thread, ``_sqlite_thread``, or on the loop's for inline inserts)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._gate = threading.Lock()
@@ -69,9 +57,20 @@ class ForkSafeConnection(sqlite3.Connection):
 
     def execute(self, sql: str, parameters: Any = (), /) -> Any:
         with self._gate:
-            if sql is BATCH:
-                return _Rows(self._transaction(parameters))
-            return _Rows(super().execute(sql, parameters).fetchall())
+            return super().execute(sql, parameters).fetchall()
+
+    def fetch(self, sql: str, parameters: Sequence[object] = ()) -> tuple[list[Any], int]:
+        """Run one statement: its rows, and how many rows it changed."""
+        with self._gate:
+            before = super().total_changes
+            rows = super().execute(sql, parameters).fetchall()
+            return rows, super().total_changes - before
+
+    def transaction(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+        """Run the statements as one ``BEGIN IMMEDIATE`` transaction (all or nothing);
+        each statement's rows, in order."""
+        with self._gate:
+            return self._transaction(statements)
 
     def execute_only(self, sql: str, parameters: Any = (), /) -> None:
         """Run a statement that returns no rows (an INSERT), with no rows object made."""
@@ -89,13 +88,6 @@ class ForkSafeConnection(sqlite3.Connection):
                 execute("ROLLBACK")
             raise
         return results
-
-    @property
-    def total_changes(self) -> int:
-        # Read on the event loop's thread, not aiosqlite's: gated all the same, so that
-        # a fork from a third thread never copies a thread that is inside SQLite.
-        with self._gate:
-            return super().total_changes
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         with self._gate:
@@ -140,7 +132,7 @@ def _after_fork_in_child() -> None:
 def _close_at_exit() -> None:
     """Close the connections of storages never closed, when the interpreter exits.
 
-    Their worker threads are daemons (see ``_sqlite_conn._let_exit_without_close``) and
+    Their threads are daemons (see ``_sqlite_thread``) and
     would simply stop; closing here (after a statement in flight, at the gate) lets
     SQLite checkpoint the WAL and remove its files, as a normal close does.
     """

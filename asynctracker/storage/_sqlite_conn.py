@@ -1,9 +1,10 @@
 """The SQLite connections of one SQLiteStorage and their life: open, follow the event
 loop, start over after fork, run statements.
 
-* aiosqlite runs statements on its own thread, so the event loop never waits for the
-  disk. One such connection per storage; an asyncio lock keeps work from interleaving
-  on it, and a transaction is one trip to that thread (``_forksafe.BATCH``).
+* Statements run on the storage's own thread (``_sqlite_thread``, written the way
+  aiosqlite is), so the event loop never waits for the disk. One such connection per
+  storage; an asyncio lock keeps work from interleaving on it, and a transaction is one
+  trip to that thread.
 * A second connection, used on the loop's thread for a lone caller's inserts, never
   waits for a lock (``_inline``); it is opened and closed with the first.
 * Fork: a child never shares SQLite's lock bookkeeping with the parent's connections
@@ -21,19 +22,16 @@ import asyncio
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
-import aiosqlite
-
 from .. import _process
 from .._loop_end import call_at_loop_end
 from ..exceptions import ClosedError, ConfigurationError, StorageError
-from ._forksafe import BATCH, ForkSafeConnection
 from ._group_commit import GroupCommit
 from ._inline import InlineWriter
+from ._sqlite_thread import ThreadConnection
 
 __all__ = ["SQLiteConnections"]
 
@@ -66,14 +64,14 @@ CREATE TABLE IF NOT EXISTS destinations (
 """
 
 
-async def _add_dest_column(conn: aiosqlite.Connection) -> None:
+async def _add_dest_column(conn: ThreadConnection) -> None:
     """Files made before rows carried their collector get the column (NULL for the rows
     already there: the first emitter opened on the file sends them, as before)."""
-    columns = await conn.execute_fetchall("PRAGMA table_info(events)")
+    columns, _ = await conn.fetch("PRAGMA table_info(events)")
     if any(column[1] == "dest" for column in columns):
         return
     try:
-        await conn.execute_fetchall("ALTER TABLE events ADD COLUMN dest INTEGER")
+        await conn.fetch("ALTER TABLE events ADD COLUMN dest INTEGER")
     except sqlite3.OperationalError as exc:
         if "duplicate column" not in str(exc):  # another process added it first
             raise
@@ -82,31 +80,6 @@ async def _add_dest_column(conn: aiosqlite.Connection) -> None:
 def _is_busy(exc: sqlite3.Error) -> bool:
     message = str(exc).lower()
     return "locked" in message or "busy" in message
-
-
-def _let_exit_without_close(pending: aiosqlite.Connection) -> None:
-    """Make the connection's worker thread a daemon, before it starts.
-
-    aiosqlite's worker is not a daemon and stops only when its connection is closed or
-    its wrapper collected, which a reference cycle (emitter, tasks, storage) puts off
-    past the end of the program: a script that never closed its tracker waited at exit
-    forever. Nothing is lost by not waiting (an insert is committed before its
-    ``track_*`` returns), and ``_forksafe`` still closes the file cleanly at exit.
-    """
-    worker = getattr(pending, "_thread", None)
-    if isinstance(worker, threading.Thread) and worker.ident is None:
-        worker.daemon = True
-
-
-async def _join_worker(pending: aiosqlite.Connection) -> None:
-    """Wait for the worker thread of a connection that failed to open.
-
-    aiosqlite stops that thread without awaiting it; if the event loop closed first,
-    the thread would fail reporting back to it. Joined off the loop, in a thread.
-    """
-    worker = getattr(pending, "_thread", None)
-    if worker is not None and worker.is_alive():
-        await asyncio.to_thread(worker.join, 5.0)
 
 
 class SQLiteConnections:
@@ -119,7 +92,7 @@ class SQLiteConnections:
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._inline_writes = inline_writes and synchronous in ("OFF", "NORMAL")
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: ThreadConnection | None = None
         self._inline: InlineWriter | None = None
         self._checkpointing: asyncio.Task[None] | None = None
         self._pid = os.getpid()
@@ -155,7 +128,7 @@ class SQLiteConnections:
         """
         await self._connection()
 
-    async def _connection(self) -> aiosqlite.Connection:
+    async def _connection(self) -> ThreadConnection:
         if self._closed:
             raise ClosedError(f"{self!r} was closed")
         self._forks = _process.forks
@@ -179,7 +152,7 @@ class SQLiteConnections:
 
     async def _loop_ended(self) -> None:
         """The event loop is shutting down with this storage open (see ``_loop_end``):
-        close the connection while the loop can still take aiosqlite's replies. The
+        close the connection while the loop can still take its thread's replies. The
         next loop that uses this storage opens a new one."""
         if self._closed or self._loop is not asyncio.get_running_loop():
             return
@@ -189,18 +162,15 @@ class SQLiteConnections:
         self._lock = None
         self._group = self._new_group()
         await self._close_inline()
-        worker = getattr(conn, "_thread", None)
-        if conn is not None and (worker is None or worker.is_alive()):
+        if conn is not None:
             await conn.close()
 
     def _forget_parent(self) -> None:
         """After fork: the parent's connection thread does not exist here. Start over."""
         self._pid = os.getpid()
         self._forked()
-        if self._conn is not None:
-            # Its sqlite3 connection was closed at the fork (_forksafe); kept so that
-            # aiosqlite does not warn that its wrapper was collected unclosed.
-            _INHERITED.append(self._conn)
+        # The parent's connection was closed at the fork (_forksafe); its thread does
+        # not exist here.
         if self._loop_end is not None:
             # Collected, it would schedule itself on the parent's loop, whose wake-up
             # socket this process shares with the parent.
@@ -217,8 +187,7 @@ class SQLiteConnections:
 
         After the loop it was used on has stopped (two ``asyncio.run`` calls in a row,
         say), that loop's lock, writer task and futures are dead: start over with a new
-        connection. The old one is stopped from a worker thread: aiosqlite's ``stop()``
-        then asks for no reply (a reply to a closed loop kills its thread).
+        connection. The old one is stopped without a reply (its loop is gone).
         """
         loop = asyncio.get_running_loop()
         old, self._loop = self._loop, loop
@@ -235,7 +204,7 @@ class SQLiteConnections:
         self._group = self._new_group()
         await self._close_inline()
         if conn is not None:
-            await asyncio.to_thread(conn.stop)
+            conn.stop()
 
     async def _open_inline(self) -> InlineWriter | None:
         """The loop-thread connection for lone inserts, or None if it cannot be had
@@ -254,38 +223,26 @@ class SQLiteConnections:
         if inline is not None:
             await asyncio.to_thread(inline.close)
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self) -> ThreadConnection:
         deadline = time.monotonic() + self._busy_timeout
         delay = 0.01
         while True:
-            # check_same_thread=False: total_changes is read on the loop between trips,
-            # while the connection's own thread is idle (under self._lock).
-            pending = aiosqlite.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                factory=ForkSafeConnection,
-            )
-            _let_exit_without_close(pending)
-            conn: aiosqlite.Connection | None = None
+            conn: ThreadConnection | None = None
             try:
-                conn = await pending
-                await conn.execute_fetchall(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+                conn = await ThreadConnection.connect(self.path, timeout=self._busy_timeout)
+                await conn.fetch(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
                 # New files only (a no-op once a table exists): lets _reclaim_space
                 # hand the pages of a drained backlog back to the file system.
-                await conn.execute_fetchall("PRAGMA auto_vacuum=INCREMENTAL")
-                await conn.execute_fetchall("PRAGMA journal_mode=WAL")
-                await conn.execute_fetchall(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
-                await conn.execute_fetchall(f"PRAGMA synchronous={self._synchronous}")
+                await conn.fetch("PRAGMA auto_vacuum=INCREMENTAL")
+                await conn.fetch("PRAGMA journal_mode=WAL")
+                await conn.fetch(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
+                await conn.fetch(f"PRAGMA synchronous={self._synchronous}")
                 await conn.executescript(_SCHEMA)
                 await _add_dest_column(conn)
                 return conn
             except sqlite3.Error as exc:
                 if conn is not None:
                     await conn.close()
-                else:
-                    await _join_worker(pending)
                 if _is_busy(exc) and time.monotonic() < deadline:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.25)
@@ -329,9 +286,7 @@ class SQLiteConnections:
         assert self._lock is not None
         try:
             async with self._lock:
-                before = conn.total_changes
-                rows = list(await conn.execute_fetchall(sql, params))
-                return rows, conn.total_changes - before
+                return await conn.fetch(sql, params)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
@@ -347,10 +302,9 @@ class SQLiteConnections:
             async with self._lock:
                 # One trip: BEGIN, the statements and COMMIT (or ROLLBACK) run together
                 # on the SQLite thread, even if this task is cancelled meanwhile.
-                results = await conn.execute_fetchall(BATCH, statements)
+                return await conn.transaction(statements)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
-        return [list(rows) for rows in results]
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
         if _is_busy(exc):

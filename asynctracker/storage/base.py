@@ -2,10 +2,10 @@
 
 A storage is where events wait between ``track_*`` and delivery. The emitter only needs
 the five methods of :class:`Storage` (the Go tracker's interface, made async), so a
-user's own class with those methods works. The built-in storages add optional, faster
-or safer methods that the emitter uses when present (see ``_capabilities`` in the
-emitter): a batched insert, a cheap count, and row claims that let several processes
-share one SQLite file without sending an event twice.
+user's own class with those methods works: the emitter adapts it, once, to the fuller
+interface it calls (``_rowstore.RowStore``). The built-in storages implement that
+interface themselves: a batched insert, a cheap count, and row claims that let several
+processes share one SQLite file without sending an event twice.
 """
 
 from __future__ import annotations

@@ -6,21 +6,23 @@ short-lived scripts, or where losing queued events on a crash is acceptable.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..exceptions import ClosedError
+from ._rowstore import RowStore
 from .base import EventRow, encode_event
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage:
+class MemoryStorage(RowStore, builtin=True):
     """In-process storage. Ids increase and are never reused, even after deletes.
 
-    Implements the Storage protocol plus the optional methods the emitter uses
-    (batched insert, count, claim/release), so it behaves exactly like SQLiteStorage
-    except for durability.
+    Implements the Storage protocol and, in full, the interface the emitter uses
+    (``_rowstore.RowStore``: batched insert, count, claim/release), so it behaves
+    exactly like SQLiteStorage except for durability.
     """
 
     def __init__(self) -> None:
@@ -38,6 +40,22 @@ class MemoryStorage:
         self._check_open()
         self._rows[next(self._ids)] = encode_event(payload)
         return True
+
+    def add_nowait(
+        self, payload: Mapping[str, str], loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        """Store one event, now (the emitter's hot path: no coroutine)."""
+        self._check_open()
+        self._rows[next(self._ids)] = encode_event(payload)
+
+    @property
+    def location(self) -> None:
+        """None: the events live in this process only."""
+        return None
+
+    async def open(self) -> None:
+        """Nothing to open; raises ClosedError after ``aclose()``."""
+        self._check_open()
 
     async def add_event_rows(self, payloads: Sequence[Mapping[str, str]]) -> int:
         """Store several events at once (all or none: encoding happens first)."""

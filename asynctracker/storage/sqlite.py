@@ -36,6 +36,7 @@ from .. import _process
 from ..exceptions import ConfigurationError, StorageError
 from ._inline import InlineWriter
 from ._owner import dead_owners, new_owner_id
+from ._rowstore import RowStore
 from ._sqlite_conn import MAX_PARAMS, SQLiteConnections
 from .base import EventRow, encode_event
 
@@ -64,7 +65,7 @@ def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
-class SQLiteStorage(SQLiteConnections):
+class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
     """Durable storage in one SQLite file (created on first use).
 
     Args:
@@ -130,6 +131,11 @@ class SQLiteStorage(SQLiteConnections):
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
 
+    @property
+    def location(self) -> str:
+        """The database file, where undelivered events wait for the next emitter."""
+        return str(self.path)
+
     async def aclose(self) -> None:
         """Wait for pending inserts, release this storage's claims, close. Idempotent."""
         if self._closed:
@@ -164,12 +170,12 @@ class SQLiteStorage(SQLiteConnections):
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         """Store one event; returns True once it is committed to the file."""
-        pending = self._add_event_row_nowait(payload, asyncio.get_running_loop())
+        pending = self.add_nowait(payload, asyncio.get_running_loop())
         if pending is not None:
             await pending
         return True
 
-    def _add_event_row_nowait(
+    def add_nowait(
         self, payload: Mapping[str, str], loop: asyncio.AbstractEventLoop | None
     ) -> Awaitable[None] | None:
         """Store one event: None if it is committed already (inline, see ``_inline``),

@@ -1,0 +1,285 @@
+"""The send task: claim stored rows, send them, settle each request, go again.
+
+One task per emitter and event loop. It loops: wait briefly for a full batch (linger),
+claim up to ``send_limit`` stored rows (oldest first), send them as concurrent requests
+through the Sender, delete the rows the collector accepted, release the others, and go
+again. It exits when storage has nothing left for it, or when every request of an
+iteration failed; then a backoff timer starts it again (see RetryPolicy), so events
+never sit unsent waiting for another ``track_*`` call.
+
+Only this task deletes rows, and a row is deleted only after a 2xx answer (or when the
+policy drops it, which is reported). It also keeps the delivery counters the emitter's
+``stats()`` reads, and the count of stored events the queue bound checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+
+from ._health import DeliveryLog
+from ._retry import RetryPolicy
+from ._sender import Sender
+from ._settle import Callback, CallbackResult, settle
+from .storage._rowstore import RowStore
+from .storage.base import EventRow
+
+__all__ = ["NOT_SENT", "SendLoop"]
+
+logger = logging.getLogger("asynctracker")
+
+#: CallbackResult.status of events dropped before any request (queue overflow).
+NOT_SENT = 0
+
+# Seconds the send task waits for a full batch while events keep arriving, before it
+# claims (Kafka's linger.ms): one claim and full requests instead of a wake-up per event.
+_LINGER = 0.005
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class SendLoop:
+    """The emitter's background delivery: its task, backoff timer and counters.
+
+    ``active`` is set by the emitter's lifecycle while the emitter is open on the
+    running loop; the task is started only then. ``sender`` is set at each opening.
+    """
+
+    def __init__(
+        self,
+        store: RowStore,
+        *,
+        send_limit: int,
+        retry: RetryPolicy,
+        callback: Callback | None,
+        delivery_log: DeliveryLog,
+    ) -> None:
+        self._store = store
+        self._send_limit = send_limit
+        self.retry = retry
+        self.callback = callback
+        self.delivery_log = delivery_log
+        self.active = False
+        self.sender: Sender | None = None
+        self.queued = 0  # events stored, as far as this process knows
+        self.fresh = 0  # events stored since the send task last claimed
+        self.sent = 0
+        self.failed = 0
+        self.retried = 0
+        self.dropped = 0
+        # Claimed by a send iteration the event loop stopped in mid-flight: the next
+        # opening releases them (see release_cut_off).
+        self.cut_off: list[EventRow] | None = None
+        self._task: asyncio.Task[bool] | None = None
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._wakeup = False
+        self._batch_ready: asyncio.Future[None] | None = None
+        self._hurry = False  # flush() waits: send without lingering
+        self._failures_in_a_row = 0
+        self._attempts: dict[int, int] = {}
+
+    def stored(self, count: int) -> None:
+        """``count`` events were just stored: send them, soon or with a full batch."""
+        self.queued += count
+        self.fresh += count
+        if self._batch_ready is not None and self.fresh >= self._send_limit:
+            _resolve(self._batch_ready)
+        self.wake()
+
+    def wake(self) -> None:
+        """Make sure the send task runs, unless a backoff timer will start it.
+
+        Never two tasks: the task clears ``_task`` itself in the same step in which it
+        decides to stop, and re-checks ``_wakeup`` first, so an event stored while
+        the loop is finishing is still picked up (no lost wake-up).
+        """
+        self._wakeup = True
+        if self._task is None and self._retry_handle is None and self.active:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="asynctracker-send"
+            )
+
+    def hurry(self) -> asyncio.Task[bool] | None:
+        """Send now, even during a backoff, without lingering (``flush()``); returns
+        the send task to wait for, if one runs."""
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+        self.wake()
+        self._hurry = True
+        if self._batch_ready is not None:
+            _resolve(self._batch_ready)
+        return self._task
+
+    async def stop(self, *, same_process: bool = True) -> None:
+        """Cancel the backoff timer and the task (waiting for it), then forget them.
+        A task of another loop, or of the parent process, is left alone."""
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        task = self._task
+        self.forget()
+        if task is not None and same_process and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            await asyncio.wait([task])
+
+    def forget(self) -> None:
+        """Drop the task, timer and per-loop state without touching them: they belong
+        to a loop that stopped, or to the parent process."""
+        self.active = False
+        self._task = None
+        self._retry_handle = None
+        self.sender = None
+        self._batch_ready = None
+        self._hurry = False
+        self._attempts.clear()
+
+    async def release_cut_off(self) -> None:
+        """Give back the rows an iteration cut off by its loop stopping had claimed."""
+        if self.cut_off is not None:
+            rows, self.cut_off = self.cut_off, None
+            await self.release_quietly(rows)
+
+    def _retry_now(self) -> None:
+        self._retry_handle = None
+        if self.active:
+            self.wake()
+
+    def _schedule_retry(self, retry_after: float | None, *, failed: bool = True) -> None:
+        """Start the send task again later: after a backoff if ``failed``, and never
+        before the collector's Retry-After (as far as the policy honours it)."""
+        if failed:
+            self._failures_in_a_row += 1
+        if not self.retry.auto_retry:
+            return
+        backoff = self.retry.backoff(self._failures_in_a_row) if failed else 0.0
+        delay = max(backoff, self.retry.wait_for_retry_after(retry_after))
+        logger.debug("retrying undelivered events in %.2fs", delay)
+        self._retry_handle = asyncio.get_running_loop().call_later(delay, self._retry_now)
+
+    async def _run(self) -> bool:
+        """Returns True when it stopped on empty storage, False when it stopped to wait
+        (every request failed, or the collector sent Retry-After)."""
+        try:
+            while True:
+                self._wakeup = False
+                if self.fresh < self._send_limit and not self._hurry:
+                    await self._linger()
+                self.fresh = 0
+                rows = await self._store.claim_event_rows(self._send_limit)
+                if len(rows) >= self._send_limit:
+                    self.fresh += len(rows)  # a full claim: more may wait, do not linger
+                if not rows:
+                    if self._wakeup:
+                        continue
+                    return True
+                # Cleared unless the task is cancelled in mid-flight: if that was the
+                # event loop stopping, the next loop's open() releases these rows.
+                self.cut_off = rows
+                try:
+                    delivered, retry_after = await self._send_and_settle(rows)
+                except Exception:
+                    self.cut_off = None
+                    await self.release_quietly(rows)
+                    raise
+                self.cut_off = None
+                if delivered:
+                    self._failures_in_a_row = 0
+                if retry_after is not None and (not delivered or retry_after > 0):
+                    self._schedule_retry(retry_after or None, failed=not delivered)
+                    return False
+        except Exception:
+            logger.exception("asynctracker send loop failed; will retry")
+            self._schedule_retry(None)
+            return False
+        finally:
+            # RuntimeError: closed by the garbage collector after its loop was closed
+            # by hand, outside any loop (nothing left to tidy then).
+            with contextlib.suppress(RuntimeError):
+                if self._task is asyncio.current_task():
+                    self._task = None
+                    self._hurry = False
+
+    async def _linger(self) -> None:
+        """Wait up to ``_LINGER`` seconds for a full batch (``send_limit`` events stored
+        since the last claim), or for ``flush()``. A caller tracking one event at a time
+        would otherwise wake the send task per event, and each wake-up costs a claim, a
+        request and a delete in the very loop turns the caller's inserts wait in."""
+        loop = asyncio.get_running_loop()
+        ready = self._batch_ready = loop.create_future()
+        timer = loop.call_later(_LINGER, _resolve, ready)
+        try:
+            await ready
+        finally:
+            timer.cancel()
+            if self._batch_ready is ready:
+                self._batch_ready = None
+
+    async def release_quietly(self, claimed: list[EventRow]) -> None:
+        """Give claimed rows back after an unexpected error, so they are not stuck."""
+        try:
+            await self._store.release_event_rows([row.id for row in claimed])
+        except Exception:
+            logger.exception("could not release claimed rows; their claim will expire")
+
+    async def _send_and_settle(self, rows: list[EventRow]) -> tuple[bool, float | None]:
+        """Send one iteration, then delete, drop or release each request's rows.
+
+        Returns (anything delivered?, retry hint): the hint is None when nothing needs
+        retrying, else the longest Retry-After seen (0.0 when there was none).
+        """
+        assert self.sender is not None
+        outcomes = await self.sender.send(rows)
+        result = settle(
+            outcomes,
+            self.retry,
+            self._attempts,
+            self.sender.isolation,
+            detail=self.callback is not None,
+        )
+        self.sent += result.sent
+        self.failed += result.failed
+        self.retried += len(result.release)
+        for count, reason in result.drops:
+            self._log_drop(count, reason)
+        if result.delete:
+            await self._store.delete_event_rows(result.delete)
+            self.queued = max(self.queued - len(result.delete), 0)
+            for row_id in result.delete:
+                self._attempts.pop(row_id, None)
+        if result.release:
+            await self._store.release_event_rows(result.release)
+        if result.delivered:
+            self.delivery_log.delivered()
+        elif result.release:
+            cause = next((o.error for o in outcomes if o.error), "unknown error")
+            self.delivery_log.failed(cause, self.queued)
+        await self._call_back(result.successes, result.failures)
+        return result.delivered, result.retry_hint
+
+    def _log_drop(self, count: int, reason: str) -> None:
+        self.dropped += count
+        self.delivery_log.dropped(count, reason)
+
+    async def report_dropped(self, count: int, status: int, reason: str) -> None:
+        """Count, log and call back about events dropped without a request."""
+        self._log_drop(count, reason)
+        await self._call_back(
+            [], [CallbackResult(count, status, dropped=True, reason="overflow", detail=reason)]
+        )
+
+    async def _call_back(
+        self, successes: list[CallbackResult], failures: list[CallbackResult]
+    ) -> None:
+        if self.callback is None or not (successes or failures):
+            return
+        try:
+            result = self.callback(successes, failures)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("asynctracker callback raised; delivery continues")
