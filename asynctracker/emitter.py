@@ -51,6 +51,12 @@ OverflowPolicy: TypeAlias = Literal["drop_oldest", "drop_newest", "raise"]
 
 _DEFAULT_MAX_EVENTS_MEMORY = 100_000
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
+# Requests in flight by default. A GET carries one event, and httpx's CPU per request
+# grows with the connections in flight: on loopback 16 GETs in flight deliver about
+# half of what 2-8 do (benchmarks/README.md), while a real network's round trip wants
+# a few in flight; 8 keeps most of both.
+_DEFAULT_CONCURRENCY_POST = 16
+_DEFAULT_CONCURRENCY_GET = 8
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -69,7 +75,8 @@ class Emitter:
     ``max_events`` and ``overflow`` (the queue bound and what to drop at it),
     ``close_timeout`` (how long leaving ``async with`` may flush) and
     ``max_concurrent_requests`` (requests in flight at once, and the owned client's
-    connection pool).
+    connection pool; by default 16 for POST and 8 for GET, whose one request per event
+    costs httpx more CPU with every connection in flight).
 
     Use ``async with emitter:`` (or ``async with tracker:``), or call ``aclose()``:
     closing flushes nothing by itself; leaving ``async with`` flushes for up to
@@ -95,7 +102,7 @@ class Emitter:
         max_events: int | None = None,
         overflow: OverflowPolicy = "drop_oldest",
         close_timeout: float = 10.0,
-        max_concurrent_requests: int = 16,
+        max_concurrent_requests: int | None = None,
         headers: Mapping[str, str] | None = None,
         anonymous: bool = False,
         post_path: str | None = None,
@@ -145,6 +152,10 @@ class Emitter:
             )
         self.max_events = _positive_int("max_events", max_events)
         self.overflow: OverflowPolicy = overflow
+        if max_concurrent_requests is None:
+            max_concurrent_requests = (
+                _DEFAULT_CONCURRENCY_GET if request_type == "GET" else _DEFAULT_CONCURRENCY_POST
+            )
         self.max_concurrent_requests = _positive_int(
             "max_concurrent_requests", max_concurrent_requests
         )

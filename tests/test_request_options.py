@@ -104,3 +104,18 @@ def test_bad_request_options_raise_configuration_error_naming_the_argument(
 ) -> None:
     with pytest.raises(at.ConfigurationError, match=argument):
         at.Emitter("http://127.0.0.1:9", storage=at.MemoryStorage(), **options)
+
+
+@pytest.mark.parametrize(("request_type", "expected"), [("POST", 16), ("GET", 8)])
+def test_requests_in_flight_default_by_request_type(request_type: str, expected: int) -> None:
+    emitter = at.Emitter("127.0.0.1:9", request_type=request_type, storage=at.MemoryStorage())  # type: ignore[arg-type]
+    assert emitter.max_concurrent_requests == expected
+    assert (
+        at.Emitter(
+            "127.0.0.1:9",
+            request_type=request_type,
+            max_concurrent_requests=3,
+            storage=at.MemoryStorage(),
+        ).max_concurrent_requests
+        == 3
+    )  # type: ignore[arg-type]
