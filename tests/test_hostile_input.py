@@ -331,6 +331,28 @@ async def test_bad_calls_leave_a_real_file_and_a_real_collector_with_only_good_e
     assert collector.bad == []
 
 
+async def raw_request_to_aiohttp(app: Any, request: bytes) -> bytes:
+    """Serve ``app`` on 127.0.0.1 and send it ``request`` as raw bytes (header bytes
+    that are not UTF-8 cannot be sent through an HTTP client); return the answer."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        return answer
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_user_agent_that_is_not_utf8_neither_breaks_the_request_nor_the_queue(
     collector: Collector, db_path: Path
 ) -> None:
@@ -348,23 +370,11 @@ async def test_a_user_agent_that_is_not_utf8_neither_breaks_the_request_nor_the_
 
         app = web.Application(middlewares=[tracking_middleware(tracker=tracker)])
         app.router.add_get("/", hello)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(
-                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: caf\xff\xfe bot\r\n"
-                b"Connection: close\r\n\r\n"
-            )
-            await writer.drain()
-            answer = await reader.read()
-            writer.close()
-            await writer.wait_closed()
-        finally:
-            await runner.cleanup()
+        answer = await raw_request_to_aiohttp(
+            app,
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: caf\xff\xfe bot\r\n"
+            b"Connection: close\r\n\r\n",
+        )
         assert answer.startswith(b"HTTP/1.1 200")
         assert await tracker.flush(10) == 0
     [received] = await collector.wait_for_events(1)
@@ -391,23 +401,11 @@ async def test_a_referer_that_is_not_utf8_still_makes_a_page_view(
             middlewares=[tracking_middleware(tracker=tracker, track_page_views=True)]
         )
         app.router.add_get("/{name}", page)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(
-                b"GET /shop HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Referer: http://a.example/\xff\xfe\r\nConnection: close\r\n\r\n"
-            )
-            await writer.drain()
-            answer = await reader.read()
-            writer.close()
-            await writer.wait_closed()
-        finally:
-            await runner.cleanup()
+        answer = await raw_request_to_aiohttp(
+            app,
+            b"GET /shop HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Referer: http://a.example/\xff\xfe\r\nConnection: close\r\n\r\n",
+        )
         assert answer.startswith(b"HTTP/1.1 200")
         assert await tracker.flush(10) == 0
     [received] = await collector.wait_for_events(1)
