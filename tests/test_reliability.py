@@ -271,7 +271,11 @@ async def test_full_queue_drops_by_policy_and_reports(
         retry=at.RetryPolicy(backoff_base=30, backoff_cap=60),
         close_timeout=0,
     ) as tracker:
-        for value in range(10):
+        # A first send fails (nothing listens) and starts the 30 s backoff, so no row is
+        # in flight while the queue overflows: drop_oldest never drops rows being sent.
+        await tracker.track_struct_event("test", "overflow", value=0)
+        assert await tracker.flush(timeout=5) == 1
+        for value in range(1, 10):
             await tracker.track_struct_event("test", "overflow", value=value)
         rows = await tracker.emitter.storage.get_all_event_rows()
         assert [row.event["se_va"] for row in rows] == [str(v) for v in kept]
