@@ -143,3 +143,80 @@ async def test_the_wal_is_checkpointed_from_the_thread_while_inserts_run_inline(
         wal_pages = path.with_name(path.name + "-wal").stat().st_size // 4096
         assert wal_pages < 200  # one page per commit: 600 without checkpoints
         assert len(stored_actions(path)) == 600
+
+
+def inserts_on(conn: sqlite3.Connection) -> list[str]:
+    """The INSERT statements this connection runs from now on (trace callback)."""
+    seen: list[str] = []
+    conn.set_trace_callback(lambda sql: seen.append(sql) if sql.startswith("INSERT") else None)
+    return seen
+
+
+def rows_per_insert(statements: list[str]) -> list[int]:
+    """How many rows each traced INSERT wrote (the test payloads' dest is NULL)."""
+    return [sql.count(", NULL)") for sql in statements]
+
+
+async def test_concurrent_callers_share_one_insert_on_the_loops_thread(tmp_path: Path) -> None:
+    """A group commit small enough is one statement on the loop-thread connection:
+    its callers' loop would only wait for the trip to the thread."""
+    path = tmp_path / "group.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))
+        assert storage._conn is not None
+        assert storage._inline is not None
+        on_thread: list[str] = []
+        await storage._conn.set_trace_callback(
+            lambda sql: on_thread.append(sql) if sql.startswith("INSERT") else None
+        )
+        on_loop: list[str] = []
+        thread_ids: set[int] = set()
+
+        def on_inline_conn(sql: str) -> None:
+            if sql.startswith("INSERT"):
+                on_loop.append(sql)
+                thread_ids.add(threading.get_ident())
+
+        storage._inline._conn.set_trace_callback(on_inline_conn)
+        await asyncio.gather(*(storage.add_event_row(payload(n)) for n in range(1, 41)))
+        await storage._conn.set_trace_callback(None)
+        storage._inline._conn.set_trace_callback(None)
+        assert on_thread == []
+        # The first caller of the turn commits alone, the other 39 in one statement.
+        assert rows_per_insert(on_loop) == [1, 39]
+        assert thread_ids == {threading.get_ident()}
+        assert sorted(stored_actions(path)) == sorted(f"a-{n}" for n in range(41))
+
+
+@pytest.mark.parametrize("reason", ["large group", "watchdog paused", "file locked"])
+async def test_a_large_locked_or_slow_group_commit_goes_to_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    path = tmp_path / "group.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))
+        assert storage._conn is not None
+        assert storage._inline is not None
+        on_thread: list[str] = []
+        await storage._conn.set_trace_callback(
+            lambda sql: on_thread.append(sql) if sql.startswith("INSERT") else None
+        )
+        committed_on_loop = inserts_on(storage._inline._conn)
+        other = None
+        if reason == "large group":
+            monkeypatch.setattr(_inline, "_GROUP_ROWS", 10)
+        elif reason == "watchdog paused":
+            storage._inline._paused_until = time.perf_counter() + 60
+        else:
+            other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")
+            threading.Timer(0.2, other.execute, ("COMMIT",)).start()
+        await asyncio.gather(*(storage.add_event_row(payload(n)) for n in range(1, 41)))
+        await storage._conn.set_trace_callback(None)
+        storage._inline._conn.set_trace_callback(None)
+        if other is not None:
+            other.close()
+        assert sum(rows_per_insert(on_thread)) >= 39
+        if reason != "file locked":  # there the inline attempts failed: nothing committed
+            assert max(rows_per_insert(committed_on_loop), default=0) <= 1
+        assert sorted(stored_actions(path)) == sorted(f"a-{n}" for n in range(41))

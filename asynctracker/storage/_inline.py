@@ -18,8 +18,11 @@ loop can never wait on it:
   slow disk, the kernel throttling writeback) or one statement slower than
   ``_SLOW_STATEMENT`` sends inserts back to the thread for ``_PAUSE`` seconds.
 * one caller at a time: when a second task inserts in the same loop turn, callers are
-  concurrent and share the thread's group commit (one transaction for many rows,
-  written while the loop builds more events) instead, for the next few turns too.
+  concurrent and share a group commit (one transaction for many rows) instead, for the
+  next few turns too. A group of up to ``_GROUP_ROWS`` rows is written here too, as
+  one statement (``insert_group``): its callers' loop would otherwise only wait for the
+  trip to the thread; larger groups, and any the file or the watchdog refuses, go to
+  the thread.
 
 The statement is a plain autocommit INSERT: when it returns, the row is committed, as
 with the thread's transaction (WAL with ``synchronous=NORMAL`` survives the process
@@ -33,6 +36,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 
 from ._forksafe import ForkSafeConnection
 
@@ -57,6 +61,10 @@ _INSERT = "INSERT INTO events(event, dest) VALUES (?, ?)"
 # this many turns: concurrent callers share one transaction written on the other core
 # while the loop builds more events, where inline commits would run one by one on it.
 _CROWDED_TURNS = 8
+# The most rows a group commit writes inline: one statement of a fraction of a ms.
+# 128 raised the loop's p99 lag with 100 producers by about a quarter; 64 did not
+# (benchmarks/README.md, "Group commits inline").
+_GROUP_ROWS = 64
 
 
 # sqlite3.SQLITE_BUSY and SQLITE_LOCKED exist from Python 3.11 only.
@@ -135,9 +143,24 @@ class InlineWriter:
         """Commit one row now, on this thread: True once committed; None if another
         connection holds the write lock; False on any other error (logged; the
         thread's attempt then reports it). Nothing is committed unless True."""
+        return self._run(_INSERT, (raw, dest), 1)
+
+    def insert_group(self, raws: list[str], dest: int | None) -> bool | None:
+        """Commit a group commit's rows now, in one statement (all or none), when the
+        group is small and the watchdog allows it; as ``insert`` otherwise, and False
+        without trying when it is not to be done inline. Concurrent callers woken
+        together queue their rows in one turn: one short statement here costs the loop
+        less than the trip to the thread it replaces, while the loop would only wait."""
+        if len(raws) > _GROUP_ROWS or time.perf_counter() < self._paused_until:
+            return False
+        values = ",".join(["(?, ?)"] * len(raws))
+        params = [value for raw in raws for value in (raw, dest)]
+        return self._run(f"INSERT INTO events(event, dest) VALUES {values}", params, len(raws))
+
+    def _run(self, sql: str, params: Sequence[object], rows: int) -> bool | None:
         started = time.perf_counter()
         try:
-            self._conn.execute_only(_INSERT, (raw, dest))
+            self._conn.execute_only(sql, params)
         except sqlite3.Error as exc:
             if _is_busy(exc):
                 return None
@@ -154,7 +177,7 @@ class InlineWriter:
             )
             self._paused_until = started + took + _PAUSE
             self._average = 0.0
-        self._since_checkpoint += 1
+        self._since_checkpoint += rows
         return True
 
     def checkpoint_due(self) -> bool:

@@ -250,8 +250,13 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         return len(raws)
 
     async def _insert(self, raws: list[str]) -> None:
-        """One group commit: all these rows in one transaction (one trip)."""
+        """One group commit: all these rows in one transaction (inline, or one trip)."""
         dest = self._dest
+        inline = self._inline  # a small group: one statement on the loop's thread
+        if inline is not None and self._checkpointing is None and inline.insert_group(raws, dest):
+            if inline.checkpoint_due():
+                self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
+            return
         await self._transaction(
             [
                 (
