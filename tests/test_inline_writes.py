@@ -166,8 +166,10 @@ async def test_concurrent_callers_share_one_insert_on_the_loops_thread(tmp_path:
         assert storage._conn is not None
         assert storage._inline is not None
         on_thread: list[str] = []
-        await storage._conn.set_trace_callback(
-            lambda sql: on_thread.append(sql) if sql.startswith("INSERT") else None
+        conn = storage._conn
+        await conn.call(
+            conn.db.set_trace_callback,
+            lambda sql: on_thread.append(sql) if sql.startswith("INSERT") else None,
         )
         on_loop: list[str] = []
         thread_ids: set[int] = set()
@@ -179,7 +181,7 @@ async def test_concurrent_callers_share_one_insert_on_the_loops_thread(tmp_path:
 
         storage._inline._conn.set_trace_callback(on_inline_conn)
         await asyncio.gather(*(storage.add_event_row(payload(n)) for n in range(1, 41)))
-        await storage._conn.set_trace_callback(None)
+        await conn.call(conn.db.set_trace_callback, None)
         storage._inline._conn.set_trace_callback(None)
         assert on_thread == []
         # The first caller of the turn commits alone, the other 39 in one statement.
@@ -198,8 +200,10 @@ async def test_a_large_locked_or_slow_group_commit_goes_to_the_thread(
         assert storage._conn is not None
         assert storage._inline is not None
         on_thread: list[str] = []
-        await storage._conn.set_trace_callback(
-            lambda sql: on_thread.append(sql) if sql.startswith("INSERT") else None
+        conn = storage._conn
+        await conn.call(
+            conn.db.set_trace_callback,
+            lambda sql: on_thread.append(sql) if sql.startswith("INSERT") else None,
         )
         committed_on_loop = inserts_on(storage._inline._conn)
         other = None
@@ -212,7 +216,7 @@ async def test_a_large_locked_or_slow_group_commit_goes_to_the_thread(
             other.execute("BEGIN IMMEDIATE")
             threading.Timer(0.2, other.execute, ("COMMIT",)).start()
         await asyncio.gather(*(storage.add_event_row(payload(n)) for n in range(1, 41)))
-        await storage._conn.set_trace_callback(None)
+        await conn.call(conn.db.set_trace_callback, None)
         storage._inline._conn.set_trace_callback(None)
         if other is not None:
             other.close()
