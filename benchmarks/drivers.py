@@ -138,12 +138,24 @@ def asynctracker_memory_post(n: int, url: str, client: CollectorClient) -> Resul
 async def _asynctracker_drain(n: int, url: str, client: CollectorClient) -> Result:
     """A backlog of ``n`` events stored while the collector was unreachable, then sent
     by a new emitter on the same file: the clock covers the drain only."""
+    import httpx
+
     import asynctracker as at
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("collector down", request=request)
 
     with tempfile.TemporaryDirectory(prefix="at-bench-") as tmp:
         path = Path(tmp) / "ev.db"
+        # Stored for this collector (rows record theirs), while every send fails.
+        down = httpx.AsyncClient(transport=httpx.MockTransport(unreachable))
         offline = at.Tracker(
-            at.Emitter("http://127.0.0.1:9", storage=at.SQLiteStorage(path)),
+            at.Emitter(
+                url,
+                storage=at.SQLiteStorage(path),
+                http_client=down,
+                retry=at.RetryPolicy(backoff_base=60, backoff_cap=60),
+            ),
             namespace="bench",
             app_id="bench",
         )
@@ -156,6 +168,7 @@ async def _asynctracker_drain(n: int, url: str, client: CollectorClient) -> Resu
                 )
             )
         await offline.emitter.aclose()
+        await down.aclose()
         emitter = at.Emitter(url, storage=at.SQLiteStorage(path))
         start = time.perf_counter()
         async with emitter:
