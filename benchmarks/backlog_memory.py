@@ -56,7 +56,10 @@ def _files_size(folder: Path) -> int:
 async def measure(n: int) -> dict[str, Any]:
     import asynctracker as at
 
-    url = f"http://127.0.0.1:{closed_port()}"
+    # Tracked while nothing listens on the port, drained by a collector started on that
+    # same port afterwards: stored events record their collector and go only to it.
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="at-backlog-") as tmp:
         db = Path(tmp) / "backlog.db"
         emitter = at.Emitter(url, storage=at.SQLiteStorage(db), close_timeout=0)
@@ -86,7 +89,7 @@ async def measure(n: int) -> dict[str, Any]:
             stored = await emitter.storage.count()  # type: ignore[attr-defined]
             stats = emitter.stats()
         db_bytes = await asyncio.to_thread(_files_size, Path(tmp))
-        with CollectorProcess(keep_eids=False) as collector:
+        with CollectorProcess(keep_eids=False, port=port) as collector:
             client = CollectorClient(collector.url)
             client.reset()
             drain_started = time.perf_counter()

@@ -95,13 +95,13 @@ async def _serve(port: int, keep_eids: bool) -> None:
 class CollectorProcess:
     """Start the collector in a child process; ``with CollectorProcess() as c: c.url``."""
 
-    def __init__(self, *, keep_eids: bool = True) -> None:
+    def __init__(self, *, keep_eids: bool = True, port: int = 0) -> None:
         self.keep_eids = keep_eids
         self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
+        self.port = port
 
     def __enter__(self) -> CollectorProcess:
-        args = [sys.executable, str(Path(__file__).resolve()), "--port", "0"]
+        args = [sys.executable, str(Path(__file__).resolve()), "--port", str(self.port)]
         if self.keep_eids:
             args.append("--eids")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
