@@ -299,16 +299,10 @@ async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
     # Imported here so that this function's needs stay out of the module's shared header.
     import sqlite3
 
-    from ..collector._safe import terminal_safe
-    from ._common import EXIT_BAD_INPUT
-
     def on_event(event: ReceivedEvent) -> None:
-        # Events come from the network: no escape sequence may reach the terminal.
-        print(terminal_safe(describe(event)), file=out, flush=True)
+        # Events come from the network: describe() escapes what reaches the terminal.
+        print(describe(event), file=out, flush=True)
 
-    if not 0 <= args.port <= 65535:
-        print(f"asynctracker: error: --port must be 0-65535, got {args.port}", file=err)
-        return EXIT_BAD_INPUT
     try:
         collector = Collector(
             args.host,

@@ -1,10 +1,11 @@
 """Making network input harmless before it is stored, served or printed.
 
-A tracker (or anyone who can reach the port) controls every byte of an event. Three
+A tracker (or anyone who can reach the port) controls every byte of an event. Two
 things must hold whatever it sends: the stored text is valid Unicode (a lone surrogate,
 which ``json.loads`` happily produces from ``"\\ud800"``, cannot be encoded as UTF-8 and
-used to break every page that showed it), nesting is shallow enough to walk without
-recursion errors, and what reaches a terminal cannot carry escape sequences.
+used to break every page that showed it), and nesting is shallow enough to walk without
+recursion errors. (What reaches a terminal is escaped where it is printed:
+``asynctracker.cli._terminal.escape``.)
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from typing import Any
 
 from .._validate import MAX_DEPTH, nesting_exceeds
 
-__all__ = ["MAX_DEPTH", "nesting_exceeds", "scrub", "terminal_safe"]
+__all__ = ["MAX_DEPTH", "nesting_exceeds", "scrub"]
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# C0 controls, DEL and C1 controls (ESC and CSI among them) but not plain spaces.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _scrub_text(text: str) -> str:
@@ -50,8 +49,3 @@ def scrub(value: Any) -> tuple[Any, bool]:
             return [item for item, _ in items], True
         return value, False
     return value, False
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` with control characters shown as ``\\xNN`` escapes, surrogates replaced."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _scrub_text(text))
