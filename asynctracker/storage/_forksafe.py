@@ -32,7 +32,21 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ForkSafeConnection"]
+__all__ = ["ForkSafeConnection", "is_busy"]
+
+# sqlite3.SQLITE_BUSY and SQLITE_LOCKED exist from Python 3.11 only.
+_BUSY_CODES = (5, 6)
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Did the statement fail because another connection holds a lock (SQLITE_BUSY or
+    SQLITE_LOCKED)? By error code where Python gives one (3.11+), else by message."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _BUSY_CODES
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
 
 logger = logging.getLogger("asynctracker")
 

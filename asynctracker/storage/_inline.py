@@ -38,7 +38,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from ._forksafe import ForkSafeConnection
+from ._forksafe import ForkSafeConnection, is_busy
 
 __all__ = ["InlineWriter"]
 
@@ -65,18 +65,6 @@ _CROWDED_TURNS = 8
 # 128 raised the loop's p99 lag with 100 producers by about a quarter; 64 did not
 # (benchmarks/README.md, "Group commits inline").
 _GROUP_ROWS = 64
-
-
-# sqlite3.SQLITE_BUSY and SQLITE_LOCKED exist from Python 3.11 only.
-_BUSY_CODES = (5, 6)
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in _BUSY_CODES
-    message = str(exc).lower()
-    return "locked" in message or "busy" in message
 
 
 class InlineWriter:
@@ -162,7 +150,7 @@ class InlineWriter:
         try:
             self._conn.execute_only(sql, params)
         except sqlite3.Error as exc:
-            if _is_busy(exc):
+            if is_busy(exc):
                 return None
             logger.warning("inline SQLite insert failed, using the thread: %s", exc)
             self._paused_until = time.perf_counter() + _PAUSE

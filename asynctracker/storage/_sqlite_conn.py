@@ -29,6 +29,7 @@ from pathlib import Path
 from .. import _process
 from .._loop_end import call_at_loop_end
 from ..exceptions import ClosedError, ConfigurationError, StorageError
+from ._forksafe import is_busy
 from ._group_commit import GroupCommit
 from ._inline import InlineWriter
 from ._sqlite_thread import ThreadConnection
@@ -75,11 +76,6 @@ async def _add_dest_column(conn: ThreadConnection) -> None:
     except sqlite3.OperationalError as exc:
         if "duplicate column" not in str(exc):  # another process added it first
             raise
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    message = str(exc).lower()
-    return "locked" in message or "busy" in message
 
 
 class SQLiteConnections:
@@ -243,7 +239,7 @@ class SQLiteConnections:
             except sqlite3.Error as exc:
                 if conn is not None:
                     await conn.close()
-                if _is_busy(exc) and time.monotonic() < deadline:
+                if is_busy(exc) and time.monotonic() < deadline:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.25)
                     continue
@@ -307,7 +303,7 @@ class SQLiteConnections:
             raise self._error(exc) from exc
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
-        if _is_busy(exc):
+        if is_busy(exc):
             return StorageError(
                 f"SQLite storage {self.path} stayed locked by another connection for "
                 f"more than {self._busy_timeout}s: {exc}"
