@@ -165,12 +165,8 @@ async def test_concurrent_callers_share_one_insert_on_the_loops_thread(tmp_path:
         await storage.add_event_row(payload(0))
         assert storage._conn is not None
         assert storage._inline is not None
-        on_thread: list[str] = []
         conn = storage._conn
-        await conn.call(
-            conn.db.set_trace_callback,
-            lambda sql: on_thread.append(sql) if sql.startswith("INSERT") else None,
-        )
+        on_thread = await conn.call(inserts_on, conn.db)  # traced on the storage's thread
         on_loop: list[str] = []
         thread_ids: set[int] = set()
 
@@ -199,12 +195,8 @@ async def test_a_large_locked_or_slow_group_commit_goes_to_the_thread(
         await storage.add_event_row(payload(0))
         assert storage._conn is not None
         assert storage._inline is not None
-        on_thread: list[str] = []
         conn = storage._conn
-        await conn.call(
-            conn.db.set_trace_callback,
-            lambda sql: on_thread.append(sql) if sql.startswith("INSERT") else None,
-        )
+        on_thread = await conn.call(inserts_on, conn.db)  # traced on the storage's thread
         committed_on_loop = inserts_on(storage._inline._conn)
         other = None
         if reason == "large group":
