@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -220,10 +220,14 @@ async def test_a_414_for_a_single_get_event_drops_it_like_a_413(
 # -- row 4: the timeout is a deadline for the whole request -------------------------------
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @contextlib.asynccontextmanager
-async def trickling_server(delay: float) -> AsyncIterator[tuple[str, list[str]]]:
-    """Reads a request, then answers 200 one byte every ``delay`` seconds."""
-    seen: list[str] = []
+async def raw_server(handle: Handler) -> AsyncIterator[str]:
+    """A loopback HTTP server of the test's own, for what the Collector never does
+    (trickle an answer, drop a connection); yields its URL. Its connections are
+    cancelled and awaited on the way out."""
     serving: set[asyncio.Task[object]] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -231,16 +235,46 @@ async def trickling_server(delay: float) -> AsyncIterator[tuple[str, list[str]]]
         assert task is not None
         serving.add(task)
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                (
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                ),
-                0,
-            )
-            await reader.readexactly(length)
+            await handle(reader, writer)
+        except asyncio.CancelledError:
+            pass  # the test is over
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in serving:
+            task.cancel()
+        if serving:
+            await asyncio.wait(serving)
+
+
+async def read_request_body(reader: asyncio.StreamReader) -> bytes:
+    """Read one request's head and return its body (Content-Length, 0 if absent)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    return await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def trickling_server(delay: float) -> AsyncIterator[tuple[str, list[str]]]:
+    """Reads a request, then answers 200 one byte every ``delay`` seconds."""
+    seen: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await read_request_body(reader)
             seen.append("request")
             answer = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + b"x" * 40
             for byte in answer:
@@ -250,21 +284,9 @@ async def trickling_server(delay: float) -> AsyncIterator[tuple[str, list[str]]]
             seen.append("answered")
         except (ConnectionError, asyncio.IncompleteReadError):
             seen.append("client gave up")
-        except asyncio.CancelledError:
-            pass  # the test is over
-        finally:
-            writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        server.close()
-        for task in serving:
-            task.cancel()
-        if serving:
-            await asyncio.wait(serving)
+    async with raw_server(handle) as url:
+        yield url, seen
 
 
 async def test_timeout_bounds_the_whole_request_even_when_the_answer_trickles(
@@ -369,41 +391,21 @@ async def dropping_server(marker: bytes) -> AsyncIterator[tuple[str, list[str]]]
     """A collector whose parser gives up on ``marker``: it drops the connection without
     an answer; other POST bodies are accepted (their event ids are kept)."""
     accepted: list[str] = []
-    serving: set[asyncio.Task[object]] = set()
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        serving.add(task)
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                body = await reader.readexactly(length)
+                body = await read_request_body(reader)
                 if marker in body:
                     return  # the connection drops, no answer
                 accepted.extend(event["eid"] for event in json.loads(body)["data"])
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        finally:
-            writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", accepted
-    finally:
-        server.close()
-        for task in serving:
-            task.cancel()
-        if serving:
-            await asyncio.wait(serving)
+    async with raw_server(handle) as url:
+        yield url, accepted
 
 
 async def test_a_poison_event_that_makes_the_collector_drop_the_connection_is_isolated(
