@@ -19,8 +19,10 @@ import binascii
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import cast
+
+from .payload import MAX_JSON_DEPTH, nesting_exceeds
 
 __all__ = ["decode_event", "validate_event", "validate_post_body"]
 
@@ -104,26 +106,11 @@ def _b64_json(value: str) -> object:
     return _json(decoded)
 
 
-#: JSON nested deeper than this is refused: real events are 3-4 levels deep, and walking a
-#: 1,000-deep value (to show, store or validate it) would hit Python's recursion limit.
-MAX_DEPTH = 64
-
-
-def nesting_exceeds(value: object, limit: int = MAX_DEPTH) -> bool:
-    """Whether ``value`` nests lists/dicts deeper than ``limit`` (walked without recursion)."""
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[object] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth >= limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+#: JSON nested deeper than this is refused: walking a 1,000-deep value (to show, store
+#: or validate it) would hit Python's recursion limit. It is the library's own limit on
+#: self-describing data plus the envelopes around it ({"schema", "data": [{"schema",
+#: "data": ...}]} for contexts), so every event the library sends passes.
+MAX_DEPTH = MAX_JSON_DEPTH + 3
 
 
 def _json(value: str) -> object:
@@ -131,7 +118,7 @@ def _json(value: str) -> object:
         loaded = json.loads(value)
     except (ValueError, RecursionError) as exc:  # includes JSONDecodeError
         raise _DecodeError(f"is not valid JSON ({exc})") from None
-    if nesting_exceeds(loaded):
+    if nesting_exceeds(loaded, MAX_DEPTH):
         raise _DecodeError(f"nests deeper than {MAX_DEPTH} levels")
     return loaded
 
@@ -302,7 +289,7 @@ def validate_post_body(body: bytes) -> tuple[list[dict[str, str]], list[str]]:
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:  # includes UnicodeDecodeError
         return [], [f"body is not valid JSON ({exc})"]
-    if nesting_exceeds(doc):
+    if nesting_exceeds(doc, MAX_DEPTH):
         return [], [f"body nests deeper than {MAX_DEPTH} levels"]
     if not isinstance(doc, dict):
         return [], ["body must be a JSON object with 'schema' and 'data'"]

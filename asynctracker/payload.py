@@ -73,7 +73,7 @@ def encode_json(value: object, *, name: str = "data", max_depth: int = MAX_JSON_
     if (
         len(text) > 2 * max_depth
         and text.count("{") + text.count("[") > max_depth
-        and _deeper_than(value, max_depth)
+        and nesting_exceeds(value, max_depth)
     ):
         raise InvalidEventError(f"{name} is nested deeper than {max_depth} levels")
     if not text.isascii():
@@ -83,17 +83,22 @@ def encode_json(value: object, *, name: str = "data", max_depth: int = MAX_JSON_
     return text
 
 
-def _deeper_than(value: object, depth: int) -> bool:
-    """Whether ``value`` nests more than ``depth`` containers deep; stops looking there."""
-    if isinstance(value, dict):
-        children: Iterable[object] = value.values()
-    elif isinstance(value, (list, tuple)):
-        children = value
-    else:
-        return False
-    if depth == 0:
-        return True
-    return any(_deeper_than(child, depth - 1) for child in children)
+def nesting_exceeds(value: object, limit: int) -> bool:
+    """Whether ``value`` nests dicts/lists deeper than ``limit`` containers (walked
+    without recursion, so any depth is safe to ask about; it stops at the limit)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class _EventIds:

@@ -241,6 +241,23 @@ async def test_data_at_the_limits_is_accepted_whole(tracker: at.Tracker, data: A
     assert len(await stored(tracker)) == 2
 
 
+@pytest.mark.parametrize("base64_encode", [True, False], ids=["base64", "raw"])
+async def test_data_at_the_nesting_limit_is_valid_at_the_projects_own_collector(
+    collector: Collector, base64_encode: bool
+) -> None:
+    """The collector's depth limit is the library's plus the envelopes: whatever
+    track_* accepts arrives as a good event, not one flagged as too deep."""
+    data = nested(at.MAX_JSON_DEPTH)
+    emitter = at.Emitter(collector.url, storage=at.MemoryStorage())
+    async with at.Tracker(emitter, base64_encode=base64_encode) as tracker:
+        await tracker.track_self_describing_event(
+            at.SelfDescribingJson(SCHEMA, data), contexts=[at.SelfDescribingJson(SCHEMA, data)]
+        )
+        assert await tracker.flush(10) == 0
+    [received] = await collector.wait_for_events(1)
+    assert received.valid, received.errors
+
+
 @pytest.mark.parametrize(
     ("timestamp", "expected"),
     [

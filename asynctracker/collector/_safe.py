@@ -13,9 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .._validate import MAX_DEPTH, nesting_exceeds
-
-__all__ = ["MAX_DEPTH", "nesting_exceeds", "scrub"]
+__all__ = ["scrub"]
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -29,7 +27,7 @@ def scrub(value: Any) -> tuple[Any, bool]:
     """``value`` with every lone surrogate (in keys and strings) replaced by U+FFFD.
 
     Returns the cleaned value and whether anything was replaced. Call only on values that
-    passed :func:`nesting_exceeds`; it recurses.
+    passed ``payload.nesting_exceeds`` (the collector checks every body); it recurses.
     """
     if isinstance(value, str):
         cleaned = _scrub_text(value)
