@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from cli_support import TIMEOUT, run_cli
 
+from asynctracker.cli._events import MAX_DEPTH
 from asynctracker.cli._progress import Figures, StatusLine
 from asynctracker.cli._send import _resume_command
 from asynctracker.collector import Collector, ReceivedRequest, Reply
@@ -40,8 +41,8 @@ BAD_LINES: dict[str, bytes] = {
     "400-digit value": b'{"category": "t", "action": "b", "value": ' + b"9" * 400 + b"}",
     "5,000 deep": b'{"schema": "' + SCHEMA.encode() + b'", "data": '
     + b"[" * 5000 + b"]" * 5000 + b"}",
-    "100 deep": b'{"schema": "' + SCHEMA.encode() + b'", "data": '
-    + b"[" * 100 + b"]" * 100 + b"}",
+    "just past the depth limit": b'{"schema": "' + SCHEMA.encode() + b'", "data": '
+    + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}",
     "not UTF-8": b'{"category": "caf\xe9", "action": "b"}',
     "lone surrogate in a value": b'{"category": "t\\ud800", "action": "b"}',
     "lone surrogate in a key": b'{"schema": "' + SCHEMA.encode() + b'", "data": {"k\\udc00": 1}}',
@@ -82,7 +83,7 @@ async def test_send_never_stops_on_a_bad_line_and_reports_each_by_number(
     ("line", "needle"),
     [
         pytest.param(BAD_LINES["400-digit value"], "too large for a float", id="big-value"),
-        pytest.param(BAD_LINES["5,000 deep"], "nested more than 64 levels", id="deep"),
+        pytest.param(BAD_LINES["5,000 deep"], f"nested more than {MAX_DEPTH} levels", id="deep"),
         pytest.param(BAD_LINES["not UTF-8"], "not UTF-8 text (byte 18 is 0xe9)", id="utf8"),
         pytest.param(BAD_LINES["lone surrogate in a key"], "a key holds a lone surr", id="key"),
         pytest.param(BAD_LINES["NaN"], "NaN is not a JSON number", id="nan"),

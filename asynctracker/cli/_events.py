@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from ..exceptions import InvalidEventError
-from ..payload import JSONValue, SelfDescribingJson
+from ..payload import MAX_JSON_DEPTH, JSONValue, SelfDescribingJson
 from ..tracker import Tracker
 from ._args import surrogates_in
 
@@ -32,10 +32,11 @@ __all__ = [
 
 _STRUCT_KEYS = frozenset({"category", "action", "label", "property", "value", "contexts"})
 _UNSTRUCT_KEYS = frozenset({"schema", "data", "contexts"})
-#: Deepest JSON nesting accepted (objects and arrays, the outermost is level 1). Real
-#: events are a few levels deep; the bound keeps every recursive encoder and decoder
-#: downstream (ours, the collector's) far from its recursion limit.
-MAX_DEPTH = 64
+#: Deepest JSON nesting accepted in a line (objects and arrays, the outermost is level
+#: 1): what track_* accepts in self-describing data (``MAX_JSON_DEPTH``) plus the line's
+#: own envelope around a context's data ({"contexts": [{"data": ...}]}), so a line is
+#: refused here exactly when the tracker would refuse it, with the line's number.
+MAX_DEPTH = MAX_JSON_DEPTH + 3
 #: Options of ``track`` and ``send`` whose text ends up in an event.
 _TEXT_OPTIONS = ("collector", "app_id", "namespace", "schema", "json", "contexts", "category",
                  "action", "label", "property")  # fmt: skip
