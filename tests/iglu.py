@@ -9,7 +9,7 @@ Two layers of checks:
   they are looked up in ``$ASYNCTRACKER_IGLU_DIR`` or, as CI lays it out, in
   ``../shared/iglu`` beside the clone. Where no copy is found these checks are skipped,
   and pytest's header and ``tests/test_iglu_central.py`` say so with the reason. Set
-  ``ASYNCTRACKER_REQUIRE_IGLU=1`` (``.ci/run`` does) to turn a missing copy into an error.
+  ``ASYNCTRACKER_REQUIRE_IGLU=1`` (``.ci/run`` does in CI) to turn a missing copy into an error.
 
 Only tests read the schemas: the library never depends on that folder.
 """
