@@ -103,6 +103,7 @@ class Sender:
     ) -> None:
         self._client = client
         self._endpoints = endpoints
+        self._post_url = httpx.URL(endpoints.post)  # parsed once, not per request
         self._request_type = request_type
         self._byte_limit_post = byte_limit_post
         self._byte_limit_get = byte_limit_get
@@ -130,7 +131,7 @@ class Sender:
             if len(rows) > 1:
                 return await self._halves(rows)
             return [Outcome(rows, NOT_SENT, error=_describe(exc), drop="unsendable")]
-        answer = await self._request("POST", self._endpoints.post, content=body)
+        answer = await self._request("POST", self._post_url, content=body)
         if answer.status == 413 and len(rows) > 1:
             # The collector's body limit is below ours: halve until it accepts.
             return await self._halves(rows)
@@ -144,8 +145,9 @@ class Sender:
     async def _get(self, row: EventRow) -> list[Outcome]:
         try:
             query = get_query(row, now_ms())
-            url = f"{self._endpoints.get}?{query}"
-            httpx.Request("GET", url)  # httpx's own checks (URL length, characters)
+            # Parsed once, here, so httpx's own checks (URL length, characters) fail
+            # inside this event's handling; the request is sent with this very URL.
+            url = httpx.URL(f"{self._endpoints.get}?{query}")
         except (ValueError, httpx.InvalidURL) as exc:  # UnicodeEncodeError is a ValueError
             return [Outcome([row], NOT_SENT, error=_describe(exc), drop="unsendable")]
         if self._byte_limit_get is not None and len(query) > self._byte_limit_get:
@@ -154,7 +156,9 @@ class Sender:
         answer = await self._request("GET", url)
         return [Outcome([row], answer.status, answer.retry_after, answer.error, answer.reached)]
 
-    async def _request(self, method: str, url: str, *, content: bytes | None = None) -> _Answer:
+    async def _request(
+        self, method: str, url: httpx.URL, *, content: bytes | None = None
+    ) -> _Answer:
         if self._in_flight is None:
             self._in_flight = asyncio.Semaphore(self._max_concurrent)
         headers = self._post_headers if content is not None else self._headers
@@ -175,10 +179,10 @@ class Sender:
                 return _Answer(NO_RESPONSE, error=self._scrub(_describe(exc)))
 
     async def _exchange(
-        self, method: str, url: str, content: bytes | None, headers: Mapping[str, str]
+        self, method: str, url: httpx.URL, content: bytes | None, headers: Mapping[str, str]
     ) -> _Answer:
         """One request, following redirects (owned client only), to its final answer."""
-        target = httpx.URL(url)
+        target = url
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._client.request(method, target, content=content, headers=headers)
             status = response.status_code
