@@ -81,7 +81,7 @@ class SendLoop:
         self._batch_ready: asyncio.Future[None] | None = None
         self._hurry = False  # flush() waits: send without lingering
         self._failures_in_a_row = 0
-        self._attempts: dict[int, int] = {}
+        self._attempts: dict[int, int] = {}  # failed sends per _isolate.row_key
 
     def stored(self, count: int) -> None:
         """``count`` events were just stored: send them, soon or with a full batch."""
@@ -247,10 +247,8 @@ class SendLoop:
         for count, reason in result.drops:
             self._log_drop(count, reason)
         if result.delete:
-            await self._store.delete_event_rows(result.delete)
+            await self._store.delete_claimed_rows(result.delete)
             self.queued = max(self.queued - len(result.delete), 0)
-            for row_id in result.delete:
-                self._attempts.pop(row_id, None)
         if result.release:
             await self._store.release_event_rows(result.release)
         if result.delivered:

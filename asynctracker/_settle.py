@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from ._isolate import Isolation
+from ._isolate import Isolation, row_key
 from ._retry import RetryPolicy
 from ._sender import Outcome
+from .storage.base import EventRow
 
 __all__ = [
     "Callback",
@@ -140,61 +141,59 @@ def settle(
     *,
     detail: bool = False,
 ) -> Settlement:
-    """Decide every row's fate. ``attempts`` (row id -> failed sends) is updated in
-    place when ``policy.max_attempts`` is set, ``isolation`` when some requests failed
-    while others succeeded; the caller forgets deleted rows in ``attempts``. With
-    ``detail``, failures carry their events' payloads (for the callback)."""
+    """Decide every row's fate. ``attempts`` (failed sends per :func:`row_key`) is
+    updated in place when ``policy.max_attempts`` is set, and forgets the rows deleted;
+    ``isolation`` when some requests failed while others succeeded. With ``detail``,
+    failures carry their events' payloads (for the callback)."""
     result = Settlement()
     # Some requests succeeded: the collector is up, so a failing one says something
     # about what it carried.
     mixed = any(200 <= o.status < 300 for o in outcomes)
     for outcome in outcomes:
-        ids = [row.id for row in outcome.rows]
+        rows = outcome.rows
         if 200 <= outcome.status < 300:
-            result.successes.append(CallbackResult(len(ids), outcome.status))
-            result.delete += ids
-            result.sent += len(ids)
-            if isolation is not None:
-                isolation.forget(ids)
+            result.successes.append(CallbackResult(len(rows), outcome.status))
+            _deleted(result, rows, attempts, isolation)
+            result.sent += len(rows)
             continue
-        result.failed += len(ids)
-        kept: list[int]
+        result.failed += len(rows)
+        kept: Sequence[EventRow]
+        exhausted: Sequence[EventRow]
         dropped = _drop_reason(outcome, policy)
         if dropped is not None:
-            kept, exhausted = [], ids
+            kept, exhausted = [], rows
             reason, text = dropped
         else:
-            kept, exhausted = _split_exhausted(ids, policy.max_attempts, attempts)
+            kept, exhausted = _split_exhausted(rows, policy.max_attempts, attempts)
             reason, text = "max_attempts", "max_attempts reached"
             if (
                 isolation is not None
                 and kept
                 and _about_content(outcome)
-                and isolation.failed(kept, mixed=mixed, poison_after=policy.poison_after)
+                and isolation.failed(
+                    [row_key(row) for row in kept], mixed=mixed, poison_after=policy.poison_after
+                )
             ):
-                kept, exhausted = [], ids
+                kept, exhausted = [], rows
                 reason = "poison"
                 text = (
                     f"failed alone {policy.poison_after} time(s) while the "
                     f"collector accepted other events ({outcome.error})"
                 )
-        by_id = {row.id: row for row in outcome.rows} if detail else {}
         if kept:
-            result.release += kept
+            result.release += [row.id for row in kept]
             result.failures.append(
                 CallbackResult(
                     len(kept),
                     outcome.status,
                     reason="failed",
                     detail=outcome.error,
-                    events=tuple(by_id[i].event for i in kept) if detail else (),
+                    events=tuple(row.event for row in kept) if detail else (),
                 )
             )
             result.retry_hint = max(result.retry_hint or 0.0, outcome.retry_after or 0.0)
         if exhausted:
-            result.delete += exhausted
-            if isolation is not None:
-                isolation.forget(exhausted)
+            _deleted(result, exhausted, attempts, isolation)
             result.failures.append(
                 CallbackResult(
                     len(exhausted),
@@ -202,11 +201,27 @@ def settle(
                     dropped=True,
                     reason=reason,
                     detail=text,
-                    events=tuple(by_id[i].event for i in exhausted) if detail else (),
+                    events=tuple(row.event for row in exhausted) if detail else (),
                 )
             )
             result.drops.append((len(exhausted), text))
     return result
+
+
+def _deleted(
+    result: Settlement,
+    rows: Sequence[EventRow],
+    attempts: dict[int, int],
+    isolation: Isolation | None,
+) -> None:
+    """These rows are to be deleted: forget what was remembered about them."""
+    result.delete += [row.id for row in rows]
+    if attempts or (isolation is not None and isolation.suspects):
+        keys = [row_key(row) for row in rows]
+        for key in keys:
+            attempts.pop(key, None)
+        if isolation is not None:
+            isolation.forget(keys)
 
 
 def _about_content(outcome: Outcome) -> bool:
@@ -215,14 +230,15 @@ def _about_content(outcome: Outcome) -> bool:
 
 
 def _split_exhausted(
-    ids: list[int], limit: int | None, attempts: dict[int, int]
-) -> tuple[list[int], list[int]]:
+    rows: Sequence[EventRow], limit: int | None, attempts: dict[int, int]
+) -> tuple[Sequence[EventRow], Sequence[EventRow]]:
     """Split failed rows into (retry again, out of attempts)."""
     if limit is None:
-        return ids, []
-    kept: list[int] = []
-    exhausted: list[int] = []
-    for row_id in ids:
-        attempts[row_id] = attempts.get(row_id, 0) + 1
-        (exhausted if attempts[row_id] >= limit else kept).append(row_id)
+        return rows, []
+    kept: list[EventRow] = []
+    exhausted: list[EventRow] = []
+    for row in rows:
+        key = row_key(row)
+        attempts[key] = attempts.get(key, 0) + 1
+        (exhausted if attempts[key] >= limit else kept).append(row)
     return kept, exhausted

@@ -19,7 +19,7 @@ import pytest
 
 import asynctracker as at
 from asynctracker.collector import Collector, ReceivedRequest, Reply
-from asynctracker.storage import sqlite as sqlite_module
+from asynctracker.storage import _sqlite_claims
 
 FAST_RETRY = at.RetryPolicy(backoff_base=0.05, backoff_cap=0.3)
 LOCK_HELD = 0.8  # seconds: past two busy timeouts (the settle and its fallback)
@@ -126,8 +126,8 @@ async def test_an_expired_claim_comes_back_to_the_process_that_made_it(tmp_path:
 async def test_the_file_shrinks_once_a_large_backlog_is_delivered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "_VACUUM_AFTER_DELETES", 1000)
-    monkeypatch.setattr(sqlite_module, "_VACUUM_MIN_FREE", 16)
+    monkeypatch.setattr(_sqlite_claims, "_VACUUM_AFTER_DELETES", 1000)
+    monkeypatch.setattr(_sqlite_claims, "_VACUUM_MIN_FREE", 16)
     path = tmp_path / "shrink.db"
     async with at.SQLiteStorage(path) as storage:
         filler = "x" * 500

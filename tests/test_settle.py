@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import asynctracker as at
-from asynctracker._isolate import Isolation
+from asynctracker._isolate import Isolation, row_key
 from asynctracker._sender import NO_RESPONSE, Outcome
 from asynctracker._settle import settle
 
@@ -55,12 +55,29 @@ def test_retry_hint_is_the_longest_retry_after_of_the_iteration() -> None:
 
 
 def test_rows_out_of_attempts_are_dropped_and_the_rest_kept() -> None:
-    attempts = {1: 2}
-    result = settle([Outcome(rows(1, 2), 500)], at.RetryPolicy(max_attempts=3), attempts)
+    first, second = rows(1, 2)
+    attempts = {row_key(first): 2}
+    result = settle([Outcome([first, second], 500)], at.RetryPolicy(max_attempts=3), attempts)
     assert (result.delete, result.release) == ([1], [2])
     assert result.drops == [(1, "max_attempts reached")]
-    assert attempts == {1: 3, 2: 1}
+    assert attempts == {row_key(second): 1}  # the dropped row is forgotten
     assert at.CallbackResult(1, 500, dropped=True) in result.failures
+
+
+def test_a_new_event_given_a_deleted_rows_id_starts_with_no_failures() -> None:
+    """SQLite hands a deleted row's id to the next row once the newest rows are gone
+    (deleted by another process, say): the new event must not inherit the old one's
+    attempts or strikes."""
+    policy = at.RetryPolicy(max_attempts=2, poison_after=2)
+    isolation = Isolation()
+    old = at.EventRow(5, {"e": "pv", "eid": "old"})
+    attempts: dict[int, int] = {}
+    settle([Outcome([old], 500), Outcome(rows(6), 200)], policy, attempts, isolation)
+    assert isolation.strikes == attempts == {row_key(old): 1}
+    new = at.EventRow(5, {"e": "pv", "eid": "new"})  # old was deleted elsewhere
+    result = settle([Outcome([new], 500), Outcome(rows(7), 200)], policy, attempts, isolation)
+    assert (result.delete, result.release) == ([7], [5])  # a first failure: kept
+    assert attempts[row_key(new)] == isolation.strikes[row_key(new)] == 1
 
 
 def test_statuses_made_retryable_by_the_policy_are_kept() -> None:
@@ -83,7 +100,7 @@ def test_a_chunk_failing_while_others_succeed_is_halved_then_its_lone_event_is_p
     ]
     [poison] = [r for r in result.failures if r.dropped]
     assert poison.reason == "poison"
-    assert 1 not in isolation.suspects
+    assert row_key(rows(1)[0]) not in isolation.suspects
 
 
 def test_an_outage_splits_a_chunk_once_and_then_neither_halves_nor_strikes() -> None:

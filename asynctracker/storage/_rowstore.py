@@ -82,6 +82,12 @@ class RowStore(ABC):
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
         """Delete the rows with these ids (delivered or dropped); return how many."""
 
+    async def delete_claimed_rows(self, ids: Sequence[int]) -> int:
+        """Delete rows this store claimed and has not released (delivered or dropped);
+        return how many. A storage whose ids can be given again to new rows (SQLite's)
+        deletes only rows it still holds; for the others this is delete_event_rows."""
+        return await self.delete_event_rows(ids)
+
     @abstractmethod
     async def delete_oldest_event_rows(self, count: int) -> int:
         """Delete up to ``count`` of the oldest unclaimed rows; return how many."""
@@ -155,6 +161,9 @@ class _PlainInserts(RowStore):
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
         return await self._store.delete_event_rows(ids)
+
+    async def delete_claimed_rows(self, ids: Sequence[int]) -> int:
+        return await self._store.delete_claimed_rows(ids)
 
     async def delete_oldest_event_rows(self, count: int) -> int:
         return await self._store.delete_oldest_event_rows(count)

@@ -25,6 +25,7 @@ import sqlite3
 import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from .. import _process
 from .._loop_end import call_at_loop_end
@@ -33,8 +34,9 @@ from ._forksafe import is_busy
 from ._group_commit import GroupCommit
 from ._inline import InlineWriter
 from ._sqlite_thread import ThreadConnection
+from .base import EventRow
 
-__all__ = ["SQLiteConnections"]
+__all__ = ["MAX_PARAMS", "SQLiteConnections", "chunks", "placeholders"]
 
 logger = logging.getLogger("asynctracker")
 
@@ -45,19 +47,42 @@ _WAL_SIZE_LIMIT = 16 * 1024 * 1024
 # Connections (and their loop-end hooks) copied from the parent by fork(); see
 # _forget_parent.
 _INHERITED: list[object] = []
+_SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
+    """``items`` in slices of at most ``size`` (statements have a parameter limit)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
 
 # ``dest``: the collector a row is meant for (``destinations.id``), so that one file
 # shared by programs sending to different collectors never sends a row to the wrong one;
 # NULL for rows stored before an emitter bound the storage (or by an older version).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+# ``id`` is a plain rowid, not AUTOINCREMENT: that keeps a counter in the
+# sqlite_sequence table, written by every insert (a second page per commit, about a
+# quarter of a lone insert's time, see benchmarks/README.md). Ids grow while rows exist; once
+# the newest rows are deleted their ids may be given again, so nothing here remembers
+# a row by its id alone (see _isolate.row_key and delete_event_rows).
+_EVENTS_COLUMNS = """(
+    id INTEGER PRIMARY KEY,
     event TEXT NOT NULL,
     owner TEXT,
     claimed_until REAL,
     dest INTEGER
-);
-CREATE INDEX IF NOT EXISTS events_owner ON events(owner) WHERE owner IS NOT NULL;
+)"""
+_OWNER_INDEX = "CREATE INDEX IF NOT EXISTS events_owner ON events(owner) WHERE owner IS NOT NULL"
+# Files made by earlier versions have AUTOINCREMENT: their table is rebuilt without
+# it at open, rows and ids kept, when it holds at most this many rows (the copy holds
+# the write lock; a larger backlog is left as it is and still works, just slower).
+_REBUILD_MAX_ROWS = 10_000
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events {_EVENTS_COLUMNS};
+{_OWNER_INDEX};
 CREATE TABLE IF NOT EXISTS destinations (
     id INTEGER PRIMARY KEY,
     url TEXT NOT NULL UNIQUE
@@ -76,6 +101,29 @@ async def _add_dest_column(conn: ThreadConnection) -> None:
     except sqlite3.OperationalError as exc:
         if "duplicate column" not in str(exc):  # another process added it first
             raise
+
+
+async def _drop_autoincrement(conn: ThreadConnection) -> None:
+    """Rebuild a small table made with AUTOINCREMENT without it (see _SCHEMA), in one
+    transaction: all rows, ids and claims kept."""
+    rows, _ = await conn.fetch(
+        "SELECT sql LIKE '%AUTOINCREMENT%' AND (SELECT COUNT(*) FROM events) <= ? "
+        "FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+        (_REBUILD_MAX_ROWS,),
+    )
+    if not rows or not rows[0][0]:
+        return
+    columns = "id, event, owner, claimed_until, dest"
+    await conn.transaction(
+        [
+            ("DROP TABLE IF EXISTS events_rebuilt", ()),
+            (f"CREATE TABLE events_rebuilt {_EVENTS_COLUMNS}", ()),
+            (f"INSERT INTO events_rebuilt({columns}) SELECT {columns} FROM events", ()),
+            ("DROP TABLE events", ()),
+            ("ALTER TABLE events_rebuilt RENAME TO events", ()),
+            (_OWNER_INDEX, ()),
+        ]
+    )
 
 
 class SQLiteConnections:
@@ -235,6 +283,7 @@ class SQLiteConnections:
                 await conn.fetch(f"PRAGMA synchronous={self._synchronous}")
                 await conn.executescript(_SCHEMA)
                 await _add_dest_column(conn)
+                await _drop_autoincrement(conn)
                 return conn
             except sqlite3.Error as exc:
                 if conn is not None:
@@ -301,6 +350,42 @@ class SQLiteConnections:
                 return await conn.transaction(statements)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+
+    async def _changed(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
+        """Run statements in one transaction; how many rows they changed in all."""
+        if len(statements) == 1:
+            return (await self._execute(*statements[0]))[1]
+        changes = [("SELECT total_changes()", ())]
+        before, *_, after = await self._transaction([*changes, *statements, *changes])
+        return int(after[0][0]) - int(before[0][0])
+
+    async def _script(self, script: str) -> None:
+        """Run a script with ``sqlite3_exec``, which steps each statement to its end
+        (a pragma such as ``incremental_vacuum`` does its work one step at a time)."""
+        conn = await self._connection()
+        assert self._lock is not None
+        try:
+            async with self._lock:
+                await conn.executescript(script)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    async def _fetch_event_rows(self, select: str, params: Sequence[object]) -> list[EventRow]:
+        """The ``(id, event)`` rows of ``select``, oldest first, fetched as ONE row.
+
+        group_concat folds them into two strings (see _fetch for why). Stored events are
+        ASCII JSON with control characters escaped, so the record separator (0x1E)
+        never occurs inside one.
+        """
+        rows = await self._fetch(
+            f"SELECT group_concat(id), group_concat(event, char(30)) FROM ({select})",
+            params,
+        )
+        ids, events = rows[0]
+        if ids is None:
+            return []
+        pairs = sorted(zip(map(int, ids.split(",")), events.split(_SEPARATOR), strict=True))
+        return [EventRow(row_id, raw=raw) for row_id, raw in pairs]
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
         if is_busy(exc):

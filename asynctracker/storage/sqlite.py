@@ -12,12 +12,16 @@ Design notes:
   process being killed (the WAL is in the OS page cache); only an OS crash or power
   loss can lose the last commits. ``synchronous="FULL"`` closes that window at the cost
   of an fsync per commit.
-* Claims: rows being sent are marked with an owner id and an expiry, so several
-  processes can share one file without sending a row twice. Rows claimed by a process
-  that died are taken back at once (see ``_owner``); expiry is the fallback. Rows whose
-  release or delete failed are settled by this storage at its next claim.
+* Claims (``_sqlite_claims``): rows being sent are marked with an owner id and an
+  expiry, so several processes can share one file without sending a row twice. Rows
+  claimed by a process that died are taken back at once; expiry is the fallback. Rows
+  whose release or delete failed are settled by this storage at its next claim.
 * Disk: new files use incremental auto_vacuum; free pages go back to the file system
   once a large backlog has drained.
+* Ids: plain rowids. They grow while rows exist, but once the newest rows are deleted
+  their ids may be given again (SQLite's rule without AUTOINCREMENT, which costs a
+  second page write per commit): do not keep an id after its row may have been
+  delivered and deleted.
 """
 
 from __future__ import annotations
@@ -26,18 +30,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import sqlite3
-import time
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from .. import _process
 from ..exceptions import ConfigurationError, StorageError
 from ._inline import InlineWriter
-from ._owner import dead_owners, new_owner_id
 from ._rowstore import RowStore
-from ._sqlite_conn import MAX_PARAMS, SQLiteConnections
+from ._sqlite_claims import Claims
+from ._sqlite_conn import MAX_PARAMS, SQLiteConnections, chunks, placeholders
 from .base import EventRow, encode_event
 
 logger = logging.getLogger("asynctracker")
@@ -45,24 +47,6 @@ logger = logging.getLogger("asynctracker")
 __all__ = ["SQLiteStorage"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-_T = TypeVar("_T")
-
-# Once this many rows were deleted, an empty claim checks for free pages; above
-# _VACUUM_MIN_FREE it returns them to the file system, _VACUUM_CHUNK pages per trip.
-_VACUUM_AFTER_DELETES = 10_000
-_VACUUM_MIN_FREE = 1024
-_VACUUM_CHUNK = 2048
-# How often claim_event_rows looks for rows held by dead or expired owners.
-_RECLAIM_INTERVAL = 5.0
-_SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
-
-
-def _chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def _placeholders(count: int) -> str:
-    return ",".join("?" * count)
 
 
 class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
@@ -108,25 +92,16 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
             busy_timeout=busy_timeout,
             inline_writes=bool(inline_writes),
         )
-        self._claim_ttl = claim_ttl
-        self._owner = new_owner_id()
-        self._next_reclaim = 0.0
-        self._last_claim_stamp = 0.0
-        # Claimed rows whose delete (after delivery) or release failed; see claim.
-        self._undeleted: set[int] = set()
-        self._unreleased: set[int] = set()
-        self._deleted_since_vacuum = 0
+        self._claims = Claims(self, claim_ttl)
         # The collector this storage's rows are for (see bind_destination); None until
         # an emitter binds it: rows are then stored for, and taken from, nobody's.
         self._dest: int | None = None
 
     def _opened(self) -> None:
-        self._next_reclaim = 0.0  # look for abandoned rows at the first claim
+        self._claims.opened()
 
     def _forked(self) -> None:
-        self._owner = new_owner_id()
-        self._undeleted.clear()  # the parent's rows: it settles them
-        self._unreleased.clear()
+        self._claims.forked()
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
@@ -150,12 +125,7 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
             if self._conn is not None:
                 # On failure the claims still come back: they expire, or we are seen dead.
                 with contextlib.suppress(StorageError):
-                    if self._undeleted:
-                        await self.delete_event_rows(list(self._undeleted))
-                    await self._fetch(
-                        "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner = ?",
-                        (self._owner,),
-                    )
+                    await self._claims.release_all()
         finally:
             await self._close_connections()
 
@@ -263,7 +233,7 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
                     f"INSERT INTO events(event, dest) VALUES {','.join(['(?, ?)'] * len(chunk))}",
                     [value for raw in chunk for value in (raw, dest)],
                 )
-                for chunk in _chunks(raws, MAX_PARAMS // 2)
+                for chunk in chunks(raws, MAX_PARAMS // 2)
             ]
         )
 
@@ -277,49 +247,15 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         return int(counted[0][0])
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
-        """Delete the events with these ids; return how many existed.
-
-        If it fails (the file stayed locked, the disk is full), rows this storage had
-        claimed stay claimed and are neither released nor sent again: the next claim
-        deletes them first. They were delivered; a resend would duplicate them.
-        """
-        try:
-            deleted = await self._delete(ids)
-        except StorageError:
-            self._undeleted.update(ids)
-            raise
-        self._undeleted.difference_update(ids)
-        self._deleted_since_vacuum += deleted
+        """Delete the events with these ids, claimed or not; return how many existed."""
+        deleted = await self._changed(
+            [
+                (f"DELETE FROM events WHERE id IN ({placeholders(len(chunk))})", chunk)
+                for chunk in chunks(list(ids), MAX_PARAMS)
+            ]
+        )
+        self._claims.deleted(deleted)
         return deleted
-
-    async def _reclaim_space(self) -> None:
-        """The queue is empty after many deletes: shrink the file (incremental
-        auto_vacuum, on files this version created). A chunk of pages per trip, so
-        inserts and other processes get the lock in between."""
-        self._deleted_since_vacuum = 0
-        if (await self._fetch("PRAGMA auto_vacuum"))[0][0] != 2:
-            return  # an older file, made without incremental auto_vacuum
-        while (await self._fetch("PRAGMA freelist_count"))[0][0] >= _VACUUM_MIN_FREE:
-            conn = await self._connection()
-            assert self._lock is not None
-            try:
-                async with self._lock:
-                    # executescript: the pragma frees one page per step, and only
-                    # sqlite3_exec steps it to the end.
-                    await conn.executescript(f"PRAGMA incremental_vacuum({_VACUUM_CHUNK})")
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
-
-    async def _delete(self, ids: Sequence[int]) -> int:
-        statements = [
-            (f"DELETE FROM events WHERE id IN ({_placeholders(len(chunk))})", chunk)
-            for chunk in _chunks(list(ids), MAX_PARAMS)
-        ]
-        if len(statements) == 1:
-            return (await self._execute(*statements[0]))[1]
-        counted = [("SELECT COUNT(*) FROM events", ())]
-        before, *_, after = await self._transaction([*counted, *statements, *counted])
-        return int(before[0][0]) - int(after[0][0])
 
     async def get_all_event_rows(self) -> list[EventRow]:
         """Every stored event, oldest first."""
@@ -328,26 +264,9 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
 
     async def get_event_rows_within_range(self, event_range: int) -> list[EventRow]:
         """Up to ``event_range`` stored events, oldest first (claimed ones included)."""
-        return await self._fetch_rows(
+        return await self._fetch_event_rows(
             "SELECT id, event FROM events ORDER BY id LIMIT ?", (max(event_range, 0),)
         )
-
-    async def _fetch_rows(self, select: str, params: Sequence[object]) -> list[EventRow]:
-        """The ``(id, event)`` rows of ``select``, oldest first, fetched as ONE row.
-
-        group_concat folds them into two strings (see _fetch for why). Stored events are
-        ASCII JSON with control characters escaped, so the record separator (0x1E)
-        never occurs inside one.
-        """
-        rows = await self._fetch(
-            f"SELECT group_concat(id), group_concat(event, char(30)) FROM ({select})",
-            params,
-        )
-        ids, events = rows[0]
-        if ids is None:
-            return []
-        pairs = sorted(zip(map(int, ids.split(",")), events.split(_SEPARATOR), strict=True))
-        return [EventRow(row_id, raw=raw) for row_id, raw in pairs]
 
     # -- optional methods the emitter uses --------------------------------------------
 
@@ -390,80 +309,23 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         A claimed row is invisible to other claimers until this storage deletes or
         releases it, closes, dies, or the claim expires.
         """
-        if self._undeleted:
-            await self.delete_event_rows(list(self._undeleted))
-        if self._unreleased:
-            await self.release_event_rows(list(self._unreleased))
-        now = time.time()
-        if now >= self._next_reclaim:
-            self._next_reclaim = now + _RECLAIM_INTERVAL
-            await self.reclaim_abandoned_rows()
-        # A value unique to this claim marks its rows, so they can be read back as one
-        # aggregated row (an UPDATE ... RETURNING yields them one GIL trip at a time).
-        stamp = max(now + self._claim_ttl, self._last_claim_stamp + 1e-3)
-        self._last_claim_stamp = stamp
-        _, claimed = await self._execute(
-            "UPDATE events SET owner = ?, claimed_until = ? WHERE id IN "
-            "(SELECT id FROM events WHERE owner IS NULL AND (dest IS NULL OR dest = ?) "
-            "ORDER BY id LIMIT ?)",
-            (self._owner, stamp, self._dest, max(limit, 0)),
-        )
-        if not claimed:
-            if self._deleted_since_vacuum >= _VACUUM_AFTER_DELETES:
-                await self._reclaim_space()
-            return []
-        return await self._fetch_rows(
-            "SELECT id, event FROM events WHERE owner = ? AND claimed_until = ?",
-            (self._owner, stamp),
-        )
+        return await self._claims.claim(limit, self._dest)
 
     async def release_event_rows(self, ids: Sequence[int]) -> None:
         """Give back claimed rows (their send failed) so they can be claimed again.
+        If that fails, the next claim by this storage releases them first."""
+        await self._claims.release(ids)
 
-        Rows whose delete failed are kept (see ``delete_event_rows``). If the release
-        fails, the next claim by this storage releases them first: they come back to
-        this process, not only to the next one.
-        """
-        ids = [row_id for row_id in ids if row_id not in self._undeleted]
-        try:
-            await self._release(ids)
-        except StorageError:
-            self._unreleased.update(ids)
-            raise
-        self._unreleased.difference_update(ids)
-
-    async def _release(self, ids: Sequence[int]) -> None:
-        statements = [
-            (
-                "UPDATE events SET owner = NULL, claimed_until = NULL "
-                f"WHERE owner = ? AND id IN ({_placeholders(len(chunk))})",
-                [self._owner, *chunk],
-            )
-            for chunk in _chunks(list(ids), MAX_PARAMS - 1)
-        ]
-        if statements:
-            await self._transaction(statements)
+    async def delete_claimed_rows(self, ids: Sequence[int]) -> int:
+        """Delete rows this storage still holds the claim on (delivered or dropped).
+        If that fails, they are neither released nor sent again: the next claim
+        deletes them first."""
+        return await self._claims.delete(ids)
 
     async def reclaim_abandoned_rows(self) -> int:
-        """Release rows whose owner process is dead or whose claim expired, this
-        storage's own expired claims included (a send never takes ``claim_ttl``; rows
-        whose delete failed after delivery are kept, see ``delete_event_rows``)."""
-        owners = [
-            str(row[0])
-            for row in await self._fetch(
-                "SELECT DISTINCT owner FROM events WHERE owner IS NOT NULL AND owner != ?",
-                (self._owner,),
-            )
-        ]
-        dead = await asyncio.to_thread(dead_owners, owners, me=self._owner) if owners else []
-        # While some rows await their delete, this storage's own claims stay as they are.
-        keep_own = self._owner if self._undeleted else ""
-        _, released = await self._execute(
-            "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner IS NOT NULL "
-            f"AND owner != ? AND (claimed_until < ? OR owner IN ({_placeholders(len(dead))}))",
-            [keep_own, time.time(), *dead],
-        )
-        return released
+        """Release rows whose owner process is dead or whose claim expired; return how
+        many. Claims run it every few seconds."""
+        return await self._claims.reclaim_abandoned()
 
     async def delete_oldest_event_rows(self, count: int) -> int:
         """Delete up to ``count`` of the oldest unclaimed rows of this storage's

@@ -1,0 +1,179 @@
+"""The rows one SQLiteStorage has claimed for sending, in a file several processes may
+share, and the disk space a drained backlog leaves behind.
+
+* A claim marks rows with this storage's owner id (``_owner``) and an expiry, so no
+  other process sends them meanwhile. Rows claimed by a process that died are taken
+  back at once; expiry is the fallback (another host, say).
+* Deletes of claimed rows (delivered or dropped) and releases (to be sent again) only
+  touch rows this storage still holds: a row whose claim lapsed was taken by another
+  process, and its id may since have been given to a new row.
+* A delete or release that fails (the file stayed locked, the disk is full) is done by
+  the next claim: the rows come back to this process, not only to the next one, and
+  delivered rows are never sent again.
+* Space: once many rows were deleted and a claim finds nothing to send, free pages go
+  back to the file system (incremental auto_vacuum, on files this version created).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from ..exceptions import StorageError
+from ._owner import dead_owners, new_owner_id
+from ._sqlite_conn import MAX_PARAMS, SQLiteConnections, chunks, placeholders
+from .base import EventRow
+
+__all__ = ["Claims"]
+
+# Once this many rows were deleted, an empty claim checks for free pages; above
+# _VACUUM_MIN_FREE it returns them to the file system, _VACUUM_CHUNK pages per trip.
+_VACUUM_AFTER_DELETES = 10_000
+_VACUUM_MIN_FREE = 1024
+_VACUUM_CHUNK = 2048
+# How often a claim looks for rows held by dead or expired owners.
+_RECLAIM_INTERVAL = 5.0
+
+
+class Claims:
+    """One storage's claims on the rows of its file (see the module)."""
+
+    def __init__(self, db: SQLiteConnections, claim_ttl: float) -> None:
+        self._db = db
+        self._claim_ttl = claim_ttl
+        self.owner = new_owner_id()
+        self._next_reclaim = 0.0
+        self._last_stamp = 0.0
+        # Claimed rows whose delete (after delivery) or release failed; see claim.
+        self._undeleted: set[int] = set()
+        self._unreleased: set[int] = set()
+        self._deleted_since_vacuum = 0
+
+    def opened(self) -> None:
+        """A new connection: look for abandoned rows at the first claim."""
+        self._next_reclaim = 0.0
+
+    def forked(self) -> None:
+        """A forked child: a new owner; the parent settles its own rows."""
+        self.owner = new_owner_id()
+        self._undeleted.clear()
+        self._unreleased.clear()
+
+    def deleted(self, count: int) -> None:
+        """``count`` rows were deleted (by any path): space to give back later."""
+        self._deleted_since_vacuum += count
+
+    async def claim(self, limit: int, dest: int | None) -> list[EventRow]:
+        """Claim and return up to ``limit`` of the oldest unclaimed rows of ``dest``
+        (and of no collector), settling failed deletes and releases first."""
+        if self._undeleted:
+            await self.delete(list(self._undeleted))
+        if self._unreleased:
+            await self.release(list(self._unreleased))
+        now = time.time()
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + _RECLAIM_INTERVAL
+            await self.reclaim_abandoned()
+        # A value unique to this claim marks its rows, so they can be read back as one
+        # aggregated row (an UPDATE ... RETURNING yields them one GIL trip at a time).
+        stamp = max(now + self._claim_ttl, self._last_stamp + 1e-3)
+        self._last_stamp = stamp
+        _, claimed = await self._db._execute(
+            "UPDATE events SET owner = ?, claimed_until = ? WHERE id IN "
+            "(SELECT id FROM events WHERE owner IS NULL AND (dest IS NULL OR dest = ?) "
+            "ORDER BY id LIMIT ?)",
+            (self.owner, stamp, dest, max(limit, 0)),
+        )
+        if not claimed:
+            if self._deleted_since_vacuum >= _VACUUM_AFTER_DELETES:
+                await self._reclaim_space()
+            return []
+        return await self._db._fetch_event_rows(
+            "SELECT id, event FROM events WHERE owner = ? AND claimed_until = ?",
+            (self.owner, stamp),
+        )
+
+    async def delete(self, ids: Sequence[int]) -> int:
+        """Delete these rows if this storage still holds their claim; return how many.
+
+        If it fails, the rows stay claimed and are neither released nor sent again:
+        the next claim deletes them first. They were delivered (or dropped); a resend
+        would duplicate them.
+        """
+        statements = [
+            (
+                f"DELETE FROM events WHERE owner = ? AND id IN ({placeholders(len(chunk))})",
+                [self.owner, *chunk],
+            )
+            for chunk in chunks(list(ids), MAX_PARAMS - 1)
+        ]
+        try:
+            deleted = await self._db._changed(statements)
+        except StorageError:
+            self._undeleted.update(ids)
+            raise
+        self._undeleted.difference_update(ids)
+        self.deleted(deleted)
+        return deleted
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Give back claimed rows (their send failed) so they can be claimed again.
+
+        Rows whose delete failed are kept (see ``delete``). If the release fails, the
+        next claim releases them first.
+        """
+        ids = [row_id for row_id in ids if row_id not in self._undeleted]
+        statements = [
+            (
+                "UPDATE events SET owner = NULL, claimed_until = NULL "
+                f"WHERE owner = ? AND id IN ({placeholders(len(chunk))})",
+                [self.owner, *chunk],
+            )
+            for chunk in chunks(ids, MAX_PARAMS - 1)
+        ]
+        try:
+            if statements:
+                await self._db._transaction(statements)
+        except StorageError:
+            self._unreleased.update(ids)
+            raise
+        self._unreleased.difference_update(ids)
+
+    async def release_all(self) -> None:
+        """On close: finish failed deletes, then give back every row still claimed."""
+        if self._undeleted:
+            await self.delete(list(self._undeleted))
+        await self._db._fetch(
+            "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner = ?",
+            (self.owner,),
+        )
+
+    async def reclaim_abandoned(self) -> int:
+        """Release rows whose owner process is dead or whose claim expired, this
+        storage's own expired claims included (a send never takes ``claim_ttl``),
+        except while some of its rows wait for their delete (see ``delete``)."""
+        owners = [
+            str(row[0])
+            for row in await self._db._fetch(
+                "SELECT DISTINCT owner FROM events WHERE owner IS NOT NULL AND owner != ?",
+                (self.owner,),
+            )
+        ]
+        dead = await asyncio.to_thread(dead_owners, owners, me=self.owner) if owners else []
+        keep_own = self.owner if self._undeleted else ""
+        _, released = await self._db._execute(
+            "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner IS NOT NULL "
+            f"AND owner != ? AND (claimed_until < ? OR owner IN ({placeholders(len(dead))}))",
+            [keep_own, time.time(), *dead],
+        )
+        return released
+
+    async def _reclaim_space(self) -> None:
+        """The queue is empty after many deletes: shrink the file. A chunk of pages per
+        trip, so inserts and other processes get the lock in between."""
+        self._deleted_since_vacuum = 0
+        if (await self._db._fetch("PRAGMA auto_vacuum"))[0][0] != 2:
+            return  # an older file, made without incremental auto_vacuum
+        while (await self._db._fetch("PRAGMA freelist_count"))[0][0] >= _VACUUM_MIN_FREE:
+            await self._db._script(f"PRAGMA incremental_vacuum({_VACUUM_CHUNK})")
