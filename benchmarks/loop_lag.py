@@ -205,7 +205,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "loop_lag.json")
     parser.add_argument("--scenarios", nargs="*", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="a diagnosis, not a setting to ship: run with sys.setswitchinterval(S) "
+        "(default 0.005) to see how much lag is a thread waiting to take the GIL back",
+    )
     args = parser.parse_args(argv)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    # The workloads import the trackers inside their coroutines (so that a driver
+    # process imports only its own); imported here first, so that the first round's
+    # ticker does not count an ~80 ms import as lag (it did, in every run before).
+    import asynctracker  # noqa: F401
+
+    if "aio-snowplow-tracker" in args.scenarios:
+        drivers._quiet_peers()
 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.scenarios}
     with CollectorProcess(keep_eids=False) as collector:
@@ -218,7 +233,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         client.close()
 
     summary = {name: summarize(results) for name, results in runs.items()}
-    print(f"event-loop lag, 1 ms ticker, {args.events} events, {args.rounds} rounds pooled")
+    print(
+        f"event-loop lag, 1 ms ticker, {args.events} events, {args.rounds} rounds pooled, "
+        f"switch interval {sys.getswitchinterval() * 1000:g} ms"
+    )
     print(
         f"| {'scenario':46} | lag p50 ms | lag p99 ms | p99.9 ms | lag max ms | ticks "
         "| median round's p99 |"
