@@ -107,11 +107,16 @@ async def _drop_autoincrement(conn: ThreadConnection) -> None:
     """Rebuild a small table made with AUTOINCREMENT without it (see _SCHEMA), in one
     transaction: all rows, ids and claims kept."""
     rows, _ = await conn.fetch(
-        "SELECT sql LIKE '%AUTOINCREMENT%' AND (SELECT COUNT(*) FROM events) <= ? "
-        "FROM sqlite_master WHERE type = 'table' AND name = 'events'",
-        (_REBUILD_MAX_ROWS,),
+        "SELECT sql LIKE '%AUTOINCREMENT%' FROM sqlite_master "
+        "WHERE type = 'table' AND name = 'events'"
     )
     if not rows or not rows[0][0]:
+        return
+    # Counted up to the limit only: a large backlog is not scanned at every open.
+    (counted,), _ = await conn.fetch(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM events LIMIT ?)", (_REBUILD_MAX_ROWS + 1,)
+    )
+    if counted[0] > _REBUILD_MAX_ROWS:
         return
     columns = "id, event, owner, claimed_until, dest"
     await conn.transaction(
