@@ -57,6 +57,7 @@ def chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
 
 
 def placeholders(count: int) -> str:
+    """``?,?,...``: one parameter per value of an ``IN (...)`` list."""
     return ",".join("?" * count)
 
 
@@ -65,9 +66,9 @@ def placeholders(count: int) -> str:
 # NULL for rows stored before an emitter bound the storage (or by an older version).
 # ``id`` is a plain rowid, not AUTOINCREMENT: that keeps a counter in the
 # sqlite_sequence table, written by every insert (a second page per commit, about a
-# quarter of a lone insert's time, see benchmarks/README.md). Ids grow while rows exist; once
-# the newest rows are deleted their ids may be given again, so nothing here remembers
-# a row by its id alone (see _isolate.row_key and delete_event_rows).
+# quarter of a lone insert's time, see benchmarks/README.md). Ids grow while rows
+# exist; once the newest rows are deleted their ids may be given again, so nothing
+# remembers a row by its id alone (see _isolate.row_key and delete_claimed_rows).
 _EVENTS_COLUMNS = """(
     id INTEGER PRIMARY KEY,
     event TEXT NOT NULL,
