@@ -38,10 +38,6 @@ class DeliveryLog:
         # reason -> [events dropped since the last line, time of the last line]
         self._drops: dict[str, list[float]] = {}
 
-    @property
-    def failing(self) -> bool:
-        return self._failing_since is not None
-
     def failed(self, cause: str, waiting: int) -> None:
         """A send in which nothing was delivered and events were kept for retry."""
         now = self._clock()
@@ -73,7 +69,7 @@ class DeliveryLog:
             )
             self._last_warning = now
             self._unlogged_attempts = 0
-        self.tick(now)
+        self._tick(now)
 
     def delivered(self) -> None:
         """A send in which the collector accepted events."""
@@ -88,7 +84,7 @@ class DeliveryLog:
             )
             self._failing_since = None
             self._failed_attempts = 0
-        self.tick(now)
+        self._tick(now)
 
     def dropped(self, count: int, reason: str) -> None:
         """Events were discarded undelivered: log the first drop of a reason at once,
@@ -100,11 +96,10 @@ class DeliveryLog:
             logger.warning("dropped %d event(s) undelivered: %s", count, reason)
         else:
             entry[0] += count
-        self.tick(now)
+        self._tick(now)
 
-    def tick(self, now: float | None = None) -> None:
+    def _tick(self, now: float) -> None:
         """Write the drop summaries whose interval is over."""
-        now = self._clock() if now is None else now
         for reason, entry in self._drops.items():
             if entry[0] and now - entry[1] >= SUMMARY_INTERVAL:
                 self._summarise(reason, entry, now)

@@ -210,10 +210,8 @@ class Lifecycle:
             return
         self.state = State.UNOPENED
         self.loop = None
-        self._loop_end = None
-        self._open_lock = None
-        self.pacing = Pacing(_TURN_BUDGET)
         await self._send.stop()
+        self._forget()
         if self.owns_client and self.client is not None:
             client, self.client = self.client, None
             await client.aclose()

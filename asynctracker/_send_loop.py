@@ -21,17 +21,14 @@ import logging
 
 from ._health import DeliveryLog
 from ._retry import RetryPolicy
-from ._sender import Sender
+from ._sender import NOT_SENT, Sender
 from ._settle import Callback, CallbackResult, settle
 from .storage._rowstore import RowStore
 from .storage.base import EventRow
 
-__all__ = ["NOT_SENT", "SendLoop"]
+__all__ = ["SendLoop"]
 
 logger = logging.getLogger("asynctracker")
-
-#: CallbackResult.status of events dropped before any request (queue overflow).
-NOT_SENT = 0
 
 # Seconds the send task waits for a full batch while events keep arriving, before it
 # claims (Kafka's linger.ms): one claim and full requests instead of a wake-up per event.
@@ -263,11 +260,12 @@ class SendLoop:
         self.dropped += count
         self.delivery_log.dropped(count, reason)
 
-    async def report_dropped(self, count: int, status: int, reason: str) -> None:
-        """Count, log and call back about events dropped without a request."""
-        self._log_drop(count, reason)
+    async def report_overflow(self, count: int, detail: str) -> None:
+        """Count, log and call back about events dropped because the queue was full
+        (no request was made for them)."""
+        self._log_drop(count, detail)
         await self._call_back(
-            [], [CallbackResult(count, status, dropped=True, reason="overflow", detail=reason)]
+            [], [CallbackResult(count, NOT_SENT, dropped=True, reason="overflow", detail=detail)]
         )
 
     async def _call_back(

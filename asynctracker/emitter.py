@@ -30,7 +30,7 @@ from ._headers import check_headers
 from ._health import DeliveryLog
 from ._lifecycle import Lifecycle, State, new_client
 from ._retry import RetryPolicy
-from ._send_loop import NOT_SENT, SendLoop
+from ._send_loop import SendLoop
 from ._sender import Sender
 from ._settle import Callback, EmitterStats
 from ._wire import Endpoints, redact
@@ -343,7 +343,7 @@ class Emitter:
                 "the event was not stored"
             )
         if self.overflow == "drop_newest" or count > self.max_events:
-            await send.report_dropped(count, NOT_SENT, "queue full (drop_newest)")
+            await send.report_overflow(count, "queue full (drop_newest)")
             return False
         # Rows being sent cannot be dropped (their request is in flight): when too few
         # others are stored, the new events are dropped instead, so the queue never
@@ -351,11 +351,9 @@ class Emitter:
         dropped = await self._store.delete_oldest_event_rows(excess)
         send.queued -= dropped
         if dropped:
-            await send.report_dropped(dropped, NOT_SENT, "queue full (drop_oldest)")
+            await send.report_overflow(dropped, "queue full (drop_oldest)")
         if dropped < excess:
-            await send.report_dropped(
-                count, NOT_SENT, "queue full of events being sent (drop_oldest)"
-            )
+            await send.report_overflow(count, "queue full of events being sent (drop_oldest)")
             return False
         return True
 

@@ -243,10 +243,12 @@ def json_field(
     max_depth: int,
 ) -> tuple[str, str]:
     """A JSON value as a payload field: ``(encoded_key, base64url)`` or ``(raw_key, json)``."""
-    text = encode_json(value, name=name, max_depth=max_depth)
-    if base64_encode:
-        return encoded_key, base64url(text)
-    return raw_key, text
+    return json_text_field(
+        encode_json(value, name=name, max_depth=max_depth),
+        base64_encode=base64_encode,
+        encoded_key=encoded_key,
+        raw_key=raw_key,
+    )
 
 
 def format_number(value: float, *, name: str) -> str:
