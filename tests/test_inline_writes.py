@@ -216,3 +216,22 @@ async def test_a_large_locked_or_slow_group_commit_goes_to_the_thread(
         if reason != "file locked":  # there the inline attempts failed: nothing committed
             assert max(rows_per_insert(committed_on_loop), default=0) <= 1
         assert sorted(stored_actions(path)) == sorted(f"a-{n}" for n in range(41))
+
+
+async def test_closing_closes_the_loop_thread_connection_even_when_draining_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = at.SQLiteStorage(tmp_path / "close.db")
+    await storage.add_event_row(payload(0))
+    inline = storage._inline
+    assert inline is not None
+
+    async def broken_drain() -> None:
+        raise RuntimeError("the writer failed")
+
+    monkeypatch.setattr(storage._group, "drain", broken_drain)
+    with pytest.raises(RuntimeError):
+        await storage.aclose()
+    assert storage._inline is None
+    with pytest.raises(sqlite3.ProgrammingError):  # closed, not left for the collector
+        inline._conn.execute("SELECT 1")

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 from ._forksafe import ForkSafeConnection, is_busy
 
-__all__ = ["InlineWriter"]
+__all__ = ["InlineWriter", "insert_statement"]
 
 logger = logging.getLogger("asynctracker")
 
@@ -57,6 +57,17 @@ _PAUSE = 2.0
 # Inline commits between two checkpoints run from the storage's thread.
 _CHECKPOINT_EVERY = 2000
 _INSERT = "INSERT INTO events(event, dest) VALUES (?, ?)"
+
+
+def insert_statement(raws: Sequence[str], dest: int | None) -> tuple[str, list[object]]:
+    """One INSERT of these rows for collector ``dest``, and its parameters (the
+    storage's thread writes larger groups with the same statement, in chunks)."""
+    values = ",".join(["(?, ?)"] * len(raws))
+    return f"INSERT INTO events(event, dest) VALUES {values}", [
+        value for raw in raws for value in (raw, dest)
+    ]
+
+
 # Once two tasks insert in one loop turn, inserts go to the thread's group commit for
 # this many turns: concurrent callers share one transaction written on the other core
 # while the loop builds more events, where inline commits would run one by one on it.
@@ -141,9 +152,7 @@ class InlineWriter:
         less than the trip to the thread it replaces, while the loop would only wait."""
         if len(raws) > _GROUP_ROWS or time.perf_counter() < self._paused_until:
             return False
-        values = ",".join(["(?, ?)"] * len(raws))
-        params = [value for raw in raws for value in (raw, dest)]
-        return self._run(f"INSERT INTO events(event, dest) VALUES {values}", params, len(raws))
+        return self._run(*insert_statement(raws, dest), len(raws))
 
     def _run(self, sql: str, params: Sequence[object], rows: int) -> bool | None:
         started = time.perf_counter()

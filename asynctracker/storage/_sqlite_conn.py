@@ -301,8 +301,13 @@ class SQLiteConnections:
                 raise StorageError(f"cannot open SQLite storage {self.path}: {exc}") from exc
 
     async def _close_connections(self) -> None:
-        """Close both connections for good (the end of ``aclose``)."""
+        """Close both connections for good (the end of ``aclose``, whatever happened
+        before it): a checkpoint under way ends first."""
         self._closed = True
+        checkpointing = self._checkpointing
+        await self._close_inline()
+        if checkpointing is not None and checkpointing.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([checkpointing])
         conn, self._conn = self._conn, None
         loop_end, self._loop_end = self._loop_end, None
         if conn is not None:
@@ -359,6 +364,8 @@ class SQLiteConnections:
 
     async def _changed(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
         """Run statements in one transaction; how many rows they changed in all."""
+        if not statements:
+            return 0
         if len(statements) == 1:
             return (await self._execute(*statements[0]))[1]
         changes = [("SELECT total_changes()", ())]

@@ -36,7 +36,7 @@ from typing import Literal
 
 from .. import _process
 from ..exceptions import ConfigurationError, StorageError
-from ._inline import InlineWriter
+from ._inline import InlineWriter, insert_statement
 from ._rowstore import RowStore
 from ._sqlite_claims import Claims
 from ._sqlite_conn import MAX_PARAMS, SQLiteConnections, chunks, placeholders
@@ -121,7 +121,6 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
             await self._follow_loop()
         try:
             await self._group.drain()
-            await self._close_inline()
             if self._conn is not None:
                 # On failure the claims still come back: they expire, or we are seen dead.
                 with contextlib.suppress(StorageError):
@@ -173,14 +172,20 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         ):
             done = inline.insert(raw, self._dest)
             if done:
-                if inline.checkpoint_due():
-                    self._checkpointing = loop.create_task(self._checkpoint())
+                self._committed_inline(inline, loop)
                 return None
             if done is None and self._lock is not None and self._lock.locked():
-                return self._insert_after_trip(inline, raw)
+                return self._insert_after_trip(inline, raw, loop)
         return self._group.queue([raw])
 
-    async def _insert_after_trip(self, inline: InlineWriter, raw: str) -> None:
+    def _committed_inline(self, inline: InlineWriter, loop: asyncio.AbstractEventLoop) -> None:
+        """A commit on the loop's thread is done: start a checkpoint when one is due."""
+        if inline.checkpoint_due():
+            self._checkpointing = loop.create_task(self._checkpoint())
+
+    async def _insert_after_trip(
+        self, inline: InlineWriter, raw: str, loop: asyncio.AbstractEventLoop
+    ) -> None:
         """The inline insert found the file locked while this storage's thread was on
         a trip (a claim, a delete): most likely by that trip. Wait for it to end (the
         loop runs meanwhile) and, holding the lock that keeps the thread idle, commit
@@ -189,7 +194,12 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         lock = self._lock
         assert lock is not None
         async with lock:
-            if self._inline is inline and inline.insert(raw, self._dest):
+            if (
+                self._inline is inline
+                and self._checkpointing is None
+                and inline.insert(raw, self._dest)
+            ):
+                self._committed_inline(inline, loop)
                 return
         await self._group.queue([raw])
 
@@ -224,27 +234,19 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         dest = self._dest
         inline = self._inline  # a small group: one statement on the loop's thread
         if inline is not None and self._checkpointing is None and inline.insert_group(raws, dest):
-            if inline.checkpoint_due():
-                self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
+            self._committed_inline(inline, asyncio.get_running_loop())
             return
         await self._transaction(
-            [
-                (
-                    f"INSERT INTO events(event, dest) VALUES {','.join(['(?, ?)'] * len(chunk))}",
-                    [value for raw in chunk for value in (raw, dest)],
-                )
-                for chunk in chunks(raws, MAX_PARAMS // 2)
-            ]
+            [insert_statement(chunk, dest) for chunk in chunks(raws, MAX_PARAMS // 2)]
         )
 
     # -- the Storage protocol -------------------------------------------------------
 
     async def delete_all_event_rows(self) -> int:
         """Delete every stored event (claimed ones too); return how many."""
-        counted, _ = await self._transaction(
-            [("SELECT COUNT(*) FROM events", ()), ("DELETE FROM events", ())]
-        )
-        return int(counted[0][0])
+        deleted = await self._changed([("DELETE FROM events", ())])
+        self._claims.deleted(deleted)
+        return deleted
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
         """Delete the events with these ids, claimed or not; return how many existed."""
@@ -336,4 +338,5 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
             "ORDER BY id LIMIT ?)",
             (self._dest, max(count, 0)),
         )
+        self._claims.deleted(deleted)
         return deleted
