@@ -44,6 +44,18 @@ async def test_track_struct_event_is_delivered_valid_and_exits_0(collector: Coll
     assert event.payload["eid"] in result.out
 
 
+async def test_track_never_prints_the_collector_urls_credentials(collector: Collector) -> None:
+    secret_url = collector.url.replace("http://", "http://user:s3cret@")
+    delivered = await run_cli("track", "--collector", secret_url, *STRUCT)
+    refused = await run_cli("track", "--collector", "http://user:s3cret@127.0.0.1:9", *STRUCT)
+
+    assert delivered.code == 0, delivered.err
+    assert "delivered structured event" in delivered.out
+    assert refused.code == 1
+    for output in (delivered.out, delivered.err, refused.out, refused.err):
+        assert "s3cret" not in output
+
+
 @pytest.mark.parametrize("method", ["POST", "GET"])
 async def test_track_self_describing_event_with_contexts_arrives_decoded(
     collector: Collector, method: str

@@ -313,17 +313,17 @@ async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
             iglu=args.iglu,
         )
     except (RuntimeError, OSError) as exc:  # --iglu without jsonschema, or not a folder
-        print(f"asynctracker: error: {exc}", file=err)
+        print(escape(f"asynctracker: error: {exc}"), file=err)
         return EXIT_BAD_INPUT
     try:
         await collector.start()
     except (OSError, sqlite3.Error) as exc:
         where = f"{args.host}:{args.port}"
         if args.db is not None and (isinstance(exc, sqlite3.Error) or args.db.is_dir()):
-            print(f"asynctracker: error: cannot use --db {args.db}: {exc}", file=err)
+            print(escape(f"asynctracker: error: cannot use --db {args.db}: {exc}"), file=err)
             return EXIT_BAD_INPUT
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        print(f"asynctracker: error: cannot listen on {where}: {reason}", file=err)
+        print(escape(f"asynctracker: error: cannot listen on {where}: {reason}"), file=err)
         return EXIT_NOT_DELIVERED
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .._wire import Endpoints
+from .._wire import Endpoints, redact
 from ..emitter import Emitter
 from ..exceptions import AsyncTrackerError, InvalidEventError, StorageError
 from ..storage import MemoryStorage
@@ -39,7 +39,8 @@ class Sender:
     def from_args(cls, args: argparse.Namespace) -> Sender:
         """Build from the shared flags; ConfigurationError for a bad collector URL."""
         endpoints = Endpoints.parse(args.collector, args.protocol)
-        url = endpoints.post if args.method == "POST" else endpoints.get
+        # Said in messages: never with the URL's user:password@.
+        url = redact(endpoints.post if args.method == "POST" else endpoints.get)
         tally = Tally()
         emitter = Emitter(
             args.collector,
