@@ -325,7 +325,9 @@ async def capture_tracker(
             base64_encode=base64_encode,
             subject=subject,
         )
-        why = "" if 200 <= status < 400 else f" (this capture answers HTTP {status})"
+        # The transport records events only when it answers 2xx (what the emitter
+        # counts as delivered): any other status is worth naming when events are missing.
+        why = "" if 200 <= status < 300 else f" (this capture answers HTTP {status})"
         transport.events._follow(_queued_after(emitter), why)
         async with tracker:
             yield TrackerCapture(tracker, transport.events)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from .._checks import utf8_problem
 from ._terminal import escape
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "port",
     "positive",
     "sqlite_path",
-    "surrogates_in",
 ]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -111,7 +111,7 @@ def sqlite_path(text: str) -> Path:
     """A path for a SQLite file: an existing SQLite file, an empty file, or a new file
     in an existing, writable folder. Checked up front so that a folder, a typo in the
     folder or some other file is one clear line, not an error from deep in SQLite."""
-    if surrogates_in(text):
+    if utf8_problem(text) is not None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a valid file name")
     path = Path(text)
     if path.is_dir():
@@ -133,17 +133,6 @@ def sqlite_path(text: str) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"folder {str(folder)!r} is not writable")
     return path
-
-
-def surrogates_in(text: str) -> bool:
-    """True if ``text`` holds a lone surrogate: a byte that was not UTF-8 in an argument
-    (Python keeps it as U+DC80-U+DCFF) or a ``\\ud800`` escape in JSON. Such text cannot
-    be encoded as UTF-8, so no event may carry it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def program() -> list[str]:

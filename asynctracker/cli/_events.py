@@ -14,10 +14,10 @@ import json
 import math
 from dataclasses import dataclass
 
+from .._checks import utf8_problem
 from ..exceptions import InvalidEventError
 from ..payload import MAX_JSON_DEPTH, JSONValue, SelfDescribingJson
 from ..tracker import Tracker
-from ._args import surrogates_in
 
 __all__ = [
     "MAX_DEPTH",
@@ -50,7 +50,7 @@ def check_text_options(args: argparse.Namespace) -> None:
     """
     for name in _TEXT_OPTIONS:
         value = getattr(args, name, None)
-        if isinstance(value, str) and surrogates_in(value):
+        if isinstance(value, str) and utf8_problem(value) is not None:
             option = "--" + name.replace("_", "-")
             raise InvalidEventError(
                 f"{option} is not valid UTF-8 text (check the terminal's encoding)"
@@ -200,9 +200,9 @@ def _check_tree(value: object) -> str | None:
                 return f"nested more than {MAX_DEPTH} levels deep"
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
-            if isinstance(item, dict) and any(surrogates_in(key) for key in item):
+            if isinstance(item, dict) and any(utf8_problem(key) is not None for key in item):
                 return "a key holds a lone surrogate (\\ud800-\\udfff), which is not text"
-        elif isinstance(item, str) and surrogates_in(item):
+        elif isinstance(item, str) and utf8_problem(item) is not None:
             return "a string holds a lone surrogate (\\ud800-\\udfff), which is not text"
     return None
 

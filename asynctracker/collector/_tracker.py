@@ -25,7 +25,7 @@ TP2_SUFFIX = "/com.snowplowanalytics.snowplow/tp2"
 
 def is_tracker_route(path: str) -> bool:
     """Whether ``path`` is where trackers send (any prefix before the standard paths)."""
-    return path.endswith(TP2_SUFFIX) or path == "/i" or path.endswith("/i")
+    return path.endswith(TP2_SUFFIX) or path.endswith("/i")
 
 
 def accept(
