@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeAlias
 
 from .._checks import lossy_utf8
 from ..exceptions import ConfigurationError
 from ..subject import Subject
+from ..tracker import Tracker
 from ._page_views import (
     DEFAULT_EXCLUDED_PATHS,
     DEFAULT_METHODS,
@@ -50,6 +51,7 @@ __all__ = [
     "first_language",
     "id_cookie",
     "parse_trusted_proxies",
+    "resolve_tracker",
     "subject_from_parts",
 ]
 
@@ -62,6 +64,15 @@ TrustedProxies: TypeAlias = "tuple[ipaddress.IPv4Network | ipaddress.IPv6Network
 #: The JavaScript tracker names its id cookie ``_sp_id.<domain hash>`` (or plain ``_sp_id``).
 ID_COOKIE_PREFIX = "_sp_id"
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def resolve_tracker(tracker: Tracker | Callable[[], Tracker], needed_by: str) -> Tracker:
+    """``tracker``, or what calling it returns (a factory run when the app starts);
+    ConfigurationError, naming ``needed_by``, for anything else."""
+    made = tracker if isinstance(tracker, Tracker) else tracker()
+    if not isinstance(made, Tracker):
+        raise ConfigurationError(f"{needed_by} needs a Tracker or a function returning one")
+    return made
 
 
 def parse_trusted_proxies(proxies: Iterable[ProxyNetwork]) -> TrustedProxies:

@@ -51,6 +51,7 @@ from . import (
     ProxyNetwork,
     TrustedProxies,
     parse_trusted_proxies,
+    resolve_tracker,
     subject_from_parts,
 )
 
@@ -76,13 +77,6 @@ _SUBJECT_KEY: Final = cast(
 )
 
 
-def _resolve(tracker: Tracker | Callable[[], Tracker]) -> Tracker:
-    made = tracker if isinstance(tracker, Tracker) else tracker()
-    if not isinstance(made, Tracker):
-        raise ConfigurationError("tracker_context needs a Tracker or a function returning one")
-    return made
-
-
 def tracker_context(
     tracker: Tracker | Callable[[], Tracker],
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -99,7 +93,7 @@ def tracker_context(
     """
 
     async def run(app: web.Application) -> AsyncIterator[None]:
-        running = _resolve(tracker)
+        running = resolve_tracker(tracker, "tracker_context")
         async with running:
             app[TRACKER_KEY] = running
             yield

@@ -56,6 +56,7 @@ from . import (
     ProxyNetwork,
     TrustedProxies,
     parse_trusted_proxies,
+    resolve_tracker,
     subject_from_parts,
 )
 
@@ -79,13 +80,6 @@ SUBJECT_STATE_KEY = "asynctracker_subject"
 _AppT = TypeVar("_AppT", bound=Starlette)
 # What a user's lifespan yields: None, or a mapping merged into every request's state.
 _StateT = TypeVar("_StateT", bound="Mapping[str, Any] | None")
-
-
-def _resolve(tracker: Tracker | Callable[[], Tracker]) -> Tracker:
-    made = tracker if isinstance(tracker, Tracker) else tracker()
-    if not isinstance(made, Tracker):
-        raise ConfigurationError("tracker_lifespan needs a Tracker or a function returning one")
-    return made
 
 
 @overload
@@ -124,7 +118,7 @@ def tracker_lifespan(
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:
-        running = _resolve(tracker)
+        running = resolve_tracker(tracker, "tracker_lifespan")
         async with running:
             setattr(app.state, STATE_KEY, running)
             try:
