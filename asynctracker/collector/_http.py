@@ -30,10 +30,16 @@ __all__ = [
     "Response",
     "accept_backlog",
     "default_max_connections",
+    "error_body",
     "serve_connection",
 ]
 
 _READ_SIZE = 65536
+
+
+def error_body(*messages: str) -> bytes:
+    """The collector's JSON error body, ``{"errors": [...]}`` (ASCII: every value escaped)."""
+    return json.dumps({"errors": list(messages)}, ensure_ascii=True).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +204,7 @@ class Connection:
         """Answer an error if the protocol state still allows it; the caller then closes."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = json.dumps({"errors": [message]}).encode()
+        body = error_body(message)
         headers = {"content-type": "application/json", "connection": "close"}
         with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
             await self.respond(Response(status, body, headers))
@@ -285,8 +291,8 @@ def accept_backlog() -> int:
 
 
 #: Sent to a connection over the cap when no idle one can be closed to make room.
+_BUSY_BODY = error_body("too many connections, try again soon")
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-    b"connection: close\r\ncontent-length: 52\r\n\r\n"
-    b'{"errors": ["too many connections, try again soon"]}'
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
 )

@@ -24,7 +24,6 @@ import asyncio
 import collections
 import contextlib
 import inspect
-import json
 import logging
 import os
 import secrets
@@ -46,6 +45,7 @@ from ._http import (
     Response,
     accept_backlog,
     default_max_connections,
+    error_body,
     serve_connection,
 )
 from ._iglu import IgluRegistry
@@ -360,9 +360,9 @@ class Collector:
                 result = await result
         except Exception as exc:
             logger.exception("collector responder failed")
-            body = json.dumps({"errors": [f"responder raised {exc!r}"]}).encode()
+            body = error_body(f"responder raised {exc!r}")
             return Reply(500, {"content-type": _JSON}, body)
         if result is not None and not isinstance(result, Reply):
-            body = json.dumps({"errors": [f"responder returned {result!r}"]}).encode()
+            body = error_body(f"responder returned {result!r}")
             return Reply(500, {"content-type": _JSON}, body)
         return result

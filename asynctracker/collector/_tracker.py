@@ -8,12 +8,12 @@ their reasons; only a body that holds no usable event gets 400.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from .._validate import validate_post_body
+from ._http import error_body
 from ._iglu import IgluRegistry
 from ._safe import scrub
 from ._store import EventLog, ReceivedEvent
@@ -45,10 +45,6 @@ def accept(
     return ReceivedEvent.check(cleaned, method, extra_errors=extra, received_at=now)
 
 
-def _errors(*problems: str) -> bytes:
-    return json.dumps({"errors": list(problems)}, ensure_ascii=True).encode()
-
-
 def track(
     log: EventLog, iglu: IgluRegistry | None, method: str, path: str, query: str, body: bytes
 ) -> tuple[int, bytes]:
@@ -60,7 +56,7 @@ def track(
             return 405, b""
         payloads, problems = validate_post_body(body)
         if problems and not payloads:
-            return 400, _errors(*problems)
+            return 400, error_body(*problems)
         now = time.time()
         log.add([accept(p, "POST", problems, now, iglu) for p in payloads])
         return 200, b""
@@ -71,7 +67,7 @@ def track(
             return 405, b""
         pairs = parse_qsl(query, keep_blank_values=True)
         if not pairs:
-            return 400, _errors("no event in the query string")
+            return 400, error_body("no event in the query string")
         log.add([accept(dict(pairs), "GET", [], time.time(), iglu)])
         return 200, b""
-    return 404, _errors(f"no route for {method} {path}")
+    return 404, error_body(f"no route for {method} {path}")
