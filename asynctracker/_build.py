@@ -25,6 +25,7 @@ from .exceptions import ClosedError, InvalidEventError
 from .payload import (
     MAX_JSON_DEPTH,
     UNSTRUCT_EVENT_SCHEMA,
+    JSONValue,
     SelfDescribingJson,
     check_contexts,
     contexts_json,
@@ -178,12 +179,18 @@ class EventBuilder:
     def _self_describing(self, event_json: SelfDescribingJson, common: _Common) -> EncodedPayload:
         if not isinstance(event_json, SelfDescribingJson):
             raise InvalidEventError("the event must be a SelfDescribingJson")
+        return self._unstruct(event_json.schema, event_json.data, common)
+
+    def _unstruct(self, schema: str, data: JSONValue, common: _Common) -> EncodedPayload:
+        """A self-describing event of ``schema``: its data is checked once, here, as it
+        is written (the tracker's own events, screen view and timing, build no
+        SelfDescribingJson, whose constructor would check it a second time)."""
         return self._payload(
             "ue",
             common,
             {},
             json_field(
-                {"schema": UNSTRUCT_EVENT_SCHEMA, "data": event_json.to_dict()},
+                {"schema": UNSTRUCT_EVENT_SCHEMA, "data": {"schema": schema, "data": data}},
                 base64_encode=self.base64_encode,
                 encoded_key="ue_px",
                 raw_key="ue_pr",

@@ -257,8 +257,9 @@ class Tracker(EventBuilder):
         if not any(data.values()):
             raise InvalidEventError("track_screen_view needs a name or an id")
         provided = await self._provide() if self._context_providers else None
-        payload = self._self_describing(
-            SelfDescribingJson(SCREEN_VIEW_SCHEMA, {k: v for k, v in data.items() if v}),
+        payload = self._unstruct(
+            SCREEN_VIEW_SCHEMA,
+            {k: v for k, v in data.items() if v},
             (contexts, subject, event_id, timestamp, true_timestamp, provided),
         )
         await self.emitter.add(payload)
@@ -289,9 +290,8 @@ class Tracker(EventBuilder):
         if _text("label", label):
             data["label"] = label or ""
         provided = await self._provide() if self._context_providers else None
-        payload = self._self_describing(
-            SelfDescribingJson(TIMING_SCHEMA, data),
-            (contexts, subject, event_id, timestamp, true_timestamp, provided),
+        payload = self._unstruct(
+            TIMING_SCHEMA, data, (contexts, subject, event_id, timestamp, true_timestamp, provided)
         )
         await self.emitter.add(payload)
         return payload.eid
