@@ -68,14 +68,6 @@ class Outcome:
     drop: str | None = None
 
 
-@dataclass(slots=True)
-class _Answer:
-    status: int
-    retry_after: float | None = None
-    error: str = ""
-    reached: bool = True
-
-
 class Sender:
     """Sends rows as POST chunks (never over ``byte_limit_post``) or one GET per row.
 
@@ -131,11 +123,11 @@ class Sender:
             if len(rows) > 1:
                 return await self._halves(rows)
             return [Outcome(rows, NOT_SENT, error=_describe(exc), drop="unsendable")]
-        answer = await self._request("POST", self._post_url, content=body)
-        if answer.status == 413 and len(rows) > 1:
+        outcome = await self._request(rows, "POST", self._post_url, content=body)
+        if outcome.status == 413 and len(rows) > 1:
             # The collector's body limit is below ours: halve until it accepts.
             return await self._halves(rows)
-        return [Outcome(rows, answer.status, answer.retry_after, answer.error, answer.reached)]
+        return [outcome]
 
     async def _halves(self, rows: list[EventRow]) -> list[Outcome]:
         middle = len(rows) // 2
@@ -153,34 +145,46 @@ class Sender:
         if self._byte_limit_get is not None and len(query) > self._byte_limit_get:
             error = f"GET query of {len(query)} bytes is over byte_limit_get={self._byte_limit_get}"
             return [Outcome([row], NOT_SENT, error=error, drop="too_large")]
-        answer = await self._request("GET", url)
-        return [Outcome([row], answer.status, answer.retry_after, answer.error, answer.reached)]
+        return [await self._request([row], "GET", url)]
 
     async def _request(
-        self, method: str, url: httpx.URL, *, content: bytes | None = None
-    ) -> _Answer:
+        self,
+        rows: Sequence[EventRow],
+        method: str,
+        url: httpx.URL,
+        *,
+        content: bytes | None = None,
+    ) -> Outcome:
+        """The Outcome of one request carrying ``rows``."""
         if self._in_flight is None:
             self._in_flight = asyncio.Semaphore(self._max_concurrent)
         headers = self._post_headers if content is not None else self._headers
         async with self._in_flight:
             try:
                 if self._deadline is None:
-                    return await self._exchange(method, url, content, headers)
+                    return await self._exchange(rows, method, url, content, headers)
                 with anyio.fail_after(self._deadline):
-                    return await self._exchange(method, url, content, headers)
+                    return await self._exchange(rows, method, url, content, headers)
             except TimeoutError:
                 error = f"no complete answer within the {self._deadline:g} s timeout"
-                return _Answer(NO_RESPONSE, error=error)
+                return Outcome(rows, NO_RESPONSE, error=error)
             except httpx.HTTPError as exc:
                 logger.debug("%s %s failed: %r", method, self._endpoints.shown, exc)
                 reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-                return _Answer(NO_RESPONSE, error=self._scrub(_describe(exc)), reached=reached)
+                return Outcome(
+                    rows, NO_RESPONSE, error=self._scrub(_describe(exc)), reached=reached
+                )
             except (ValueError, httpx.InvalidURL) as exc:  # e.g. a bad redirect target
-                return _Answer(NO_RESPONSE, error=self._scrub(_describe(exc)))
+                return Outcome(rows, NO_RESPONSE, error=self._scrub(_describe(exc)))
 
     async def _exchange(
-        self, method: str, url: httpx.URL, content: bytes | None, headers: Mapping[str, str]
-    ) -> _Answer:
+        self,
+        rows: Sequence[EventRow],
+        method: str,
+        url: httpx.URL,
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> Outcome:
         """One request, following redirects (owned client only), to its final answer."""
         target = url
         for _ in range(MAX_REDIRECTS + 1):
@@ -200,7 +204,8 @@ class Sender:
                 headers = {k: v for k, v in headers.items() if k.lower() not in _ORIGIN_BOUND}
             target = following
         else:
-            return _Answer(status, error=f"more than {MAX_REDIRECTS} redirects (status {status})")
+            error = f"more than {MAX_REDIRECTS} redirects (status {status})"
+            return Outcome(rows, status, error=error)
         retry_after = None
         if status in (429, 503):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -209,7 +214,7 @@ class Sender:
             error = f"status {status}"
             if 300 <= status < 400:
                 error += " (a redirect left unfollowed" + (")" if location else ", no Location)")
-        return _Answer(status, retry_after, error)
+        return Outcome(rows, status, retry_after, error)
 
     def _scrub(self, text: str) -> str:
         """Keep a password in the collector URL out of error texts."""
