@@ -83,6 +83,17 @@ def lossy_utf8(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
+def setting_text(name: str, value: object) -> str:
+    """A str setting (a Subject field, a tracker's app_id): ConfigurationError when it
+    is not a str or cannot be sent as UTF-8."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+    problem = utf8_problem(value)
+    if problem is not None:
+        raise ConfigurationError(f"{name} {problem}")
+    return value
+
+
 def text(name: str, value: object, *, required: bool = False) -> str | None:
     """A string argument: None/"" allowed unless required; anything else refused."""
     if value is None or value == "":

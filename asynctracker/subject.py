@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._checks import INT32_MAX, int32, utf8_problem
+from ._checks import INT32_MAX, int32, setting_text
 from .exceptions import ConfigurationError
 
 __all__ = ["Subject"]
@@ -23,15 +23,6 @@ def _check_positive(name: str, *values: int) -> None:
     """Positive 32-bit ints: Enrich stores sizes, colour depth and session index as int32."""
     for value in values:
         int32(name, value, minimum=1, error=ConfigurationError)
-
-
-def _check_text(name: str, value: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
-    problem = utf8_problem(value)
-    if problem is not None:
-        raise ConfigurationError(f"{name} {problem}")
-    return value
 
 
 class Subject:
@@ -95,7 +86,7 @@ class Subject:
 
     def set_user_id(self, user_id: str) -> Subject:
         """Your own id for the user (``uid``)."""
-        return self._set("uid", _check_text("user_id", user_id))
+        return self._set("uid", setting_text("user_id", user_id))
 
     def set_screen_resolution(self, width: int, height: int) -> Subject:
         """Device screen size in pixels (``res`` = ``"WxH"``)."""
@@ -114,7 +105,7 @@ class Subject:
 
     def set_timezone(self, timezone: str) -> Subject:
         """IANA time zone name such as ``"Europe/London"`` (``tz``), at most 255 characters."""
-        if len(_check_text("timezone", timezone)) > _MAX_TIMEZONE_LENGTH:
+        if len(setting_text("timezone", timezone)) > _MAX_TIMEZONE_LENGTH:
             raise ConfigurationError(
                 f"timezone must be at most {_MAX_TIMEZONE_LENGTH} characters, got {len(timezone)}"
             )
@@ -122,23 +113,23 @@ class Subject:
 
     def set_language(self, language: str) -> Subject:
         """Language tag such as ``"en-GB"`` (``lang``)."""
-        return self._set("lang", _check_text("language", language))
+        return self._set("lang", setting_text("language", language))
 
     def set_ip_address(self, ip_address: str) -> Subject:
         """The user's IP address (``ip``); the collector uses it instead of the sender's."""
-        return self._set("ip", _check_text("ip_address", ip_address))
+        return self._set("ip", setting_text("ip_address", ip_address))
 
     def set_useragent(self, useragent: str) -> Subject:
         """The user's User-Agent header (``ua``)."""
-        return self._set("ua", _check_text("useragent", useragent))
+        return self._set("ua", setting_text("useragent", useragent))
 
     def set_domain_user_id(self, domain_user_id: str) -> Subject:
         """First-party cookie user id set by the JavaScript tracker (``duid``)."""
-        return self._set("duid", _check_text("domain_user_id", domain_user_id))
+        return self._set("duid", setting_text("domain_user_id", domain_user_id))
 
     def set_domain_session_id(self, domain_session_id: str) -> Subject:
         """The JavaScript tracker's session id (``sid``): a UUID, as Enrich requires."""
-        _check_text("domain_session_id", domain_session_id)
+        setting_text("domain_session_id", domain_session_id)
         if domain_session_id and not _UUID.fullmatch(domain_session_id):
             raise ConfigurationError(
                 f"domain_session_id must be a UUID string, got {domain_session_id!r}"
@@ -152,7 +143,7 @@ class Subject:
 
     def set_network_user_id(self, network_user_id: str) -> Subject:
         """The collector's third-party cookie id (``tnuid``)."""
-        return self._set("tnuid", _check_text("network_user_id", network_user_id))
+        return self._set("tnuid", setting_text("network_user_id", network_user_id))
 
     def from_id_cookie(self, value: str) -> Subject:
         """Take ``duid``, ``vid`` and ``sid`` from the JavaScript tracker's ``_sp_id`` cookie.

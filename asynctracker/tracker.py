@@ -14,7 +14,7 @@ from typing import Literal, TypeAlias, TypeVar
 
 from . import _contexts
 from ._build import EventBuilder, Timestamp, checked_event_id
-from ._checks import INT32_MIN, finite_number, flush_timeout, int32, utf8_problem
+from ._checks import INT32_MIN, finite_number, flush_timeout, int32, setting_text
 from ._checks import text as _text
 from ._contexts import ContextProvider
 from .emitter import Emitter
@@ -124,11 +124,7 @@ class Tracker(EventBuilder):
                         f"platform must be one of {sorted(_PLATFORMS)}, got {value!r}"
                     )
             elif value is not None:
-                if not isinstance(value, str):
-                    raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
-                problem = utf8_problem(value)
-                if problem is not None:
-                    raise ConfigurationError(f"{name} {problem}")
+                setting_text(name, value)
             # The JSON of these three is written into every event: made again on next use.
             object.__setattr__(self, "_tracker_json", None)
         object.__setattr__(self, name, value)

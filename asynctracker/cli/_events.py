@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from .._checks import utf8_problem
+from .._checks import finite_number, text, utf8_problem
 from ..exceptions import InvalidEventError
 from ..payload import MAX_JSON_DEPTH, JSONValue, SelfDescribingJson
 from ..tracker import Tracker
@@ -93,14 +93,7 @@ class UnstructEvent:
 
 
 def _string(obj: dict[str, object], key: str, *, required: bool = False) -> str | None:
-    value = obj.get(key)
-    if value is None or value == "":
-        if required:
-            raise InvalidEventError(f"{key!r} is required and must be a non-empty string")
-        return None
-    if not isinstance(value, str):
-        raise InvalidEventError(f"{key!r} must be a string, got {type(value).__name__}")
-    return value
+    return text(repr(key), obj.get(key), required=required)
 
 
 def parse_contexts(value: object) -> tuple[SelfDescribingJson, ...]:
@@ -164,16 +157,9 @@ def _struct_value(value: object) -> float | None:
     """``"value"`` as a number a float can hold (a 400-digit integer cannot)."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            if math.isfinite(value):
-                return value
-        except OverflowError:
-            pass
-        big = isinstance(value, int) and value.bit_length() > 80
-        shown = "an integer too large for a float" if big else repr(value)
-        raise InvalidEventError(f'"value" must be a finite number a float can hold, got {shown}')
-    raise InvalidEventError(f'"value" must be a number, got {type(value).__name__}')
+    finite_number('"value"', value)
+    assert isinstance(value, (int, float))  # finite_number refused anything else
+    return value
 
 
 def _refuse_constant(name: str) -> object:
