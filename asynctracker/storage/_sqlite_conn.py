@@ -182,10 +182,7 @@ class SQLiteConnections:
         if self._closed:
             raise ClosedError(f"{self!r} was closed")
         self._forks = _process.forks
-        if self._pid != os.getpid():
-            self._forget_parent()
-        if self._loop is not asyncio.get_running_loop():
-            await self._follow_loop()
+        await self._follow()
         if self._conn is not None:
             return self._conn
         if self._lock is None:
@@ -200,17 +197,30 @@ class SQLiteConnections:
                 self._loop_end = await call_at_loop_end(self._loop_ended)
         return self._conn
 
+    async def _follow(self) -> None:
+        """Start over in a forked child; move to the running event loop."""
+        if self._pid != os.getpid():
+            self._forget_parent()
+        if self._loop is not asyncio.get_running_loop():
+            await self._follow_loop()
+
+    def _detach(self) -> ThreadConnection | None:
+        """Drop the per-loop state (connection, lock, loop-end hook, group commit);
+        return the connection for the caller to close, stop or forget."""
+        conn, self._conn = self._conn, None
+        self._loop_end = None
+        self._lock = None
+        self._group = self._new_group()
+        return conn
+
     async def _loop_ended(self) -> None:
         """The event loop is shutting down with this storage open (see ``_loop_end``):
         close the connection while the loop can still take its thread's replies. The
         next loop that uses this storage opens a new one."""
         if self._closed or self._loop is not asyncio.get_running_loop():
             return
-        conn, self._conn = self._conn, None
         self._loop = None
-        self._loop_end = None
-        self._lock = None
-        self._group = self._new_group()
+        conn = self._detach()
         await self._close_inline()
         if conn is not None:
             await conn.close()
@@ -225,12 +235,9 @@ class SQLiteConnections:
             # Collected, it would schedule itself on the parent's loop, whose wake-up
             # socket this process shares with the parent.
             _INHERITED.append(self._loop_end)
-            self._loop_end = None
-        self._conn = None
+        self._detach()
         self._inline = None  # closed in the child at the fork (_forksafe)
         self._checkpointing = None
-        self._lock = None
-        self._group = self._new_group()
 
     async def _follow_loop(self) -> None:
         """Move to the event loop this storage is now used from.
@@ -248,10 +255,7 @@ class SQLiteConnections:
             raise ConfigurationError(
                 f"{self!r} is in use on another running event loop; use one storage per event loop"
             )
-        conn, self._conn = self._conn, None
-        self._loop_end = None  # its loop closed without closing it: never runs
-        self._lock = None
-        self._group = self._new_group()
+        conn = self._detach()  # its loop-end hook never runs: that loop closed
         await self._close_inline()
         if conn is not None:
             conn.stop()

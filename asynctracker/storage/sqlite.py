@@ -115,10 +115,7 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         """Wait for pending inserts, release this storage's claims, close. Idempotent."""
         if self._closed:
             return
-        if self._pid != os.getpid():
-            self._forget_parent()
-        if self._loop is not asyncio.get_running_loop():
-            await self._follow_loop()
+        await self._follow()
         try:
             await self._group.drain()
             if self._conn is not None:
