@@ -17,6 +17,8 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
+from .._threads import run_and_reply
+
 __all__ = ["Interrupt", "in_daemon_thread", "unless"]
 
 _T = TypeVar("_T")
@@ -75,23 +77,8 @@ async def in_daemon_thread(func: Callable[[], _T]) -> _T:
     Not ``run_in_executor``: executor threads are joined at interpreter exit, so a read
     blocked on an idle terminal would keep Ctrl-C from ending the process.
     """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-
-    def settle(outcome: Callable[[], None]) -> None:
-        if not future.done():
-            outcome()
-
-    def work() -> None:
-        try:
-            result = func()
-        except BaseException as exc:  # handed to the awaiting task, never lost
-            error = exc
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
-
-    threading.Thread(target=work, name="asynctracker-read", daemon=True).start()
+    future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+    threading.Thread(
+        target=run_and_reply, args=(future, func), name="asynctracker-read", daemon=True
+    ).start()
     return await future

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .._threads import run_and_reply
 from .._validate import decode_event
 from ._safe import scrub
 
@@ -196,25 +197,8 @@ class Worker:
 
     def call(self, function: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run ``function(connection)`` on the thread, after everything queued before it."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def settle(outcome: Callable[[], None]) -> None:
-            if not future.done():
-                outcome()
-
-        def job(db: sqlite3.Connection) -> None:
-            try:
-                result = function(db)
-            except BaseException as exc:
-                failure = exc
-                with contextlib.suppress(RuntimeError):  # the loop is already closed
-                    loop.call_soon_threadsafe(settle, lambda: future.set_exception(failure))
-                return
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
-
-        self._jobs.put(job)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put(lambda db: run_and_reply(future, lambda: function(db)))
         return future
 
     def insert(

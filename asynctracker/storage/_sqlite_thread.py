@@ -27,6 +27,7 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, TypeVar
 
+from .._threads import run_and_reply
 from ._forksafe import ForkSafeConnection
 
 __all__ = ["THREAD_NAME", "ThreadConnection"]
@@ -40,16 +41,6 @@ _T = TypeVar("_T")
 _Job = tuple["asyncio.Future[Any] | None", Callable[[], Any]]
 
 
-def _set_result(future: asyncio.Future[Any], result: object) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-
-
 def _work(jobs: SimpleQueue[_Job | None]) -> None:
     """The thread: run each job, post its outcome to the job's loop; None ends it.
 
@@ -60,21 +51,13 @@ def _work(jobs: SimpleQueue[_Job | None]) -> None:
         if job is None:
             return
         future, function = job
-        try:
-            result = function()
-        except BaseException as exc:  # handed to the caller, as aiosqlite does
-            if future is not None:
-                _reply(future, _set_exception, exc)
-        else:
-            if future is not None:
-                _reply(future, _set_result, result)
-
-
-def _reply(future: asyncio.Future[Any], setter: Callable[..., None], value: object) -> None:
-    try:
-        future.get_loop().call_soon_threadsafe(setter, future, value)
-    except RuntimeError:  # the loop closed: nobody waits for this reply any more
-        logger.debug("SQLite reply to a closed event loop dropped")
+        if future is not None:
+            run_and_reply(future, function)
+            continue
+        try:  # a job nobody waits for (closing after the loop stopped)
+            function()
+        except BaseException:
+            logger.debug("SQLite job without a reply failed", exc_info=True)
 
 
 class ThreadConnection:
