@@ -26,7 +26,7 @@ from ._safe import scrub
 
 logger = logging.getLogger("asynctracker")
 
-__all__ = ["Filters", "Row", "Worker", "micro_schema", "row_values"]
+__all__ = ["Filters", "Row", "Worker", "context_schemas", "micro_schema", "row_values"]
 
 T = TypeVar("T")
 
@@ -118,6 +118,16 @@ def dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
 
 
+def context_schemas(decoded: Mapping[str, object]) -> list[str]:
+    """The schema of each context entity of a decoded event (entities without one left out)."""
+    contexts = decoded.get("contexts")
+    if not isinstance(contexts, list):
+        return []
+    return [
+        c["schema"] for c in contexts if isinstance(c, dict) and isinstance(c.get("schema"), str)
+    ]
+
+
 def row_values(
     seq: int,
     payload: dict[str, Any],
@@ -127,19 +137,13 @@ def row_values(
 ) -> tuple[object, ...]:
     """The stored columns of one event; the derived ones (type, schema...) serve filters."""
     decoded = decode_event(payload)
-    contexts = decoded.get("contexts")
-    context_schemas = (
-        [c.get("schema") for c in contexts if isinstance(c, dict)]
-        if isinstance(contexts, list)
-        else []
-    )
     return (
         seq,
         int(not errors),
         str(payload.get("e", "")),
         str(payload.get("aid", "")),
         micro_schema(payload, decoded),
-        dumps(context_schemas),
+        dumps(context_schemas(decoded)),
         dumps(payload),
         method,
         dumps(list(errors)),

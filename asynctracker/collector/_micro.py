@@ -12,13 +12,12 @@ tracker-protocol fields, not Snowplow's enrichment pipeline: no geo, no user age
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
 from .._validate import UNSTRUCT_EVENT_SCHEMA, decode_event
-from ._db import Filters, micro_schema
+from ._db import Filters, context_schemas, micro_schema
 from ._store import ReceivedEvent
 
 __all__ = ["bad_json", "good_json", "micro_filters"]
@@ -66,15 +65,6 @@ def _iso(milliseconds: object) -> str | None:
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _context_schemas(decoded: Mapping[str, object]) -> list[str]:
-    contexts = decoded.get("contexts")
-    if not isinstance(contexts, list):
-        return []
-    return [
-        c["schema"] for c in contexts if isinstance(c, dict) and isinstance(c.get("schema"), str)
-    ]
-
-
 def _raw_event(event: ReceivedEvent) -> dict[str, object]:
     return {
         "api": {
@@ -118,7 +108,7 @@ def good_json(event: ReceivedEvent) -> dict[str, object]:
         "event": enriched,
         "eventType": enriched["event"],
         "schema": schema,
-        "contexts": _context_schemas(decoded),
+        "contexts": context_schemas(decoded),
         "rawEvent": _raw_event(event),
         "incomplete": False,
     }

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import urlencode
 
+from .._checks import lossy_utf8
 from .._validate import EVENT_NAMES
 from ._store import ReceivedEvent
 
@@ -43,7 +44,7 @@ nav.pages a { margin-right: 1rem; }
 
 def _pretty(value: object) -> str:
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=repr)
-    return escape(text.encode("utf-8", "replace").decode("utf-8"))
+    return escape(lossy_utf8(text))
 
 
 def _when(event: ReceivedEvent) -> str:
