@@ -69,15 +69,25 @@ async def track(tracker: at.Tracker, count: int) -> list[str]:
     )
 
 
+def tracker_locked_on_first_request(
+    collector: Collector, path: Path, first_status: int
+) -> tuple[LockOnFirstRequest, at.Tracker]:
+    """A tracker on ``path`` whose collector answers its first request with
+    ``first_status`` while another connection takes the write lock (see
+    LockOnFirstRequest), past the storage's busy timeout."""
+    responder = LockOnFirstRequest(path, first_status)
+    collector.responder = responder
+    storage = at.SQLiteStorage(path, busy_timeout=0.2)
+    emitter = at.Emitter(collector.url, storage=storage, retry=FAST_RETRY)
+    return responder, at.Tracker(emitter, app_id="faults")
+
+
 async def test_rows_whose_release_failed_are_sent_again_by_the_same_process(
     collector: Collector, tmp_path: Path
 ) -> None:
     path = tmp_path / "release.db"
-    responder = LockOnFirstRequest(path, first_status=500)
-    collector.responder = responder
-    storage = at.SQLiteStorage(path, busy_timeout=0.2)
-    emitter = at.Emitter(collector.url, storage=storage, retry=FAST_RETRY)
-    async with at.Tracker(emitter, app_id="faults") as tracker:
+    responder, tracker = tracker_locked_on_first_request(collector, path, 500)
+    async with tracker:
         eids = await track(tracker, 100)
         await tracker.flush(timeout=5)
         await responder.released.wait()
@@ -93,11 +103,8 @@ async def test_rows_whose_delete_failed_after_a_200_are_deleted_not_sent_again(
     collector: Collector, tmp_path: Path
 ) -> None:
     path = tmp_path / "delete.db"
-    responder = LockOnFirstRequest(path, first_status=200)
-    collector.responder = responder
-    storage = at.SQLiteStorage(path, busy_timeout=0.2)
-    emitter = at.Emitter(collector.url, storage=storage, retry=FAST_RETRY)
-    async with at.Tracker(emitter, app_id="faults") as tracker:
+    responder, tracker = tracker_locked_on_first_request(collector, path, 200)
+    async with tracker:
         eids = await track(tracker, 100)
         await tracker.flush(timeout=5)
         await responder.released.wait()
