@@ -1,4 +1,4 @@
-"""Every code block in README.md runs, as a user would run it.
+"""Every code block in README.md and docs/*.md runs, as a user would run it.
 
 Python blocks run as scripts in a fresh working directory (so ``events.db`` lands there)
 with ``http://127.0.0.1:9090`` pointed at a collector this test starts; a block that
@@ -21,7 +21,10 @@ import pytest
 
 from asynctracker.collector import Collector
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: Every page a user reads: the README, then the guides it links to.
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 README_URL = "http://127.0.0.1:9090"
 # Commands CI runs itself: installing the package and running this very suite.
 # tests/test_packaging.py builds the wheel (and the git-URL form) the same way, offline.
@@ -33,8 +36,20 @@ RUN_BY_CI = (
 )
 
 
+def page_blocks(page: Path, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", page.read_text(), re.S | re.M)
+
+
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.S | re.M)
+    return [block for page in PAGES for block in page_blocks(page, language)]
+
+
+def block_ids(language: str) -> list[str]:
+    return [
+        f"{page.stem}-{language}-{index}"
+        for page in PAGES
+        for index in range(len(page_blocks(page, language)))
+    ]
 
 
 TEST_FUNCTION = re.compile(r"^(?:async )?def test_", re.M)
@@ -63,13 +78,11 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_readme_has_the_blocks_this_test_runs() -> None:
-    assert len(blocks("python")) >= 6
-    assert any("asynctracker demo" in block for block in blocks("bash"))
+    assert len(page_blocks(README, "python")) >= 6
+    assert any("asynctracker demo" in block for block in page_blocks(README, "bash"))
 
 
-@pytest.mark.parametrize(
-    "code", blocks("python"), ids=[f"python-{i}" for i in range(len(blocks("python")))]
-)
+@pytest.mark.parametrize("code", blocks("python"), ids=block_ids("python"))
 async def test_python_block_runs(code: str, tmp_path: Path) -> None:
     tests = len(TEST_FUNCTION.findall(code))
     async with Collector() as collector:
