@@ -104,30 +104,40 @@ class DeliveryLog:
             if entry[0] and now - entry[1] >= SUMMARY_INTERVAL:
                 self._summarise(reason, entry, now)
 
-    def close(self, undelivered: int, where: str | None) -> None:
+    def close(self, undelivered: int, where: str | None, *, lost: bool = False) -> None:
         """The emitter closes: flush the summaries, say what is left behind.
 
         ``where`` is the SQLite path (or storage) the events wait in; None means they
-        are lost (MemoryStorage).
+        are lost (MemoryStorage), and so does ``lost`` (the file was deleted).
         """
         now = self._clock()
         for reason, entry in self._drops.items():
             if entry[0]:
                 self._summarise(reason, entry, now)
+        if lost:
+            logger.warning(
+                "closing after %s was deleted or replaced while in use: the events it "
+                "held that were not delivered are lost (collector %s)",
+                where,
+                self._url,
+            )
+            return
         if not undelivered:
             return
         if where is None:
             logger.warning(
-                "closing with %d undelivered event(s), lost: MemoryStorage keeps nothing "
+                "closing with %d undelivered event%s, lost: MemoryStorage keeps nothing "
                 "after close (collector %s)",
                 undelivered,
+                _plural(undelivered),
                 self._url,
             )
         else:
             logger.warning(
-                "closing with %d undelivered event(s); they wait in %s and are sent by the "
-                "next emitter for collector %s opened on it",
+                "closing with %d undelivered event%s; they wait in %s and are sent by "
+                "the next emitter for collector %s opened on it",
                 undelivered,
+                _plural(undelivered),
                 where,
                 self._url,
             )
@@ -142,3 +152,7 @@ class DeliveryLog:
         )
         entry[0] = 0
         entry[1] = now
+
+
+def _plural(count: int) -> str:
+    return "" if count == 1 else "s"

@@ -1,17 +1,14 @@
-"""The emitter's lifecycle: unopened, open, closed, and following loops and forks.
+"""The emitter's lifecycle: unopened, open, closed, on one event loop of one process.
 
-An emitter is opened by ``async with`` or its first event: the storage opens, the owned
-HTTP client is made, and events left by an earlier run start sending. It is closed once,
-by ``aclose()``. In between, two things can pull the ground from under it:
-
-* the event loop ends (``asyncio.run`` returns with the emitter open): a loop-end hook
-  (``_loop_end``) stops the send task and closes the owned client while the loop still
-  runs, and the next loop that uses the emitter opens it again;
-* the process forks: the child never reuses the parent's task, timer or connections,
-  and opens afresh.
-
-Both are noticed where they happen (the hook, ``_process.forks`` bumped at fork), so
-the emitter's hot path only compares two values and the running loop.
+An emitter is opened by ``async with`` or its first event: the storage opens and binds
+the emitter's destination, the owned HTTP client is made, and events left by an
+earlier run start sending. It is closed once, by ``aclose()``. In between, the ground
+can move (see ``_affinity``): the event loop ends (``asyncio.run`` returning with the
+emitter open: a loop-end hook, ``_loop_end``, stops the send task and closes the owned
+client while the loop still runs), a new loop uses the emitter, or the process forks.
+Then what belonged to the old loop or the parent is dropped untouched and the emitter
+opens afresh. This class is the one owner of that state for the emitter and, through
+it, its storage.
 """
 
 from __future__ import annotations
@@ -21,29 +18,32 @@ import contextlib
 import enum
 import importlib
 import logging
-import os
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 
 import httpx
 
-from . import _process
+from ._affinity import Affinity, Move
 from ._loop_end import call_at_loop_end
 from ._pacing import Pacing
 from ._send_loop import SendLoop
 from ._sender import Sender, no_cookies
-from .exceptions import ClosedError, ConfigurationError
+from ._threads import Worker
+from .exceptions import ClosedError
 from .storage._rowstore import RowStore
 
-__all__ = ["Lifecycle", "State"]
+__all__ = ["Destination", "Lifecycle", "State", "new_client"]
 
 logger = logging.getLogger("asynctracker")
 
 # Seconds of adds one loop turn may run before a caller that loops on track_* sits out
-# a turn (see _pacing). Every storage may store without suspending (SQLiteStorage
-# commits a lone caller's insert inline), so every one gets the budget.
+# a turn (see _pacing).
 _TURN_BUDGET = 0.0005
-# Loop-end hooks copied from the parent by fork(); see Lifecycle._check_fork.
+# Loop-end hooks copied from the parent by fork(): collected, one would schedule itself
+# on the parent's loop, whose wake-up socket the child shares. Kept, never run.
 _INHERITED_HOOKS: list[object] = []
+# Blocking set-up work (loading CA certificates for the owned client) runs here.
+_SETUP = Worker("asynctracker-setup")
 
 
 class State(enum.Enum):
@@ -52,13 +52,20 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-def new_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
-    """Build the owned client. Blocking: run it in a worker thread.
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Who the emitter's events are for: ``identity`` (secrets included; storages keep
+    a keyed hash), ``shown`` (the collector URL without secrets), and ``legacy``
+    (whether rows an earlier version stored for ``shown`` may be this emitter's)."""
 
-    Creating the client loads the CA bundle (tens of milliseconds of disk and CPU),
-    and httpcore imports anyio's asyncio backend on its first request; both are
-    done here, off the event loop, so the first track_* does not stall it.
-    """
+    identity: str
+    shown: str
+    legacy: bool
+
+
+def new_client(timeout: float, max_connections: int, trust_env: bool) -> httpx.AsyncClient:
+    """Build the owned client. Blocking (it loads the CA bundle, and httpcore imports
+    anyio's asyncio backend on its first request): run it off the event loop."""
     with contextlib.suppress(ImportError):
         importlib.import_module("anyio._backends._asyncio")
     return httpx.AsyncClient(
@@ -71,17 +78,13 @@ def new_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
         # every user of this process into one. The Sender follows redirects.
         cookies=no_cookies(),
         follow_redirects=False,
+        trust_env=trust_env,
     )
 
 
 class Lifecycle:
-    """Opens and closes one emitter's storage, HTTP client and send loop, and starts
-    them over on a new event loop or in a forked child.
-
-    ``state``, ``forks`` and ``loop`` are read on the emitter's hot path: while the
-    state is OPEN, ``forks`` is ``_process.forks`` and ``loop`` the running loop, the
-    emitter is ready on this loop in this process.
-    """
+    """Opens and closes one emitter's storage, HTTP client and send loop (see the
+    module). ``state`` and ``affinity`` are read on the emitter's hot path."""
 
     def __init__(
         self,
@@ -91,11 +94,13 @@ class Lifecycle:
         client: httpx.AsyncClient | None,
         new_client: Callable[[], httpx.AsyncClient],
         new_sender: Callable[[httpx.AsyncClient], Sender],
-        destination: str,
+        destination: Destination,
+        close_timeout: float,
     ) -> None:
         self._store = store
-        self._destination = destination
         self._send = send
+        self._destination = destination
+        self._close_timeout = close_timeout
         self.client = client
         self.owns_client = client is None
         self._new_client = new_client
@@ -103,33 +108,17 @@ class Lifecycle:
         #: The emitter's adding budget per loop turn; new on every loop and after fork.
         self.pacing = Pacing(_TURN_BUDGET)
         self.state = State.UNOPENED
-        self.pid = os.getpid()
-        self.forks = _process.forks
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.affinity = Affinity("tracker")
         self._loop_end: AsyncGenerator[None, None] | None = None
         self._open_lock: asyncio.Lock | None = None
-
-    async def _bind_destination(self) -> None:
-        """Rows record their collector: this emitter sends only its own from a file
-        that programs for other collectors share (see SQLiteStorage.bind_destination)."""
-        waiting = await self._store.bind_destination(self._destination)
-        for collector, count in waiting.items():
-            logger.warning(
-                "%s holds %d event(s) for another collector, %s: this emitter (for %s) "
-                "never sends them; an emitter for that collector opened on the file does",
-                self._store.location,
-                count,
-                collector,
-                self._destination,
-            )
 
     async def open(self) -> None:
         """Open storage and the HTTP client, then send what storage holds.
 
-        Raises StorageError if the storage cannot be opened, ClosedError after close.
+        Raises StorageError if the storage cannot be opened, ClosedError after close,
+        ConfigurationError while another running loop uses the emitter.
         """
-        self._check_fork()
-        self._check_loop()
+        self._follow()
         if self.state is State.OPEN:
             return
         if self.state is State.CLOSED:
@@ -142,9 +131,9 @@ class Lifecycle:
                 return
             await self._store.open()
             await self._bind_destination()
-            send.queued = send.fresh = await self._store.count()
+            await send.recount(opening=True)
             if self.owns_client:
-                self.client = await asyncio.to_thread(self._new_client)
+                self.client = await _SETUP.call(self._new_client)
             assert self.client is not None
             send.sender = self._new_sender(self.client)
             self.state = State.OPEN
@@ -155,86 +144,91 @@ class Lifecycle:
         if send.queued:
             send.wake()
 
-    def _check_loop(self) -> None:
-        """Follow the event loop the emitter is used from.
-
-        A tracker made at import time and used by two ``asyncio.run`` calls in a row
-        finds the first loop's send task, timer and HTTP connections dead: start over
-        on the new loop (rows a stopped send had claimed are released on opening).
-        """
-        loop = asyncio.get_running_loop()
-        old, self.loop = self.loop, loop
-        if old is None or old is loop:
-            return
-        if old.is_running():
-            self.loop = old
-            raise ConfigurationError(
-                "this emitter is in use on another running event loop; "
-                "use one tracker per event loop"
+    async def _bind_destination(self) -> None:
+        """Rows record their destination: this emitter sends only its own from a file
+        shared with programs for other collectors or tenants, and says what waits."""
+        destination = self._destination
+        await self._store.bind_destination(
+            destination.identity, destination.shown, legacy=destination.legacy
+        )
+        waiting = await self._store.waiting_elsewhere()
+        for number, (shown, count) in waiting.items():
+            location = self._store.location
+            logger.warning(
+                "%s holds %d event(s) for another destination, #%s %s: this emitter (for "
+                "%s) never sends them. To send them with this emitter: await "
+                "emitter.adopt_events(%s), or `asynctracker queue %s --move %s --to URL`; "
+                "to save them: `asynctracker queue %s --export %s`",
+                location,
+                count,
+                number,
+                shown,
+                destination.shown,
+                number,
+                location,
+                number,
+                location,
+                number,
             )
-        self._forget()
-        if self.state is State.OPEN:
-            self.state = State.UNOPENED
-            if self.owns_client:
-                self.client = None  # its connections belong to the stopped loop
 
-    def _check_fork(self) -> None:
-        """In a forked child, never reuse the parent's task, timer or connections."""
-        self.forks = _process.forks
-        if self.pid == os.getpid():
+    def _follow(self) -> None:
+        """Make the running loop of this process the home (see ``_affinity``)."""
+        move = self.affinity.move_here()
+        if move is Move.NONE or move is Move.FIRST:
             return
-        self.pid = os.getpid()
-        if self._loop_end is not None:
-            # Collected, it would schedule itself on the parent's loop, whose wake-up
-            # socket this process shares with the parent: keep it.
-            _INHERITED_HOOKS.append(self._loop_end)
-        self._forget()
-        self._send.cut_off = None  # the parent's rows, which the parent is still sending
-        if self.state is State.OPEN:
-            # open() runs again in the child: a new owned client, a new connection.
-            self.state = State.UNOPENED
-            if self.owns_client:
-                self.client = None
-            else:
+        if move is Move.FORKED:
+            if self._loop_end is not None:
+                _INHERITED_HOOKS.append(self._loop_end)
+            self._send.cut_off = None  # the parent's rows, which the parent is still sending
+            if self.state is State.OPEN and not self.owns_client:
                 logger.warning(
                     "emitter used in a forked child with the parent's http_client; "
                     "create the client after fork"
                 )
-
-    async def _loop_ended(self) -> None:
-        """The event loop is shutting down with this emitter open (``asyncio.run``
-        returning without ``aclose()``; see ``_loop_end``): stop sending and close the
-        owned HTTP client while the loop still runs. The next loop that uses the
-        emitter opens it again; rows a cut-off send had claimed are released then."""
-        if self.state is not State.OPEN or self.loop is not asyncio.get_running_loop():
-            return
-        self.state = State.UNOPENED
-        self.loop = None
-        await self._send.stop()
         self._forget()
-        if self.owns_client and self.client is not None:
-            client, self.client = self.client, None
-            await client.aclose()
+        if self.state is State.OPEN:
+            self.state = State.UNOPENED
+            if self.owns_client:
+                self.client = None  # its connections belong to the old loop or the parent
 
     def _forget(self) -> None:
         """Drop what belongs to a stopped loop or to the parent process, untouched."""
         self._loop_end = None
         self._open_lock = None
         self._send.forget()
+        self._send.reporter.forget()
         self.pacing = Pacing(_TURN_BUDGET)
 
+    async def _loop_ended(self) -> None:
+        """The event loop is shutting down with this emitter open: stop sending and
+        close the owned client while the loop still runs. The next loop that uses the
+        emitter opens it again; rows a cut-off send had claimed are released then."""
+        loop = asyncio.get_running_loop()
+        if self.state is not State.OPEN or not self.affinity.here(loop):
+            return
+        self.state = State.UNOPENED
+        self.affinity.leave()
+        await self._send.stop()
+        await self._send.reporter.stop(self._close_timeout)
+        self._forget()
+        if self.owns_client and self.client is not None:
+            client, self.client = self.client, None
+            await client.aclose()
+
     async def close(self) -> None:
-        """Stop sending, close the owned client, warn about undelivered events, close
-        the storage (which releases its claims). Idempotent."""
+        """Stop sending, hand the callback what is queued (bounded by close_timeout),
+        close the owned client, warn about undelivered events, close the storage (which
+        releases its claims). Idempotent; works from inside the callback too."""
         if self.state is State.CLOSED:
             return
-        self._check_loop()
+        self._follow()  # after a fork or a stopped loop: their tasks are dropped, untouched
         was_open = self.state is State.OPEN
         self.state = State.CLOSED
         loop_end, self._loop_end = self._loop_end, None
         if loop_end is not None:
             await loop_end.aclose()  # nothing left for it to do
-        await self._send.stop(same_process=self.pid == os.getpid())
+        await self._send.stop()
+        await self._send.reporter.stop(self._close_timeout)
         try:
             if was_open and self.owns_client and self.client is not None:
                 await self.client.aclose()
@@ -249,4 +243,4 @@ class Lifecycle:
             left = await self._store.count()
         except Exception:  # the storage's own error surfaces from close, if at all
             left = 0
-        self._send.delivery_log.close(left, self._store.location)
+        self._send.delivery_log.close(left, self._store.location, lost=self._store.lost)

@@ -8,22 +8,25 @@ iteration failed; then a backoff timer starts it again (see RetryPolicy), so eve
 never sit unsent waiting for another ``track_*`` call.
 
 Only this task deletes rows, and a row is deleted only after a 2xx answer (or when the
-policy drops it, which is reported). It also keeps the delivery counters the emitter's
-``stats()`` reads, and the count of stored events the queue bound checks.
+policy drops it, which is reported). It owns the delivery counters the emitter's
+``stats()`` reads and the memory of failed rows (``_isolate``); every insert's outcome
+reaches it through :meth:`SendLoop.stored`, in the step that commits the rows, so a
+cancelled ``track_*`` whose row was committed is counted and sent all the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 
 from ._health import DeliveryLog
+from ._isolate import RowMemory
+from ._reports import Reporter
 from ._retry import RetryPolicy
 from ._sender import NOT_SENT, Sender
-from ._settle import Callback, CallbackResult, settle
-from .storage._rowstore import RowStore
+from ._settle import CallbackResult, settle
+from .storage._rowstore import Overflow, RowStore, Stored
 from .storage.base import EventRow
 
 __all__ = ["SendLoop"]
@@ -53,13 +56,15 @@ class SendLoop:
         *,
         send_limit: int,
         retry: RetryPolicy,
-        callback: Callback | None,
+        overflow: Overflow,
+        reporter: Reporter,
         delivery_log: DeliveryLog,
     ) -> None:
         self._store = store
         self._send_limit = send_limit
+        self._overflow = overflow
         self.retry = retry
-        self.callback = callback
+        self.reporter = reporter
         self.delivery_log = delivery_log
         self.active = False
         self.sender: Sender | None = None
@@ -78,15 +83,35 @@ class SendLoop:
         self._batch_ready: asyncio.Future[None] | None = None
         self._hurry = False  # flush() waits: send without lingering
         self._failures_in_a_row = 0
-        self._attempts: dict[int, int] = {}  # failed sends per _isolate.row_key
+        self.memory = RowMemory()
 
-    def stored(self, count: int) -> None:
-        """``count`` events were just stored: send them, soon or with a full batch."""
-        self.queued += count
-        self.fresh += count
-        if self._batch_ready is not None and self.fresh >= self._send_limit:
-            _resolve(self._batch_ready)
-        self.wake()
+    def stored(self, outcome: Stored) -> None:
+        """The listener of every insert (see ``storage._rowstore``): count what it
+        did and send the new events, soon or with a full batch."""
+        if outcome.stored:
+            self.queued += outcome.stored
+            self.fresh += outcome.stored
+            if self._batch_ready is not None and self.fresh >= self._send_limit:
+                _resolve(self._batch_ready)
+            self.wake()
+        if outcome.evicted:
+            self.queued = max(self.queued - outcome.evicted, 0)
+            self._report_overflow(outcome.evicted, "queue full (drop_oldest)")
+        if outcome.refused and self._overflow != "raise":
+            self._report_overflow(
+                outcome.refused,
+                "queue full (drop_newest)"
+                if self._overflow == "drop_newest"
+                else "queue full of events being sent (drop_oldest)",
+            )
+
+    async def recount(self, *, opening: bool = False) -> int:
+        """Count the stored events afresh (other processes send and store too); at
+        opening, they all count as new for the linger."""
+        self.queued = await self._store.count()
+        if opening:
+            self.fresh = self.queued
+        return self.queued
 
     def wake(self) -> None:
         """Make sure the send task runs, unless a backoff timer will start it.
@@ -113,14 +138,14 @@ class SendLoop:
             _resolve(self._batch_ready)
         return self._task
 
-    async def stop(self, *, same_process: bool = True) -> None:
+    async def stop(self) -> None:
         """Cancel the backoff timer and the task (waiting for it), then forget them.
-        A task of another loop, or of the parent process, is left alone."""
+        A task of another loop is left alone."""
         if self._retry_handle is not None:
             self._retry_handle.cancel()
         task = self._task
         self.forget()
-        if task is not None and same_process and task.get_loop() is asyncio.get_running_loop():
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
             task.cancel()
             await asyncio.wait([task])
 
@@ -133,7 +158,7 @@ class SendLoop:
         self.sender = None
         self._batch_ready = None
         self._hurry = False
-        self._attempts.clear()
+        self.memory.clear()
 
     async def release_cut_off(self) -> None:
         """Give back the rows an iteration cut off by its loop stopping had claimed."""
@@ -230,13 +255,14 @@ class SendLoop:
         retrying, else the longest Retry-After seen (0.0 when there was none).
         """
         assert self.sender is not None
-        outcomes = await self.sender.send(rows)
+        if self.sender.request_type == "POST":
+            outcomes = await self.sender.send_chunks(
+                self.memory.chunks(rows, self.sender.byte_limit)
+            )
+        else:
+            outcomes = await self.sender.send_each(rows)
         result = settle(
-            outcomes,
-            self.retry,
-            self._attempts,
-            self.sender.isolation,
-            detail=self.callback is not None,
+            outcomes, self.retry, self.memory, detail=self.reporter.callback is not None
         )
         self.sent += result.sent
         self.failed += result.failed
@@ -244,8 +270,8 @@ class SendLoop:
         for count, reason in result.drops:
             self._log_drop(count, reason)
         if result.delete:
-            await self._store.delete_claimed_rows(result.delete)
-            self.queued = max(self.queued - len(result.delete), 0)
+            deleted = await self._store.delete_claimed_rows(result.delete)
+            self.queued = max(self.queued - deleted, 0)
         if result.release:
             await self._store.release_event_rows(result.release)
         if result.delivered:
@@ -253,29 +279,17 @@ class SendLoop:
         elif result.release:
             cause = next((o.error for o in outcomes if o.error), "unknown error")
             self.delivery_log.failed(cause, self.queued)
-        await self._call_back(result.successes, result.failures)
+        self.reporter.report(result.successes, result.failures)
         return result.delivered, result.retry_hint
 
     def _log_drop(self, count: int, reason: str) -> None:
         self.dropped += count
         self.delivery_log.dropped(count, reason)
 
-    async def report_overflow(self, count: int, detail: str) -> None:
-        """Count, log and call back about events dropped because the queue was full
-        (no request was made for them)."""
+    def _report_overflow(self, count: int, detail: str) -> None:
+        """Count, log and report events dropped because the queue was full (no
+        request was made for them)."""
         self._log_drop(count, detail)
-        await self._call_back(
+        self.reporter.report(
             [], [CallbackResult(count, NOT_SENT, dropped=True, reason="overflow", detail=detail)]
         )
-
-    async def _call_back(
-        self, successes: list[CallbackResult], failures: list[CallbackResult]
-    ) -> None:
-        if self.callback is None or not (successes or failures):
-            return
-        try:
-            result = self.callback(successes, failures)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("asynctracker callback raised; delivery continues")

@@ -1,11 +1,15 @@
 """Sender: one iteration's rows out as concurrent HTTP requests, one Outcome per request.
 
-The emitter decides what happens to rows (delete, drop, retry); this module only talks
-to httpx and reports what each request got back. It never raises for delivery
-problems: no response is status -1, a request that could not even be built (an event
-that cannot be URL-encoded, a GET over ``byte_limit_get``) is status 0 with ``drop``
-set. Each request is built and sent inside its own error handling, so one bad event
-never affects the others of its iteration.
+The send loop decides what happens to rows (delete, drop, retry) and how POST rows are
+chunked; this module only talks to httpx and reports what each request got back. It
+never raises for delivery problems: no response is status -1, a request that could not
+even be built (an event that cannot be URL-encoded, a GET over ``byte_limit_get``) is
+status 0 with ``drop`` set. Each request is built and sent inside its own error
+handling, so one bad event never affects the others of its iteration.
+
+The status line decides: an answer's body is read only up to ``MAX_ANSWER_BYTES`` (a
+collector answers "ok" or a pixel) and discarded, so a collector or proxy answering
+with a huge or endless body costs no memory and cannot turn a 200 into a timeout.
 """
 
 from __future__ import annotations
@@ -21,18 +25,18 @@ from typing import Literal
 import anyio
 import httpx
 
-from ._isolate import Isolation
-from ._wire import (
-    POST_HEADERS,
-    Endpoints,
-    get_query,
-    now_ms,
-    parse_retry_after,
-    post_body,
-)
+from ._wire import POST_HEADERS, Endpoints, get_query, now_ms, parse_retry_after, post_body, scrub
 from .storage.base import EventRow
 
-__all__ = ["MAX_REDIRECTS", "NOT_SENT", "NO_RESPONSE", "Outcome", "Sender", "no_cookies"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "MAX_REDIRECTS",
+    "NOT_SENT",
+    "NO_RESPONSE",
+    "Outcome",
+    "Sender",
+    "no_cookies",
+]
 
 logger = logging.getLogger("asynctracker")
 
@@ -42,6 +46,10 @@ NO_RESPONSE = -1
 NOT_SENT = 0
 #: Redirects followed per request on the owned client before giving up (retryable).
 MAX_REDIRECTS = 5
+#: The most bytes of an answer's body read (then the connection is closed).
+MAX_ANSWER_BYTES = 64 * 1024
+# Seconds an answer's body may take to arrive, once its status line is in.
+_BODY_TIME = 1.0
 # Answers that re-send the same request elsewhere. 301/302 keep the method and body
 # too: a POST turned into an empty GET (what browsers do) could be answered 2xx and
 # would delete events that never arrived. 303 and the rest are not followed.
@@ -96,8 +104,8 @@ class Sender:
         self._client = client
         self._endpoints = endpoints
         self._post_url = httpx.URL(endpoints.post)  # parsed once, not per request
-        self._request_type = request_type
-        self._byte_limit_post = byte_limit_post
+        self.request_type = request_type
+        self.byte_limit = byte_limit_post
         self._byte_limit_get = byte_limit_get
         self._max_concurrent = max_concurrent
         self._headers = dict(headers or {})
@@ -105,16 +113,14 @@ class Sender:
         self._deadline = deadline
         self._follow = follow_redirects
         self._in_flight: asyncio.Semaphore | None = None
-        self.isolation = Isolation()
 
-    async def send(self, rows: Sequence[EventRow]) -> list[Outcome]:
-        """Send all rows concurrently; one Outcome per request that was made."""
-        if self._request_type == "POST":
-            chunks = self.isolation.chunks(rows, self._byte_limit_post)
-            sends = [self._post(chunk) for chunk in chunks]
-        else:
-            sends = [self._get(row) for row in rows]
-        return [outcome for batch in await asyncio.gather(*sends) for outcome in batch]
+    async def send_chunks(self, chunks: Sequence[list[EventRow]]) -> list[Outcome]:
+        """POST each chunk, concurrently; one Outcome per request made."""
+        return _flat(await asyncio.gather(*[self._post(chunk) for chunk in chunks]))
+
+    async def send_each(self, rows: Sequence[EventRow]) -> list[Outcome]:
+        """GET each row, concurrently; one Outcome per request made."""
+        return _flat(await asyncio.gather(*[self._get(row) for row in rows]))
 
     async def _post(self, rows: list[EventRow]) -> list[Outcome]:
         try:
@@ -161,12 +167,9 @@ class Sender:
         headers = self._post_headers if content is not None else self._headers
         async with self._in_flight:
             try:
-                if self._deadline is None:
-                    return await self._exchange(rows, method, url, content, headers)
-                with anyio.fail_after(self._deadline):
-                    return await self._exchange(rows, method, url, content, headers)
+                return await self._exchange(rows, method, url, content, headers)
             except TimeoutError:
-                error = f"no complete answer within the {self._deadline:g} s timeout"
+                error = f"no answer within the {self._deadline:g} s timeout"
                 return Outcome(rows, NO_RESPONSE, error=error)
             except httpx.HTTPError as exc:
                 logger.debug("%s %s failed: %r", method, self._endpoints.shown, exc)
@@ -185,10 +188,21 @@ class Sender:
         content: bytes | None,
         headers: Mapping[str, str],
     ) -> Outcome:
-        """One request, following redirects (owned client only), to its final answer."""
+        """One request, following redirects (owned client only), to its final answer.
+
+        ``deadline`` bounds the whole (connect, send, every status line, redirects):
+        httpx's own timeouts are per read, so a trickling answer never trips them.
+        Raises TimeoutError when it passes before the final status line."""
         target = url
+        expires = None if self._deadline is None else anyio.current_time() + self._deadline
         for _ in range(MAX_REDIRECTS + 1):
-            response = await self._client.request(method, target, content=content, headers=headers)
+            request = self._client.build_request(method, target, content=content, headers=headers)
+            if expires is None:
+                response = await self._client.send(request, stream=True)
+            else:
+                with anyio.fail_after(max(expires - anyio.current_time(), 0)):
+                    response = await self._client.send(request, stream=True)
+            await _discard_body(response)
             status = response.status_code
             location = response.headers.get("location")
             if not self._follow or status not in _FOLLOWED or not location:
@@ -218,7 +232,28 @@ class Sender:
 
     def _scrub(self, text: str) -> str:
         """Keep a password in the collector URL out of error texts."""
-        return _strip_userinfo(text, self._endpoints.post)
+        return scrub(text, self._endpoints.post)
+
+
+async def _discard_body(response: httpx.Response) -> None:
+    """Read at most MAX_ANSWER_BYTES of the body, briefly, then close the response.
+    The status line already decided; a body too large or too slow only costs the
+    connection (closed, not reused)."""
+    read = 0
+    try:
+        with anyio.move_on_after(_BODY_TIME):
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > MAX_ANSWER_BYTES:
+                    break
+    except (httpx.HTTPError, httpx.StreamError):
+        pass  # the status line is in: a broken (or already read) body changes nothing
+    finally:
+        await response.aclose()
+
+
+def _flat(batches: Sequence[list[Outcome]]) -> list[Outcome]:
+    return [outcome for batch in batches for outcome in batch]
 
 
 def no_cookies() -> http.cookiejar.CookieJar:
@@ -239,11 +274,3 @@ def _describe(exc: BaseException) -> str:
         if isinstance(cause, OSError) and cause.errno:
             return f"{described} ({os.strerror(cause.errno)})"
     return described
-
-
-def _strip_userinfo(text: str, url: str) -> str:
-    scheme_sep = url.find("://")
-    at = url.find("@", scheme_sep + 3, url.find("/", scheme_sep + 3) % (len(url) + 1))
-    if scheme_sep < 0 or at < 0:
-        return text
-    return text.replace(url[scheme_sep + 3 : at], "***")

@@ -4,9 +4,9 @@
 (413, 414, over ``byte_limit_get``), or one that cannot be encoded: drop, delete and
 report. Anything else, a 3xx left at the end of the redirects and no response
 included: keep the rows for another try, unless they ran out of ``max_attempts``, or
-an event failing alone while the collector accepts the others is found to be poison
-(see ``_isolate``). The emitter applies the Settlement (storage deletes and releases,
-counters, callback, log).
+an event failing alone is found to be poison (see ``_isolate``). The send loop applies
+the Settlement (storage deletes and releases, counters, callback, log); the only state
+touched here is the send loop's RowMemory, which it hands in.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from ._isolate import Isolation, row_key
+from ._isolate import RowMemory, row_key
 from ._retry import RetryPolicy
 from ._sender import Outcome
 from .storage.base import EventRow
@@ -136,24 +136,20 @@ def _drop_reason(outcome: Outcome, policy: RetryPolicy) -> tuple[FailureReason, 
 def settle(
     outcomes: Sequence[Outcome],
     policy: RetryPolicy,
-    attempts: dict[int, int],
-    isolation: Isolation | None = None,
+    memory: RowMemory,
     *,
     detail: bool = False,
 ) -> Settlement:
-    """Decide every row's fate. ``attempts`` (failed sends per :func:`row_key`) is
-    updated in place when ``policy.max_attempts`` is set, and forgets the rows deleted;
-    ``isolation`` when some requests failed while others succeeded. With ``detail``,
-    failures carry their events' payloads (for the callback)."""
+    """Decide every row's fate, recording failures in ``memory`` (the send loop's)
+    and forgetting the rows deleted. With ``detail``, failures carry their events'
+    payloads (for the callback)."""
     result = Settlement()
-    # Some requests succeeded: the collector is up, so a failing one says something
-    # about what it carried.
-    mixed = any(200 <= o.status < 300 for o in outcomes)
+    succeeded = sum(1 for o in outcomes if 200 <= o.status < 300)
     for outcome in outcomes:
         rows = outcome.rows
         if 200 <= outcome.status < 300:
             result.successes.append(CallbackResult(len(rows), outcome.status))
-            _deleted(result, rows, attempts, isolation)
+            _deleted(result, rows, memory)
             result.sent += len(rows)
             continue
         result.failed += len(rows)
@@ -164,21 +160,23 @@ def settle(
             kept, exhausted = [], rows
             reason, text = dropped
         else:
-            kept, exhausted = _split_exhausted(rows, policy.max_attempts, attempts)
+            kept, exhausted = _split_exhausted(rows, policy.max_attempts, memory)
             reason, text = "max_attempts", "max_attempts reached"
             if (
-                isolation is not None
-                and kept
+                kept
                 and _about_content(outcome)
-                and isolation.failed(
-                    [row_key(row) for row in kept], mixed=mixed, poison_after=policy.poison_after
+                and memory.failed(
+                    [row_key(row) for row in kept],
+                    successes=succeeded,
+                    failures=len(outcomes) - succeeded - 1,
+                    poison_after=policy.poison_after,
                 )
             ):
                 kept, exhausted = [], rows
                 reason = "poison"
                 text = (
-                    f"failed alone {policy.poison_after} time(s) while the "
-                    f"collector accepted other events ({outcome.error})"
+                    "failed alone, again and again, while the collector accepted other "
+                    f"requests: not explained by random failures ({outcome.error})"
                 )
         if kept:
             result.release += [row.id for row in kept]
@@ -193,7 +191,7 @@ def settle(
             )
             result.retry_hint = max(result.retry_hint or 0.0, outcome.retry_after or 0.0)
         if exhausted:
-            _deleted(result, exhausted, attempts, isolation)
+            _deleted(result, exhausted, memory)
             result.failures.append(
                 CallbackResult(
                     len(exhausted),
@@ -208,20 +206,10 @@ def settle(
     return result
 
 
-def _deleted(
-    result: Settlement,
-    rows: Sequence[EventRow],
-    attempts: dict[int, int],
-    isolation: Isolation | None,
-) -> None:
+def _deleted(result: Settlement, rows: Sequence[EventRow], memory: RowMemory) -> None:
     """These rows are to be deleted: forget what was remembered about them."""
     result.delete += [row.id for row in rows]
-    if attempts or (isolation is not None and isolation.suspects):
-        keys = [row_key(row) for row in rows]
-        for key in keys:
-            attempts.pop(key, None)
-        if isolation is not None:
-            isolation.forget(keys)
+    memory.forget([row_key(row) for row in rows] if memory.suspects or memory.attempts else ())
 
 
 def _about_content(outcome: Outcome) -> bool:
@@ -230,7 +218,7 @@ def _about_content(outcome: Outcome) -> bool:
 
 
 def _split_exhausted(
-    rows: Sequence[EventRow], limit: int | None, attempts: dict[int, int]
+    rows: Sequence[EventRow], limit: int | None, memory: RowMemory
 ) -> tuple[Sequence[EventRow], Sequence[EventRow]]:
     """Split failed rows into (retry again, out of attempts)."""
     if limit is None:
@@ -238,7 +226,5 @@ def _split_exhausted(
     kept: list[EventRow] = []
     exhausted: list[EventRow] = []
     for row in rows:
-        key = row_key(row)
-        attempts[key] = attempts.get(key, 0) + 1
-        (exhausted if attempts[key] >= limit else kept).append(row)
+        (exhausted if memory.attempt_failed(row_key(row), limit) else kept).append(row)
     return kept, exhausted

@@ -1,24 +1,38 @@
-"""Handing a worker thread's outcome back to the event loop that waits for it.
+"""The package's one worker-thread helper: a daemon thread running queued functions.
 
-The SQLite storage's thread, the dev collector's database thread and the CLI's reader
-thread all run a function off the loop and settle an asyncio future with its result or
-exception. Settled on the future's loop (futures are not thread-safe), only if nobody
-settled it meanwhile (a cancelled waiter), and dropped if that loop has closed: nobody
-waits for the reply any more, and the thread must not die of it.
+Written the way ``aiosqlite/core.py`` runs its connection: one thread, one queue of
+(reply, function), run in order. Three things differ, and are why the package does not
+use ``asyncio.to_thread`` (or aiosqlite) for what it owns:
+
+* the thread is a daemon: a program that never closes its tracker still exits (the
+  interpreter joins every other thread, and the default executor's, before ``atexit``);
+* a reply goes to the event loop of the future that waits for it, or to a thread that
+  blocks on a ``concurrent.futures.Future`` (the sync API), and a reply to a loop that
+  has closed is dropped instead of killing the thread;
+* a fork leaves the thread in the parent: a Worker used in a forked child starts a
+  new thread with a new queue (the parent's queued jobs are the parent's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
+import threading
 from collections.abc import Callable
+from queue import SimpleQueue
 from typing import Any, TypeVar
 
-__all__ = ["run_and_reply"]
+from . import _process
+
+__all__ = ["Worker", "run_and_reply"]
 
 logger = logging.getLogger("asynctracker")
 
 _T = TypeVar("_T")
+_Reply = "asyncio.Future[Any] | concurrent.futures.Future[Any] | None"
+_Job = tuple[Any, Callable[[], Any]]
 
 
 def _set_result(future: asyncio.Future[Any], result: object) -> None:
@@ -33,17 +47,98 @@ def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 def run_and_reply(future: asyncio.Future[_T], function: Callable[[], _T]) -> None:
     """On a worker thread: run ``function``, then settle ``future`` with its outcome on
-    the future's loop (see the module)."""
+    the future's loop, unless someone settled it meanwhile (a cancelled waiter) or that
+    loop has closed (nobody waits any more)."""
     try:
         result = function()
     except BaseException as exc:  # handed to the awaiting task, never lost
-        _reply(future, _set_exception, exc)
+        call_on_loop(future.get_loop(), _set_exception, future, exc)
     else:
-        _reply(future, _set_result, result)
+        call_on_loop(future.get_loop(), _set_result, future, result)
 
 
-def _reply(future: asyncio.Future[Any], setter: Callable[..., None], value: object) -> None:
+def call_on_loop(
+    loop: asyncio.AbstractEventLoop, function: Callable[..., None], *args: Any
+) -> None:
+    """From another thread: run ``function(*args)`` on ``loop``; dropped if it closed."""
     try:
-        future.get_loop().call_soon_threadsafe(setter, future, value)
+        loop.call_soon_threadsafe(function, *args)
     except RuntimeError:  # the loop closed: nobody waits for this reply any more
         logger.debug("a worker thread's reply to a closed event loop was dropped")
+
+
+def _run(reply: Any, function: Callable[[], Any]) -> None:
+    if isinstance(reply, asyncio.Future):
+        run_and_reply(reply, function)
+    elif reply is not None:  # a concurrent.futures.Future: a thread blocks on it
+        if reply.set_running_or_notify_cancel():
+            try:
+                reply.set_result(function())
+            except BaseException as exc:
+                reply.set_exception(exc)
+    else:
+        try:
+            function()
+        except BaseException:
+            logger.exception("asynctracker worker job failed")
+
+
+def _work(jobs: SimpleQueue[_Job | None]) -> None:
+    """The thread: run each job in order; None ends it. A function over the queue
+    alone, so the Worker object can be collected while its thread waits."""
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        _run(*job)
+
+
+class Worker:
+    """A daemon thread that runs functions in the order they are queued (see the module).
+
+    Started on first use, in each process. Thread-safe: any thread may queue work.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._jobs: SimpleQueue[_Job | None] | None = None
+        self._forks = -1
+
+    def _queue(self) -> SimpleQueue[_Job | None]:
+        jobs = self._jobs
+        if jobs is not None and self._forks == _process.forks:
+            return jobs
+        with self._lock:
+            if self._jobs is None or self._forks != _process.forks:
+                self._jobs = SimpleQueue()
+                self._forks = _process.forks
+                threading.Thread(
+                    target=_work, args=(self._jobs,), name=self.name, daemon=True
+                ).start()
+            return self._jobs
+
+    def call(self, function: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
+        """Run ``function(*args)`` on the thread; await the future for its outcome."""
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._queue().put((future, functools.partial(function, *args)))
+        return future
+
+    def call_blocking(self, function: Callable[..., _T], *args: object) -> _T:
+        """Run ``function(*args)`` on the thread and block this (other) thread until
+        it is done; its outcome, or its exception raised here."""
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        self._queue().put((future, functools.partial(function, *args)))
+        return future.result()
+
+    def submit(self, function: Callable[..., object], *args: object) -> None:
+        """Run ``function(*args)`` on the thread; nobody waits (failures are logged)."""
+        self._queue().put((None, functools.partial(function, *args)))
+
+    def stop(self) -> None:
+        """End the thread after the work queued before (idempotent; a later call to
+        ``call`` or ``submit`` starts a new one)."""
+        with self._lock:
+            jobs, self._jobs = self._jobs, None
+        if jobs is not None and self._forks == _process.forks:
+            jobs.put(None)

@@ -9,9 +9,10 @@ because the protocol wants it set when the request leaves, never stored.
 from __future__ import annotations
 
 import email.utils
+import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -28,6 +29,7 @@ __all__ = [
     "parse_retry_after",
     "post_body",
     "redact",
+    "scrub",
 ]
 
 POST_PATH = "/com.snowplowanalytics.snowplow/tp2"
@@ -111,6 +113,24 @@ class Endpoints:
             )
         return cls(post=base + post_suffix, get=base + get_suffix, shown=redact(base))
 
+    def identity(self, request_type: str, headers: Mapping[str, str]) -> str:
+        """Everything that decides who receives this emitter's events and who is
+        billed: the endpoint it sends to (normalised, so one endpoint written two ways
+        is one destination), its credentials and its extra headers. Holds secrets:
+        storages keep only a keyed hash of it."""
+        url = httpx.URL(self.post if request_type == "POST" else self.get)
+        return json.dumps(
+            [
+                url.scheme,
+                url.host,
+                url.port,
+                url.raw_path.decode("ascii"),
+                url.userinfo.decode("latin-1"),
+                sorted((name.lower(), value) for name, value in headers.items()),
+            ],
+            separators=(",", ":"),
+        )
+
 
 def _check_path(name: str, path: object, default: str) -> str:
     if path is None:
@@ -138,15 +158,28 @@ def _valid_host(raw_host: bytes) -> bool:
     return len(raw_host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
-def redact(url: str) -> str:
-    """``url`` without the ``user:password@`` part, for reprs and logs."""
+def _userinfo(url: str) -> tuple[str, str, str]:
+    """``url`` cut around its ``user:password`` part: (before, userinfo, after)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
     authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{authority}{slash}{tail}"
+    if "@" not in authority:
+        return url, "", ""
+    userinfo, _, host = authority.rpartition("@")
+    return f"{scheme}{sep}", userinfo, f"@{host}{slash}{tail}"
+
+
+def redact(url: str) -> str:
+    """``url`` without the ``user:password@`` part, for reprs and logs."""
+    before, userinfo, after = _userinfo(url)
+    return f"{before}***{after}" if userinfo else url
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message that may quote ``url``) without its credentials."""
+    _, userinfo, _ = _userinfo(url)
+    return text.replace(userinfo, "***") if userinfo else text
 
 
 def event_size(row: EventRow) -> int:

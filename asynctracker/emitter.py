@@ -1,10 +1,13 @@
 """The Emitter: stores events, then delivers them from one background task.
 
-``add`` awaits the storage insert (applying the queue bound first) and then makes sure
-the emitter's single send task is running. The parts live beside it:
+``add`` hands the payload to the storage's bounded insert (the queue bound is applied
+in the step that stores it, see ``storage._rowstore``), and the insert's outcome
+reaches the send loop in that same step, which makes sure the emitter's single send
+task is running. The parts live beside it:
 
 * ``_lifecycle``: opening, closing, and starting over on a new event loop or after fork;
 * ``_send_loop``: the send task (claim, send, settle, retry later) and its counters;
+* ``_reports``: the callback, called from a task of its own;
 * ``storage._rowstore``: the one interface the emitter calls a storage through; a
   user's five-method Storage is adapted to it here, once.
 
@@ -24,18 +27,18 @@ from typing import Literal, TypeAlias, TypeVar
 
 import httpx
 
-from . import _process
 from ._checks import flush_timeout
 from ._headers import check_headers
 from ._health import DeliveryLog
-from ._lifecycle import Lifecycle, State, new_client
+from ._lifecycle import Destination, Lifecycle, State, new_client
+from ._reports import Reporter
 from ._retry import RetryPolicy
 from ._send_loop import SendLoop
 from ._sender import Sender
 from ._settle import Callback, EmitterStats
 from ._wire import Endpoints, redact
-from .exceptions import AsyncTrackerError, ConfigurationError, QueueFullError, StorageError
-from .storage._rowstore import row_store
+from .exceptions import ConfigurationError, QueueFullError
+from .storage._rowstore import Bound, Overflow, Stored, row_store
 from .storage.base import Storage
 from .storage.sqlite import SQLiteStorage
 
@@ -47,14 +50,15 @@ logger = logging.getLogger("asynctracker")
 
 RequestType: TypeAlias = Literal["GET", "POST"]
 HttpProtocol: TypeAlias = Literal["http", "https"]
-OverflowPolicy: TypeAlias = Literal["drop_oldest", "drop_newest", "raise"]
+OverflowPolicy: TypeAlias = Overflow
 
+#: Where an emitter made without ``db_name`` or ``storage`` keeps its SQLite file.
+DB_PATH_VARIABLE = "ASYNCTRACKER_DB_PATH"
 _DEFAULT_MAX_EVENTS_MEMORY = 100_000
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
 # Requests in flight by default. A GET carries one event, and httpx's CPU per request
-# grows with the connections in flight: on loopback 16 GETs in flight deliver about
-# half of what 2-8 do (benchmarks/README.md), while a real network's round trip wants
-# a few in flight; 8 keeps most of both.
+# grows with the connections in flight, while a real network's round trip wants a few
+# in flight (benchmarks/README.md).
 _DEFAULT_CONCURRENCY_POST = 16
 _DEFAULT_CONCURRENCY_GET = 8
 
@@ -73,10 +77,15 @@ class Emitter:
     raises ConfigurationError before anything is opened. Beyond the Go options:
     ``timeout`` (seconds per request on the owned client), ``retry`` (a RetryPolicy),
     ``max_events`` and ``overflow`` (the queue bound and what to drop at it),
-    ``close_timeout`` (how long leaving ``async with`` may flush) and
+    ``close_timeout`` (how long leaving ``async with`` may flush),
     ``max_concurrent_requests`` (requests in flight at once, and the owned client's
     connection pool; by default 16 for POST and 8 for GET, whose one request per event
-    costs httpx more CPU with every connection in flight).
+    costs httpx more CPU with every connection in flight) and ``trust_env`` (the owned
+    client follows ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` and
+    ``SSL_CERT_FILE`` from the environment, as httpx does; False ignores them).
+
+    Without ``db_name`` or ``storage``, events wait in the SQLite file that the
+    ``ASYNCTRACKER_DB_PATH`` environment variable names, else ``./events.db``.
 
     Use ``async with emitter:`` (or ``async with tracker:``), or call ``aclose()``:
     closing flushes nothing by itself; leaving ``async with`` flushes for up to
@@ -93,7 +102,7 @@ class Emitter:
         send_limit: int = 500,
         byte_limit_get: int = 40_000,
         byte_limit_post: int = 40_000,
-        db_name: str | os.PathLike[str] = "events.db",
+        db_name: str | os.PathLike[str] | None = None,
         storage: Storage | None = None,
         callback: Callback | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -107,6 +116,7 @@ class Emitter:
         anonymous: bool = False,
         post_path: str | None = None,
         get_path: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         if request_type not in ("GET", "POST"):
             raise ConfigurationError(f"request_type must be 'GET' or 'POST', got {request_type!r}")
@@ -142,7 +152,9 @@ class Emitter:
             raise ConfigurationError(
                 f"overflow must be 'drop_oldest', 'drop_newest' or 'raise', got {overflow!r}"
             )
-        self._storage: Storage = storage if storage is not None else SQLiteStorage(db_name)
+        if storage is None:
+            storage = SQLiteStorage(db_name or os.environ.get(DB_PATH_VARIABLE) or "events.db")
+        self._storage: Storage = storage
         self._store = row_store(self._storage)
         if max_events is None:
             max_events = (
@@ -152,6 +164,7 @@ class Emitter:
             )
         self.max_events = _positive_int("max_events", max_events)
         self.overflow: OverflowPolicy = overflow
+        self._bound = Bound(self.max_events, overflow)
         if max_concurrent_requests is None:
             max_concurrent_requests = (
                 _DEFAULT_CONCURRENCY_GET if request_type == "GET" else _DEFAULT_CONCURRENCY_POST
@@ -163,13 +176,16 @@ class Emitter:
             retry = RetryPolicy()
         if not isinstance(retry, RetryPolicy):
             raise ConfigurationError("retry must be a RetryPolicy")
+        if not isinstance(trust_env, bool):
+            raise ConfigurationError(f"trust_env must be True or False, got {trust_env!r}")
         self.timeout = float(timeout)
         self.close_timeout = float(close_timeout)
         self._send = SendLoop(
             self._store,
             send_limit=self.send_limit,
             retry=retry,
-            callback=callback,
+            overflow=overflow,
+            reporter=Reporter(callback),
             delivery_log=DeliveryLog(self._endpoints.shown),
         )
         # The owned client gets the whole-request deadline and follows redirects; a
@@ -187,13 +203,21 @@ class Emitter:
             deadline=self.timeout if owned else None,
             follow_redirects=owned,
         )
+        shown = self._endpoints.shown
         self._life = Lifecycle(
             self._store,
             self._send,
             client=http_client,
-            new_client=functools.partial(new_client, self.timeout, self.max_concurrent_requests),
+            new_client=functools.partial(
+                new_client, self.timeout, self.max_concurrent_requests, trust_env
+            ),
             new_sender=new_sender,
-            destination=self._endpoints.shown,
+            destination=Destination(
+                self._endpoints.identity(request_type, self.headers),
+                shown,
+                legacy="***@" not in shown and not headers,
+            ),
+            close_timeout=self.close_timeout,
         )
 
     def __repr__(self) -> str:
@@ -217,12 +241,13 @@ class Emitter:
 
     @property
     def callback(self) -> Callback | None:
-        """Called with each iteration's successes and failures (see CallbackResult)."""
-        return self._send.callback
+        """Called with each iteration's successes and failures (see CallbackResult),
+        from a task of its own: it may await ``flush()`` or ``aclose()``."""
+        return self._send.reporter.callback
 
     @callback.setter
     def callback(self, callback: Callback | None) -> None:
-        self._send.callback = callback
+        self._send.reporter.callback = callback
 
     # -- lifecycle (see _lifecycle) -----------------------------------------------------
 
@@ -241,11 +266,7 @@ class Emitter:
 
     async def _ensure_open(self) -> None:
         life = self._life
-        if (
-            life.state is not State.OPEN
-            or life.forks != _process.forks
-            or life.loop is not asyncio.get_running_loop()
-        ):
+        if life.state is not State.OPEN or not life.affinity.here(asyncio.get_running_loop()):
             await life.open()
 
     async def aclose(self) -> None:
@@ -280,82 +301,60 @@ class Emitter:
     # -- adding events ----------------------------------------------------------------
 
     async def add(self, payload: Mapping[str, str]) -> None:
-        """Store one event, then make sure the send task is running."""
-        # The hot path of every track_* call: no extra awaits when the emitter is open
-        # and the queue has room.
+        """Store one event under the queue bound, then make sure the send task runs.
+
+        Raises QueueFullError when the queue is full and ``overflow="raise"``,
+        StorageError when the storage fails; other overflow policies report the drop.
+        """
+        # The hot path of every track_* call: no extra awaits when the emitter is open.
         life = self._life
-        if (
-            life.state is not State.OPEN
-            or life.forks != _process.forks
-            or life.loop is not asyncio.get_running_loop()
-        ):
+        loop = asyncio.get_running_loop()
+        if life.state is not State.OPEN or not life.affinity.here(loop):
             await life.open()
         pacing = life.pacing
         started = pacing.started
         if started is not None and time.perf_counter() - started > pacing.budget:
             await pacing.take_turn(started)
-        if self._send.queued >= self.max_events and not await self._make_room(1):
-            return
-        try:
-            pending = self._store.add_nowait(payload, life.loop)
-            if pending is not None:
-                await pending
-        except AsyncTrackerError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"storage {self._storage!r} failed to add an event: {exc}") from exc
-        self._send.stored(1)
+        done = self._store.insert((payload,), self._bound, self._send.stored)
+        if not isinstance(done, Stored):
+            done = await done
+        if done.refused and self.overflow == "raise":
+            raise self._queue_full()
         if pacing.started is None:
             pacing.start_turn()
 
     async def add_many(self, payloads: Sequence[Mapping[str, str]]) -> None:
-        """Store events together (all or none where the storage allows), then send."""
+        """Store events together, all or none (under the queue bound), then send."""
         await self._ensure_open()
-        count = len(payloads)
-        if not count or not await self._make_room(count):
+        if not payloads:
             return
-        try:
-            await self._store.add_event_rows(payloads)
-        except AsyncTrackerError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"storage {self._storage!r} failed to add events: {exc}") from exc
-        self._send.stored(count)
+        done = self._store.insert(payloads, self._bound, self._send.stored)
+        if not isinstance(done, Stored):
+            done = await done
+        if done.refused and self.overflow == "raise":
+            raise self._queue_full()
 
-    async def _make_room(self, count: int) -> bool:
-        """Apply the overflow policy; False means the new events must not be stored.
+    def _queue_full(self) -> QueueFullError:
+        return QueueFullError(
+            f"the queue holds max_events={self.max_events} events (overflow='raise'); "
+            "the event was not stored"
+        )
 
-        The queue never exceeds ``max_events``. ``drop_oldest`` drops the oldest events
-        not being sent (a request in flight keeps its rows until its outcome); when
-        too few such events are stored, it drops the new events instead.
+    async def adopt_events(self, destination: int) -> int:
+        """Make the events waiting in this emitter's SQLite file for another destination
+        (``destination``, the number the opening WARNING and ``asynctracker queue``
+        show) this emitter's own, and send them; return how many moved.
+
+        For events tracked for a collector URL that has since changed, or written
+        another way. Raises ConfigurationError for a storage other than SQLiteStorage.
         """
-        send = self._send
-        excess = send.queued + count - self.max_events
-        if excess <= 0:
-            return True
-        send.queued = await self._store.count()  # others may have sent some
-        excess = send.queued + count - self.max_events
-        if excess <= 0:
-            return True
-        if self.overflow == "raise":
-            raise QueueFullError(
-                f"the queue holds {send.queued} events (max_events={self.max_events}); "
-                "the event was not stored"
-            )
-        if self.overflow == "drop_newest" or count > self.max_events:
-            await send.report_overflow(count, "queue full (drop_newest)")
-            return False
-        # Rows being sent cannot be dropped (their request is in flight): when too few
-        # others are stored, the new events are dropped instead, so the queue never
-        # holds more than max_events.
-        dropped = await self._store.delete_oldest_event_rows(excess)
-        send.queued -= dropped
-        if dropped:
-            await send.report_overflow(dropped, "queue full (drop_oldest)")
-        if dropped < excess:
-            await send.report_overflow(count, "queue full of events being sent (drop_oldest)")
-            return False
-        return True
+        if not isinstance(self._storage, SQLiteStorage):
+            raise ConfigurationError("only an SQLiteStorage keeps events for other destinations")
+        await self._ensure_open()
+        moved = await self._storage.adopt_events(destination)
+        if moved:
+            self._send.stored(Stored(moved))
+        return moved
 
     # -- flushing and stats --------------------------------------------------------------
 
@@ -365,17 +364,21 @@ class Emitter:
         Returns when storage is empty, when an iteration failed completely (it does not
         wait out a backoff), or after ``timeout`` seconds, whichever comes first, even
         if the collector accepts connections and never answers. Sends at once even
-        during a backoff. ``timeout`` is in seconds; None or infinity wait without
-        limit; NaN and negative values raise ConfigurationError (a ValueError).
+        during a backoff, and waits for the callback to have been handed every report
+        so far (except from inside the callback). ``timeout`` is in seconds; None or
+        infinity wait without limit; NaN and negative values raise ConfigurationError.
         """
         timeout = flush_timeout(timeout)
         await self._ensure_open()
+        deadline = None if timeout is None else time.monotonic() + timeout
         task = self._send.hurry()
         if task is not None:
             # asyncio.wait neither raises the task's outcome nor cancels it on timeout.
             await asyncio.wait([task], timeout=timeout)
-        self._send.queued = await self._store.count()
-        return self._send.queued
+        await self._send.reporter.drain(
+            None if deadline is None else max(deadline - time.monotonic(), 0)
+        )
+        return await self._send.recount()
 
     def stats(self) -> EmitterStats:
         """A snapshot of the emitter's counters (cheap: no I/O)."""

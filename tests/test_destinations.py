@@ -38,8 +38,10 @@ async def test_events_left_by_a_staging_run_never_reach_production(
         with caplog.at_level(logging.WARNING, logger="asynctracker"):
             assert await track(production, db_path, "p1", "p2") == 0
         assert actions(production) == ["p1", "p2"]
-        [warning] = [r.getMessage() for r in caplog.records if "another collector" in r.message]
-        assert f"holds 3 event(s) for another collector, {staging.url}" in warning
+        [warning] = [r.getMessage() for r in caplog.records if "another destination" in r.message]
+        assert "holds 3 event(s) for another destination, #1 " + staging.url in warning
+        assert "adopt_events(1)" in warning
+        assert f"asynctracker queue {db_path}" in warning
 
         staging.responder = None  # staging is back: its next run sends what waited
         assert await track(staging, db_path, "s4") == 0
@@ -63,17 +65,33 @@ async def test_two_programs_sharing_a_file_at_once_each_reach_only_their_collect
         assert actions(second) == sorted(f"b{n}" for n in range(50))
 
 
-async def test_the_queue_bound_counts_only_the_emitters_own_collector(db_path: Path) -> None:
+async def test_the_queue_bound_counts_the_whole_file_and_never_drops_anothers_events(
+    db_path: Path,
+) -> None:
+    """max_events bounds the file (its disk): every destination's events count. At the
+    bound, drop_oldest drops the emitter's own oldest events, never another
+    destination's; with none of its own to drop, the new event is dropped instead."""
     async with Collector() as other, Collector() as mine:
         other.responder = lambda request: Reply(503)
         assert await track(other, db_path, *(f"o{n}" for n in range(20))) == 20
-        emitter = at.Emitter(mine.url, db_name=db_path, max_events=5, retry=NO_AUTO_RETRY)
+        mine.responder = lambda request: Reply(503)
+        emitter = at.Emitter(mine.url, db_name=db_path, max_events=21, retry=NO_AUTO_RETRY)
         async with at.Tracker(emitter) as tracker:
-            assert emitter.stats().queued == 0
-            await tracker.track_struct_event("test", "mine")
-            assert await tracker.flush(timeout=10) == 0
-        assert actions(mine) == ["mine"]
-        assert emitter.stats().dropped == 0
+            assert emitter.stats().queued == 0  # its own: none yet
+            await tracker.track_struct_event("test", "mine-1")  # the 21st: room
+            await tracker.track_struct_event("test", "mine-2")  # drops mine-1, its own
+            assert emitter.stats().dropped == 1
+            assert await tracker.flush(timeout=10) == 1
+        crowded = at.Emitter(mine.url, db_name=db_path, max_events=20, retry=NO_AUTO_RETRY)
+        async with at.Tracker(crowded) as tracker:
+            await tracker.track_struct_event("test", "mine-3")  # full of others: dropped
+            assert crowded.stats().dropped == 1
+        mine.responder = None
+        assert await track(mine, db_path, flush=True) == 0
+        assert actions(mine) == ["mine-2"]
+        other.responder = None
+        assert await track(other, db_path) == 0
+        assert actions(other) == sorted(f"o{n}" for n in range(20))
 
 
 async def test_rows_stored_before_collectors_were_recorded_go_with_the_first_emitter(

@@ -1,4 +1,5 @@
-"""SQLiteStorage commits a lone caller's insert on the loop's thread, and never waits there.
+"""SQLiteStorage commits a lone caller's insert on the caller's thread, and never waits
+there; concurrent callers share a group commit on the storage's thread.
 
 Real SQLite files; a second ``sqlite3`` connection (or process) plays the other writer.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import asynctracker as at
-from asynctracker.storage import _inline
+from asynctracker.storage import _sqlite_insert
 
 
 def payload(n: int) -> dict[str, str]:
@@ -122,7 +123,7 @@ async def test_slow_inline_statements_send_inserts_back_to_the_thread(
     async with at.SQLiteStorage(path) as storage:
         await storage.add_event_row(payload(0))
         await asyncio.sleep(0)
-        monkeypatch.setattr(_inline, "_SLOW_STATEMENT", 0.0)  # every statement is slow
+        monkeypatch.setattr(_sqlite_insert, "_SLOW_STATEMENT", 0.0)  # every statement is slow
         assert finishes_without_suspending(storage.add_event_row(payload(1)))
         await asyncio.sleep(0)
         assert not finishes_without_suspending(storage.add_event_row(payload(2)))
@@ -133,7 +134,7 @@ async def test_slow_inline_statements_send_inserts_back_to_the_thread(
 async def test_the_wal_is_checkpointed_from_the_thread_while_inserts_run_inline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_inline, "_CHECKPOINT_EVERY", 20)
+    monkeypatch.setattr(_sqlite_insert, "_CHECKPOINT_EVERY", 20)
     path = tmp_path / "wal.db"
     async with at.SQLiteStorage(path) as storage:
         for n in range(600):
@@ -157,81 +158,116 @@ def rows_per_insert(statements: list[str]) -> list[int]:
     return [sql.count(", NULL)") for sql in statements]
 
 
-async def test_concurrent_callers_share_one_insert_on_the_loops_thread(tmp_path: Path) -> None:
-    """A group commit small enough is one statement on the loop-thread connection:
-    its callers' loop would only wait for the trip to the thread."""
-    path = tmp_path / "group.db"
-    async with at.SQLiteStorage(path) as storage:
-        await storage.add_event_row(payload(0))
-        assert storage._conn is not None
-        assert storage._inline is not None
-        conn = storage._conn
-        on_thread = await conn.call(inserts_on, conn.db)  # traced on the storage's thread
-        on_loop: list[str] = []
-        thread_ids: set[int] = set()
+class Traced:
+    """What a storage's two connections commit meanwhile: rows on its thread's (and
+    the INSERT statements run there) and rows on the inline one."""
 
-        def on_inline_conn(sql: str) -> None:
-            if sql.startswith("INSERT"):
-                on_loop.append(sql)
-                thread_ids.add(threading.get_ident())
+    def __init__(self, storage: at.SQLiteStorage) -> None:
+        self.storage = storage
+        self.on_thread: list[str] = []
+        self.thread_rows = 0
+        self.inline_rows = 0
 
-        storage._inline._conn.set_trace_callback(on_inline_conn)
-        await asyncio.gather(*(storage.add_event_row(payload(n)) for n in range(1, 41)))
-        await conn.call(conn.db.set_trace_callback, None)
-        storage._inline._conn.set_trace_callback(None)
-        assert on_thread == []
-        # The first caller of the turn commits alone, the other 39 in one statement.
-        assert rows_per_insert(on_loop) == [1, 39]
-        assert thread_ids == {threading.get_ident()}
-        assert sorted(stored_actions(path)) == sorted(f"a-{n}" for n in range(41))
+    def _inline(self) -> sqlite3.Connection:
+        inline = self.storage._inserts._inline
+        assert inline is not None
+        return inline.conn
+
+    async def __aenter__(self) -> Traced:
+        self.on_thread = await self.storage._db.run(inserts_on)
+        self.thread_rows = -(await self.storage._db.run(lambda conn: conn.total_changes))
+        self.inline_rows = -self._inline().total_changes
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.storage._db.run(lambda conn: conn.set_trace_callback(None))
+        self.thread_rows += await self.storage._db.run(lambda conn: conn.total_changes)
+        self.inline_rows += self._inline().total_changes
 
 
-@pytest.mark.parametrize("reason", ["large group", "watchdog paused", "file locked"])
-async def test_a_large_locked_or_slow_group_commit_goes_to_the_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reason: str
+async def test_concurrent_callers_share_a_group_commit_on_the_storages_thread(
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "group.db"
     async with at.SQLiteStorage(path) as storage:
         await storage.add_event_row(payload(0))
-        assert storage._conn is not None
-        assert storage._inline is not None
-        conn = storage._conn
-        on_thread = await conn.call(inserts_on, conn.db)  # traced on the storage's thread
-        committed_on_loop = inserts_on(storage._inline._conn)
+        async with Traced(storage) as traced:
+            await asyncio.gather(*(storage.add_event_row(payload(n)) for n in range(1, 101)))
+        # The first caller of the turn may commit alone, inline; the others share a few
+        # multi-row statements on the thread (as many as were queued when it was free).
+        assert traced.inline_rows <= 1
+        assert traced.thread_rows + traced.inline_rows == 100
+        assert len(traced.on_thread) <= 10
+        assert sorted(stored_actions(path)) == sorted(f"a-{n}" for n in range(101))
+
+
+@pytest.mark.parametrize("reason", ["watchdog paused", "file locked"])
+async def test_a_paused_or_locked_inline_connection_sends_lone_inserts_to_the_thread(
+    tmp_path: Path, reason: str
+) -> None:
+    path = tmp_path / "paused.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))
+        inline = storage._inserts._inline
+        assert inline is not None
         other = None
-        if reason == "large group":
-            monkeypatch.setattr(_inline, "_GROUP_ROWS", 10)
-        elif reason == "watchdog paused":
-            storage._inline._paused_until = time.perf_counter() + 60
+        if reason == "watchdog paused":
+            inline._paused_until = time.perf_counter() + 60
         else:
             other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             other.execute("BEGIN IMMEDIATE")
             threading.Timer(0.2, other.execute, ("COMMIT",)).start()
-        await asyncio.gather(*(storage.add_event_row(payload(n)) for n in range(1, 41)))
-        await conn.call(conn.db.set_trace_callback, None)
-        storage._inline._conn.set_trace_callback(None)
+        async with Traced(storage) as traced:
+            for n in range(1, 6):
+                await asyncio.sleep(0)
+                assert await storage.add_event_row(payload(n)) is True
         if other is not None:
             other.close()
-        assert sum(rows_per_insert(on_thread)) >= 39
-        if reason != "file locked":  # there the inline attempts failed: nothing committed
-            assert max(rows_per_insert(committed_on_loop), default=0) <= 1
-        assert sorted(stored_actions(path)) == sorted(f"a-{n}" for n in range(41))
+        if reason == "watchdog paused":
+            assert (traced.inline_rows, traced.thread_rows) == (0, 5)
+        else:  # the first waited for the lock on the thread; the rest found it free
+            assert traced.thread_rows >= 1
+            assert traced.inline_rows + traced.thread_rows == 5
+        assert stored_actions(path) == [f"a-{n}" for n in range(6)]
 
 
-async def test_closing_closes_the_loop_thread_connection_even_when_draining_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_threads_without_a_loop_commit_inline_alone_and_together_on_the_thread(
+    tmp_path: Path,
 ) -> None:
+    """The sync API's path: insert_blocking from plain threads, never a loop."""
+    path = tmp_path / "threads.db"
+    counted: list[int] = []
+    loop = asyncio.get_running_loop()
+    async with at.SQLiteStorage(path) as storage:
+
+        def insert(n: int) -> None:
+            done = storage.insert_blocking(
+                [payload(n)], None, lambda o: counted.append(o.stored), loop
+            )
+            assert done.stored == 1
+
+        await asyncio.to_thread(insert, 0)  # alone: inline, on that thread
+        async with Traced(storage) as traced:
+            workers = [
+                threading.Thread(target=lambda k=k: [insert(k * 100 + i) for i in range(50)])
+                for k in range(1, 9)
+            ]
+            for worker in workers:
+                worker.start()
+            await asyncio.to_thread(lambda: [worker.join() for worker in workers])
+        await asyncio.sleep(0.05)  # the listeners run on this loop
+        assert sum(counted) == 401
+        assert traced.inline_rows + traced.thread_rows == 400
+        assert traced.thread_rows > 0  # concurrent threads shared group commits
+        assert len(stored_actions(path)) == 401
+
+
+async def test_closing_closes_the_inline_connection(tmp_path: Path) -> None:
     storage = at.SQLiteStorage(tmp_path / "close.db")
     await storage.add_event_row(payload(0))
-    inline = storage._inline
+    inline = storage._inserts._inline
     assert inline is not None
-
-    async def broken_drain() -> None:
-        raise RuntimeError("the writer failed")
-
-    monkeypatch.setattr(storage._group, "drain", broken_drain)
-    with pytest.raises(RuntimeError):
-        await storage.aclose()
-    assert storage._inline is None
+    await storage.aclose()
+    assert storage._inserts._inline is None
     with pytest.raises(sqlite3.ProgrammingError):  # closed, not left for the collector
-        inline._conn.execute("SELECT 1")
+        inline.conn.execute("SELECT 1")

@@ -69,7 +69,7 @@ async def test_closing_with_undelivered_memory_events_warns_they_are_lost(
         await tracker.flush(timeout=5)
     closing = [line for line in lines(caplog, logging.WARNING) if "closing with" in line]
     assert closing == [
-        f"closing with 2 undelivered event(s), lost: MemoryStorage keeps nothing after close "
+        f"closing with 2 undelivered events, lost: MemoryStorage keeps nothing after close "
         f"(collector {collector.url})"
     ]
 
@@ -83,7 +83,7 @@ async def test_closing_with_undelivered_sqlite_events_says_where_they_wait(
         await tracker.track_struct_event("shop", "view")
         await tracker.flush(timeout=5)
     [closing] = [line for line in lines(caplog, logging.WARNING) if "closing with" in line]
-    assert f"closing with 1 undelivered event(s); they wait in {db_path}" in closing
+    assert f"closing with 1 undelivered event; they wait in {db_path}" in closing
 
 
 async def test_overflow_drops_are_summarised_not_logged_one_line_each(

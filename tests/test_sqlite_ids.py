@@ -15,7 +15,6 @@ import pytest
 
 import asynctracker as at
 from asynctracker.collector import Collector, ReceivedRequest, Reply
-from asynctracker.storage import _sqlite_conn
 
 
 def payload(action: str) -> dict[str, str]:
@@ -121,19 +120,36 @@ async def test_a_small_file_of_an_earlier_version_is_rebuilt_with_its_rows(
         assert conn.execute("SELECT owner FROM events WHERE id = 4").fetchall() == [("elsewhere",)]
 
 
-async def test_a_large_file_of_an_earlier_version_is_used_as_it_is(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_large_file_of_an_earlier_version_is_converted_once_with_its_rows(
+    tmp_path: Path,
 ) -> None:
-    """Copying a large backlog would hold the write lock too long: it keeps the old
-    table, which works (slower) and is rebuilt at an open once it is small."""
-    monkeypatch.setattr(_sqlite_conn, "_REBUILD_MAX_ROWS", 2)
+    """However large, an earlier version's table is rebuilt at the first opening, in one
+    transaction: its rows, ids and claims kept, the row count right from then on."""
     path = tmp_path / "large.db"
-    make_old_file(path, 3)
+    make_old_file(path, 3000)
     async with at.SQLiteStorage(path) as storage:
+        assert await storage.count() == 3000
         await storage.add_event_row(payload("more"))
-        assert len(await storage.get_all_event_rows()) == 4
         assert await storage.delete_event_rows([2, 3]) == 2
-    assert "AUTOINCREMENT" in table_sql(path)
-    async with at.SQLiteStorage(path) as storage:
-        assert [row.id for row in await storage.get_all_event_rows()] == [4, 5]
+        rows = await storage.get_all_event_rows()
+        assert (rows[0].id, rows[-1].id, len(rows)) == (4, 3002, 2999)
     assert "AUTOINCREMENT" not in table_sql(path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+
+
+async def test_a_file_of_a_newer_layout_is_refused_with_the_versions(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload("kept"))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    storage = at.SQLiteStorage(path)
+    with pytest.raises(
+        at.StorageError,
+        match=r"newer asynctracker \(layout 99; this version reads layouts up to 1\)",
+    ):
+        await storage.add_event_row(payload("refused"))
+    await storage.aclose()
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # nothing written, nothing lost
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (1,)

@@ -22,8 +22,7 @@ import asynctracker as at
 from asynctracker._encoded import EncodedPayload
 from asynctracker.collector import Collector, Reply
 from asynctracker.storage import _rowstore
-from asynctracker.storage._rowstore import RowStore
-from asynctracker.storage._sqlite_thread import THREAD_NAME
+from asynctracker.storage._rowstore import Bound, RowStore, Stored
 
 # The user-written storage of the typing quickstart (checked by mypy --strict as users
 # write it) is the one this contract suite holds to the same rules as the built-ins.
@@ -413,56 +412,32 @@ async def test_sqlite_on_a_missing_folder_raises_storage_error(tmp_path: Path) -
     await _sqlite_threads_finished()
 
 
-async def test_sqlite_concurrent_inserts_share_one_transaction(tmp_path: Path) -> None:
-    """Group commit: callers that insert in the same loop turn or the next one share
-    one INSERT, and each still returns only once its own row is committed."""
-    async with at.SQLiteStorage(tmp_path / "group.db") as storage:
-        conn = storage._conn
-        assert conn is not None
-        inserts: list[str] = []
-
-        def trace(sql: str) -> None:
-            if sql.startswith("INSERT"):
-                inserts.append(sql)
-
-        # On the thread's connection or, for a small group, the loop thread's one.
-        await conn.call(conn.db.set_trace_callback, trace)
-        if storage._inline is not None:
-            storage._inline._conn.set_trace_callback(trace)
-
-        async def add(n: int) -> None:
-            if n % 2:
-                await asyncio.sleep(0)  # arrives a turn after the first insert started
-            assert await storage.add_event_row(payload(n)) is True
-
-        await asyncio.gather(*(add(n) for n in range(100)))
-        await conn.call(conn.db.set_trace_callback, None)
-        if storage._inline is not None:
-            storage._inline._conn.set_trace_callback(None)
-        # The first caller of the turn may commit alone (inline); the rest share one.
-        assert len([sql for sql in inserts if sql.count("),(") > 0]) == 1
-        assert len(inserts) <= 2
-        stored = sorted(row.event["se_ac"] for row in await storage.get_all_event_rows())
-        assert stored == sorted(f"a-{n}" for n in range(100))
-
-
-async def test_sqlite_inserts_of_a_cancelled_group_commit_fail_instead_of_hanging(
+async def test_sqlite_callers_cancelled_before_their_group_commit_store_nothing(
     tmp_path: Path,
 ) -> None:
+    """A caller that gave up before the storage's thread took its rows is skipped; the
+    others of the group are stored."""
     async with at.SQLiteStorage(tmp_path / "cancelled.db", inline_writes=False) as storage:
-        callers = [asyncio.create_task(storage.add_event_row(payload(n))) for n in range(10)]
-        await asyncio.sleep(0)  # the callers queue their rows and start the group commit
-        await asyncio.sleep(0)  # which is now waiting a turn for more rows
-        writer = storage._group._writer
-        assert writer is not None
-        writer.cancel()
-        results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
-        assert [type(result) for result in results] == [at.StorageError] * 10
+        blocker = sqlite3.connect(tmp_path / "cancelled.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the thread waits here with the first group
+        first = asyncio.create_task(storage.add_event_row(payload(0)))
+        await asyncio.sleep(0.05)
+        callers = [asyncio.create_task(storage.add_event_row(payload(n))) for n in range(1, 6)]
+        await asyncio.sleep(0)
+        callers[1].cancel()
+        blocker.rollback()
+        blocker.close()
+        await asyncio.wait_for(asyncio.gather(first, *callers, return_exceptions=True), 5)
+        stored = [row.event["se_ac"] for row in await storage.get_all_event_rows()]
+        assert stored == ["a-0", "a-1", "a-3", "a-4", "a-5"]
 
 
 async def _sqlite_threads_finished(timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while any(thread.name == THREAD_NAME and thread.is_alive() for thread in threading.enumerate()):
+    while any(
+        thread.name == "asynctracker-sqlite" and thread.is_alive()
+        for thread in threading.enumerate()
+    ):
         assert asyncio.get_running_loop().time() < deadline, "SQLite thread still running"
         await asyncio.sleep(0.01)
 
@@ -517,21 +492,52 @@ async def test_each_storage_gets_the_row_store_its_kind_needs(tmp_path: Path) ->
     assert isinstance(wrapped, RowStore)
 
 
+async def insert(
+    store: RowStore, payloads: list[Mapping[str, str]], bound: Bound | None = None
+) -> tuple[Stored, list[Stored]]:
+    """Insert through the emitter's interface: the outcome, and what the listener got."""
+    heard: list[Stored] = []
+    done = store.insert(payloads, bound, heard.append)
+    if not isinstance(done, Stored):
+        done = await done
+    return done, heard
+
+
 async def test_row_store_adds_one_then_many_and_counts_them(row_store: RowStore) -> None:
-    pending = row_store.add_nowait(payload(0), asyncio.get_running_loop())
-    if pending is not None:
-        await pending
+    done, heard = await insert(row_store, [payload(0)])
+    assert done == Stored(1)
+    assert heard == [done]
     assert await row_store.add_event_rows([payload(1), payload(2)]) == 3 - 1
     assert await row_store.count() == 3
     rows = await row_store.claim_event_rows(10)
     assert [row.event for row in rows] == [payload(n) for n in range(3)]
 
 
+async def test_row_store_insert_applies_the_bound_all_or_nothing(row_store: RowStore) -> None:
+    await row_store.add_event_rows([payload(n) for n in range(3)])
+    raising = Bound(4, "raise")
+    assert (await insert(row_store, [payload(3)], raising))[0] == Stored(1)
+    done, heard = await insert(row_store, [payload(4), payload(5)], raising)
+    assert done == Stored(0, refused=2)
+    assert heard == [done]
+    dropping = Bound(4, "drop_oldest")
+    done, _ = await insert(row_store, [payload(6), payload(7)], dropping)
+    assert done == Stored(2, evicted=2)
+    assert await row_store.count() == 4
+    events = [row.event["se_ac"] for row in await row_store.claim_event_rows(10)]
+    assert events == ["a-2", "a-3", "a-6", "a-7"]
+    # Every row is being sent now: nothing can be dropped for a new one. (A user's
+    # storage has no claims: the emitter's one reader is all it knows.)
+    user_written = not isinstance(getattr(row_store, "storage", row_store), RowStore)
+    expected = Stored(1, evicted=1) if user_written else Stored(0, refused=1)
+    assert (await insert(row_store, [payload(8)], dropping))[0] == expected
+
+
 async def test_row_store_claims_oldest_first_and_deletes_by_id(row_store: RowStore) -> None:
     await row_store.add_event_rows([payload(n) for n in range(5)])
     claimed = await row_store.claim_event_rows(2)
     assert [row.event for row in claimed] == [payload(0), payload(1)]
-    assert await row_store.delete_event_rows([row.id for row in claimed]) == 2
+    assert await row_store.delete_claimed_rows([row.id for row in claimed]) == 2
     await row_store.release_event_rows([])
     assert [row.event for row in await row_store.claim_event_rows(10)] == [
         payload(n) for n in range(2, 5)
@@ -566,12 +572,10 @@ async def test_an_overriding_subclass_sees_every_event_as_a_plain_dict() -> None
     storage = _OverridingMemoryStorage()
     store = _rowstore.row_store(storage)
     encoded = encoded_payload(payload(7))
-    pending = store.add_nowait(encoded, asyncio.get_running_loop())
-    assert pending is not None
-    await pending
+    assert (await insert(store, [encoded]))[0] == Stored(1)
     await store.add_event_rows([encoded])
-    assert storage.seen == [payload(7)]  # add_event_rows is the built-in one
-    assert [type(seen) for seen in storage.seen] == [dict]
+    assert storage.seen == [payload(7), payload(7)]
+    assert [type(seen) for seen in storage.seen] == [dict, dict]
     assert await store.count() == 2
 
 

@@ -9,7 +9,7 @@ events were promised. Modes:
   tracker object in a new event loop (it must not reuse the parent's task, client or
   SQLite connection), and both processes track and flush.
 - ``fork-storage``: fork a process that has a SQLiteStorage open (``--moment idle``,
-  or ``busy``: while one of its inserts waits on another connection's lock); the
+  or ``busy``: while one of its inserts waits on another process's lock); the
   child stores rows with a storage of its own, before and after the parent closed.
 """
 
@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sqlite3
+import subprocess
 import sys
-import threading
 
 import asynctracker as at
 
@@ -89,16 +88,27 @@ def run_fork_storage(args: argparse.Namespace) -> None:
     loop = asyncio.new_event_loop()
     storage = at.SQLiteStorage(args.db, busy_timeout=3)
     loop.run_until_complete(storage.open())
-    insert = loop.create_task(storage.add_event_row({"e": "pv", "who": "parent"}))
     if args.moment == "busy":
-        blocker = sqlite3.connect(args.db, isolation_level=None, check_same_thread=False)
-        blocker.execute("BEGIN IMMEDIATE")
+        # Another process holds the write lock for a moment: the parent's insert waits
+        # for it (between attempts, outside the fork gate) while the process forks.
+        blocker = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sqlite3, sys, time\n"
+                "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True)\n"
+                "time.sleep(0.5); c.close()",
+                args.db,
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert blocker.stdout is not None
+        blocker.stdout.readline()
+        insert = loop.create_task(storage.add_event_row({"e": "pv", "who": "parent"}))
         loop.run_until_complete(asyncio.sleep(0.1))  # the insert now waits for the lock
-
-        # Closing rolls back and lets the insert go on; by the time it has committed,
-        # the blocker is gone, so the child never inherits it.
-        threading.Timer(0.3, blocker.close).start()
     else:
+        insert = loop.create_task(storage.add_event_row({"e": "pv", "who": "parent"}))
         loop.run_until_complete(insert)
     parent_closed, tell_child = os.pipe()
     pid = os.fork()

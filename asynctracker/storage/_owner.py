@@ -3,7 +3,10 @@
 An owner id is ``host/pid/start-time/token``. The process start time (from /proc on
 Linux) tells a live process from a later one that reused the pid, so rows claimed by a
 killed worker can be taken back at once instead of waiting for their claim to expire.
-Off Linux, or for another host, liveness is unknown and the claim's expiry decides.
+A claim also records the boot it was made in (Linux's boot id): a claim of an earlier
+boot is dead (a reboot ends every process), and a claim of this boot expires by the
+host's monotonic clock, which the wall clock's steps (NTP, a VM resumed) never move.
+Off Linux, or for another host, liveness is unknown and the wall-clock expiry decides.
 """
 
 from __future__ import annotations
@@ -12,10 +15,23 @@ import os
 import socket
 import uuid
 
-__all__ = ["dead_owners", "new_owner_id"]
+__all__ = ["BOOT", "dead_owners", "new_owner_id"]
 
 _HOST = socket.gethostname().replace("/", "_")
 _HAS_PROC = os.path.exists("/proc/self/stat")
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            return f"{_HOST}/{file.read().strip()}"
+    except OSError:
+        return None
+
+
+#: This host's current boot (None where the system does not say): claims made in it
+#: expire by ``time.monotonic()``, which every process of the boot shares.
+BOOT = _boot_id()
 
 
 def _start_time(pid: int) -> str | None:
@@ -55,15 +71,19 @@ def new_owner_id() -> str:
     return f"{_HOST}/{pid}/{started}/{uuid.uuid4().hex[:12]}"
 
 
-def dead_owners(owners: list[str], *, me: str) -> list[str]:
-    """The owners in ``owners`` known to be dead processes on this host.
+def dead_owners(owners: list[tuple[str, str | None]], *, me: str) -> list[str]:
+    """The owners among ``(owner, claim boot)`` pairs known to be dead processes on
+    this host: of an earlier boot, gone, or a later process with the same pid.
 
-    Blocking (reads /proc): run it in a worker thread. Owners in this same process
+    Blocking (reads /proc): run it on a worker thread. Owners in this same process
     are never reported dead, even when their storage was closed without releasing.
     """
     dead = []
     my_pid = me.split("/")[1]
-    for owner in owners:
+    for owner, boot in owners:
+        if BOOT is not None and boot is not None and boot != BOOT and boot.startswith(f"{_HOST}/"):
+            dead.append(owner)  # this host rebooted since the claim
+            continue
         parts = owner.split("/")
         if len(parts) != 4 or parts[0] != _HOST or parts[1] == my_pid:
             continue

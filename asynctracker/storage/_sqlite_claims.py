@@ -3,7 +3,10 @@ share, and the disk space a drained backlog leaves behind.
 
 * A claim marks rows with this storage's owner id (``_owner``) and an expiry, so no
   other process sends them meanwhile. Rows claimed by a process that died are taken
-  back at once; expiry is the fallback (another host, say).
+  back at once. A claim of this boot expires by the host's monotonic clock, so a
+  wall-clock step never hands rows still in flight to another process (nor keeps a
+  dead one's rows for an hour); the wall-clock expiry is kept for earlier versions
+  sharing the file, and decides for claims whose boot is unknown.
 * Deletes of claimed rows (delivered or dropped) and releases (to be sent again) only
   touch rows this storage still holds: a row whose claim lapsed was taken by another
   process, and its id may since have been given to a new row.
@@ -12,17 +15,20 @@ share, and the disk space a drained backlog leaves behind.
   delivered rows are never sent again.
 * Space: once many rows were deleted and a claim finds nothing to send, free pages go
   back to the file system (incremental auto_vacuum, on files this version created).
+
+Local schedules (the next reclaim) run on the monotonic clock; ``wall`` and ``mono``
+are injectable so tests can step them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..exceptions import StorageError
-from ._owner import dead_owners, new_owner_id
-from ._sqlite_conn import MAX_PARAMS, SQLiteConnections, chunks, placeholders
+from ._owner import BOOT, dead_owners, new_owner_id
+from ._sqlite_db import MAX_PARAMS, Database, chunks, placeholders
 from .base import EventRow
 
 __all__ = ["Claims"]
@@ -32,16 +38,27 @@ __all__ = ["Claims"]
 _VACUUM_AFTER_DELETES = 10_000
 _VACUUM_MIN_FREE = 1024
 _VACUUM_CHUNK = 2048
-# How often a claim looks for rows held by dead or expired owners.
+# How often (monotonic seconds) a claim looks for rows held by dead or expired owners.
 _RECLAIM_INTERVAL = 5.0
+_SEPARATOR = "\x1e"  # ASCII record separator: escaped (\u001e) inside stored JSON
+_UNCLAIM = "owner = NULL, claimed_until = NULL, claim_boot = NULL, claim_mono = NULL"
 
 
 class Claims:
     """One storage's claims on the rows of its file (see the module)."""
 
-    def __init__(self, db: SQLiteConnections, claim_ttl: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        claim_ttl: float,
+        *,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = db
         self._claim_ttl = claim_ttl
+        self._wall = wall
+        self._mono = mono
         self.owner = new_owner_id()
         self._next_reclaim = 0.0
         self._last_stamp = 0.0
@@ -50,15 +67,12 @@ class Claims:
         self._unreleased: set[int] = set()
         self._deleted_since_vacuum = 0
 
-    def opened(self) -> None:
-        """A new connection: look for abandoned rows at the first claim."""
-        self._next_reclaim = 0.0
-
     def forked(self) -> None:
         """A forked child: a new owner; the parent settles its own rows."""
         self.owner = new_owner_id()
         self._undeleted.clear()
         self._unreleased.clear()
+        self._next_reclaim = 0.0
 
     def deleted(self, count: int) -> None:
         """``count`` rows were deleted (by any path): space to give back later."""
@@ -66,31 +80,32 @@ class Claims:
 
     async def claim(self, limit: int, dest: int | None) -> list[EventRow]:
         """Claim and return up to ``limit`` of the oldest unclaimed rows of ``dest``
-        (and of no collector), settling failed deletes and releases first."""
+        (and of no destination), settling failed deletes and releases first."""
         if self._undeleted:
             await self.delete(list(self._undeleted))
         if self._unreleased:
             await self.release(list(self._unreleased))
-        now = time.time()
-        if now >= self._next_reclaim:
-            self._next_reclaim = now + _RECLAIM_INTERVAL
+        mono = self._mono()
+        if mono >= self._next_reclaim:
+            self._next_reclaim = mono + _RECLAIM_INTERVAL
             await self.reclaim_abandoned()
-        # A value unique to this claim marks its rows, so they can be read back as one
+        # A value unique to this claim marks its rows, so they are read back as one
         # aggregated row (an UPDATE ... RETURNING yields them one GIL trip at a time).
-        stamp = max(now + self._claim_ttl, self._last_stamp + 1e-3)
+        stamp = max(mono + self._claim_ttl, self._last_stamp + 1e-6)
         self._last_stamp = stamp
-        _, claimed = await self._db._execute(
-            "UPDATE events SET owner = ?, claimed_until = ? WHERE id IN "
-            "(SELECT id FROM events WHERE owner IS NULL AND (dest IS NULL OR dest = ?) "
-            "ORDER BY id LIMIT ?)",
-            (self.owner, stamp, dest, max(limit, 0)),
+        _, claimed = await self._db.execute(
+            "UPDATE events SET owner = ?, claimed_until = ?, claim_boot = ?, claim_mono = ? "
+            "WHERE id IN (SELECT id FROM events WHERE owner IS NULL "
+            "AND (dest IS NULL OR dest = ?) ORDER BY id LIMIT ?)",
+            (self.owner, self._wall() + self._claim_ttl, BOOT, stamp, dest, max(limit, 0)),
         )
         if not claimed:
             if self._deleted_since_vacuum >= _VACUUM_AFTER_DELETES:
                 await self._reclaim_space()
             return []
-        return await self._db._fetch_event_rows(
-            "SELECT id, event FROM events WHERE owner = ? AND claimed_until = ?",
+        return await event_rows(
+            self._db,
+            "SELECT id, event FROM events WHERE owner = ? AND claim_mono = ?",
             (self.owner, stamp),
         )
 
@@ -109,7 +124,7 @@ class Claims:
             for chunk in chunks(list(ids), MAX_PARAMS - 1)
         ]
         try:
-            deleted = await self._db._changed(statements)
+            deleted = await self._db.changed(statements)
         except StorageError:
             self._undeleted.update(ids)
             raise
@@ -126,15 +141,14 @@ class Claims:
         ids = [row_id for row_id in ids if row_id not in self._undeleted]
         statements = [
             (
-                "UPDATE events SET owner = NULL, claimed_until = NULL "
-                f"WHERE owner = ? AND id IN ({placeholders(len(chunk))})",
+                f"UPDATE events SET {_UNCLAIM} WHERE owner = ? AND id IN "
+                f"({placeholders(len(chunk))})",
                 [self.owner, *chunk],
             )
             for chunk in chunks(ids, MAX_PARAMS - 1)
         ]
         try:
-            if statements:
-                await self._db._transaction(statements)
+            await self._db.changed(statements)
         except StorageError:
             self._unreleased.update(ids)
             raise
@@ -144,28 +158,32 @@ class Claims:
         """On close: finish failed deletes, then give back every row still claimed."""
         if self._undeleted:
             await self.delete(list(self._undeleted))
-        await self._db._fetch(
-            "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner = ?",
-            (self.owner,),
-        )
+        await self._db.execute(f"UPDATE events SET {_UNCLAIM} WHERE owner = ?", (self.owner,))
 
     async def reclaim_abandoned(self) -> int:
         """Release rows whose owner process is dead or whose claim expired, this
         storage's own expired claims included (a send never takes ``claim_ttl``),
         except while some of its rows wait for their delete (see ``delete``)."""
+        me = self.owner
+        db = self._db
         owners = [
-            str(row[0])
-            for row in await self._db._fetch(
-                "SELECT DISTINCT owner FROM events WHERE owner IS NOT NULL AND owner != ?",
-                (self.owner,),
+            (str(owner), boot)
+            for owner, boot in await db.fetch(
+                "SELECT DISTINCT owner, claim_boot FROM events "
+                "WHERE owner IS NOT NULL AND owner != ?",
+                (me,),
             )
         ]
-        dead = await asyncio.to_thread(dead_owners, owners, me=self.owner) if owners else []
-        keep_own = self.owner if self._undeleted else ""
-        _, released = await self._db._execute(
-            "UPDATE events SET owner = NULL, claimed_until = NULL WHERE owner IS NOT NULL "
-            f"AND owner != ? AND (claimed_until < ? OR owner IN ({placeholders(len(dead))}))",
-            [keep_own, time.time(), *dead],
+        dead = await db.worker.call(functools.partial(dead_owners, owners, me=me)) if owners else []
+        # ?1 the owner kept (none, unless rows wait for their delete), ?2 this boot,
+        # ?3 the monotonic now, ?4 the wall-clock now, then the dead owners.
+        dead_list = ",".join(f"?{index}" for index in range(5, 5 + len(dead)))
+        _, released = await db.execute(
+            f"UPDATE events SET {_UNCLAIM} WHERE owner IS NOT NULL AND owner != ?1 AND ("
+            f"owner IN ({dead_list}) "
+            "OR (ifnull(claim_boot = ?2, 0) AND claim_mono < ?3) "
+            "OR (NOT ifnull(claim_boot = ?2, 0) AND claimed_until < ?4))",
+            [me if self._undeleted else "", BOOT, self._mono(), self._wall(), *dead],
         )
         return released
 
@@ -173,7 +191,24 @@ class Claims:
         """The queue is empty after many deletes: shrink the file. A chunk of pages per
         trip, so inserts and other processes get the lock in between."""
         self._deleted_since_vacuum = 0
-        if (await self._db._fetch("PRAGMA auto_vacuum"))[0][0] != 2:
+        if (await self._db.fetch("PRAGMA auto_vacuum"))[0][0] != 2:
             return  # an older file, made without incremental auto_vacuum
-        while (await self._db._fetch("PRAGMA freelist_count"))[0][0] >= _VACUUM_MIN_FREE:
-            await self._db._script(f"PRAGMA incremental_vacuum({_VACUUM_CHUNK})")
+        while (await self._db.fetch("PRAGMA freelist_count"))[0][0] >= _VACUUM_MIN_FREE:
+            await self._db.script(f"PRAGMA incremental_vacuum({_VACUUM_CHUNK})")
+
+
+async def event_rows(db: Database, select: str, params: Sequence[object]) -> list[EventRow]:
+    """The ``(id, event)`` rows of ``select``, oldest first, fetched as ONE row.
+
+    group_concat folds them into two strings (see Database.execute for why). Stored
+    events are ASCII JSON with control characters escaped, so the record separator
+    (0x1E) never occurs inside one.
+    """
+    rows = await db.fetch(
+        f"SELECT group_concat(id), group_concat(event, char(30)) FROM ({select})", params
+    )
+    ids, events = rows[0]
+    if ids is None:
+        return []
+    pairs = sorted(zip(map(int, ids.split(",")), events.split(_SEPARATOR), strict=True))
+    return [EventRow(row_id, raw=raw) for row_id, raw in pairs]

@@ -6,12 +6,11 @@ short-lived scripts, or where losing queued events on a crash is acceptable.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..exceptions import ClosedError
-from ._rowstore import RowStore
+from ._rowstore import ONE, Bound, Listener, RowStore, Stored, apply_bound
 from .base import EventRow, encode_event
 
 __all__ = ["MemoryStorage"]
@@ -41,12 +40,26 @@ class MemoryStorage(RowStore, builtin=True):
         self._rows[next(self._ids)] = encode_event(payload)
         return True
 
-    def add_nowait(
-        self, payload: Mapping[str, str], loop: asyncio.AbstractEventLoop | None
-    ) -> None:
-        """Store one event, now (the emitter's hot path: no coroutine)."""
+    def insert(
+        self, payloads: Sequence[Mapping[str, str]], bound: Bound | None, listener: Listener
+    ) -> Stored:
+        """Store events under ``bound``, now (the emitter's hot path: no coroutine)."""
         self._check_open()
-        self._rows[next(self._ids)] = encode_event(payload)
+        if len(payloads) == 1 and (bound is None or len(self._rows) < bound.max_events):
+            self._rows[next(self._ids)] = encode_event(payloads[0])
+            listener(ONE)
+            return ONE
+        encoded = [encode_event(payload) for payload in payloads]  # all or none
+        outcome = apply_bound(
+            len(self._rows), len(encoded), bound, len(self._rows) - len(self._claimed)
+        )
+        if outcome.evicted:
+            self._evict(outcome.evicted)
+        if outcome.stored:
+            for raw in encoded:
+                self._rows[next(self._ids)] = raw
+        listener(outcome)
+        return outcome
 
     @property
     def location(self) -> None:
@@ -115,9 +128,16 @@ class MemoryStorage(RowStore, builtin=True):
         self._check_open()
         self._claimed.difference_update(ids)
 
+    async def delete_claimed_rows(self, ids: Sequence[int]) -> int:
+        """Delete claimed rows (delivered or dropped); return how many existed."""
+        return await self.delete_event_rows(ids)
+
     async def delete_oldest_event_rows(self, count: int) -> int:
         """Delete up to ``count`` of the oldest unclaimed rows (overflow: drop oldest)."""
         self._check_open()
+        return self._evict(count)
+
+    def _evict(self, count: int) -> int:
         victims: list[int] = []
         for row_id in self._rows:
             if len(victims) >= count:

@@ -1,69 +1,81 @@
 """SQLiteStorage: the durable default. Events survive restarts, crashes and ``kill -9``.
 
-Design notes:
+It is made of three parts, each with one job:
 
-* Connections, their event loop and fork handling: ``_sqlite_conn``; a lone caller's
-  insert committed on the loop's thread, never waiting: ``_inline``.
-* Group commit (``_group_commit``): concurrent ``add_event_row`` calls queue up while
-  one insert is on the disk, then share the next transaction. Every caller still
-  returns only after its own row is committed, but a burst costs a few transactions
-  instead of one per event.
-* WAL journal with ``synchronous=NORMAL`` by default: a committed event survives the
-  process being killed (the WAL is in the OS page cache); only an OS crash or power
-  loss can lose the last commits. ``synchronous="FULL"`` closes that window at the cost
-  of an fsync per commit.
-* Claims (``_sqlite_claims``): rows being sent are marked with an owner id and an
-  expiry, so several processes can share one file without sending a row twice. Rows
-  claimed by a process that died are taken back at once; expiry is the fallback. Rows
-  whose release or delete failed are settled by this storage at its next claim.
-* Disk: new files use incremental auto_vacuum; free pages go back to the file system
-  once a large backlog has drained.
-* Ids: plain rowids. They grow while rows exist, but once the newest rows are deleted
-  their ids may be given again (SQLite's rule without AUTOINCREMENT, which costs a
-  second page write per commit): do not keep an id after its row may have been
-  delivered and deleted.
+* ``_sqlite_db.Database``: the file, its worker thread and its statements;
+* ``_sqlite_insert.Inserts``: where an insert is committed (inline or group commit),
+  under the queue bound;
+* ``_sqlite_claims.Claims``: rows claimed for sending, so several processes can share
+  one file without sending a row twice.
+
+WAL journal with ``synchronous=NORMAL`` by default: a committed event survives the
+process being killed (the WAL is in the OS page cache); only an OS crash or power loss
+can lose the last commits. ``synchronous="FULL"`` closes that window at the cost of an
+fsync per commit. Nothing here is bound to an event loop: the storage works from any
+loop, and from other threads (the sync API), in one process at a time; a forked child
+opens its own connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import hashlib
 import os
 from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .. import _process
-from ..exceptions import ConfigurationError, StorageError
-from ._inline import InlineWriter, insert_statement
-from ._rowstore import RowStore
-from ._sqlite_claims import Claims
-from ._sqlite_conn import MAX_PARAMS, SQLiteConnections, chunks, placeholders
-from .base import EventRow, encode_event
+from ..exceptions import ClosedError, ConfigurationError, StorageError
+from ._forksafe import ForkSafeConnection
+from ._rowstore import Bound, Listener, RowStore, Stored
+from ._sqlite_claims import Claims, event_rows
+from ._sqlite_db import MAX_PARAMS, Database, chunks, placeholders, transaction
+from ._sqlite_insert import Inserts
+from .base import EventRow
 
-logger = logging.getLogger("asynctracker")
-
-__all__ = ["SQLiteStorage"]
+__all__ = ["SQLiteStorage", "WaitingEvents"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
+# Work factor of the keyed hash that names a destination in the file: a file that
+# leaks must not give away a collector password or API key cheaply.
+_HASH_ROUNDS = 100_000
 
-class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
+
+def _ignore(outcome: Stored) -> None:
+    """The listener of inserts made outside an emitter: nothing counts them."""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingEvents:
+    """Events in a file waiting for a destination: ``number`` names it in this file
+    (for ``Emitter.adopt_events`` and ``asynctracker queue``), ``collector`` is its URL
+    without secrets, ``events`` how many wait."""
+
+    number: int
+    collector: str
+    events: int
+
+
+class SQLiteStorage(RowStore, builtin=True):
     """Durable storage in one SQLite file (created on first use).
 
     Args:
-        path: the database file. Its folder must exist and be writable.
+        path: the database file. Its folder must exist and be writable. Give it one
+            name (no hard links), and mount its folder, never the file alone.
         synchronous: SQLite's ``synchronous`` level. ``"NORMAL"`` (default) survives
             process crashes; ``"FULL"`` also survives power loss, slower.
         busy_timeout: seconds to wait for another process's lock before a call fails
             with StorageError.
         claim_ttl: seconds after which rows claimed by a process that cannot be
-            checked (another host, say) become sendable again.
-        inline_writes: commit a lone caller's insert on the event loop's thread, on a
-            connection that never waits for a lock (see ``_inline``); ``False`` runs
-            every statement on the storage's thread. Ignored (always the thread) with
-            ``synchronous="FULL"`` or ``"EXTRA"``, which fsync on every commit.
+            checked become sendable again.
+        inline_writes: commit a lone caller's insert on its own thread, on a
+            connection that never waits for a lock (see ``_sqlite_insert``); ``False``
+            runs every statement on the storage's thread. Ignored (always the thread)
+            with ``synchronous="FULL"`` or ``"EXTRA"``, which fsync on every commit.
 
     The five Storage methods work on their own (the storage opens itself on first
     use); ``aclose()`` releases the file and the rows this storage had claimed.
@@ -86,22 +98,15 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
             raise ConfigurationError("busy_timeout and claim_ttl must be positive seconds")
         if not str(path):
             raise ConfigurationError("path must name a file")
-        super().__init__(
-            Path(path),
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
-            inline_writes=bool(inline_writes),
-        )
-        self._claims = Claims(self, claim_ttl)
-        # The collector this storage's rows are for (see bind_destination); None until
-        # an emitter binds it: rows are then stored for, and taken from, nobody's.
+        self.path = Path(path)
+        self._db = Database(self.path, synchronous=synchronous, busy_timeout=busy_timeout)
+        self._inserts = Inserts(self._db, inline_writes=bool(inline_writes))
+        self._claims = Claims(self._db, claim_ttl)
+        self._forks = _process.forks
+        self._closed = False
+        # The destination this storage's rows are for (see bind_destination); None
+        # until an emitter binds it: rows are then stored for, and taken from, nobody's.
         self._dest: int | None = None
-
-    def _opened(self) -> None:
-        self._claims.opened()
-
-    def _forked(self) -> None:
-        self._claims.forked()
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
@@ -111,19 +116,48 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         """The database file, where undelivered events wait for the next emitter."""
         return str(self.path)
 
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (creating if needed) the database. Called for you on first use.
+
+        Several processes may open the same file at the same moment: lock contention
+        is retried until busy_timeout. Raises StorageError when the file cannot be
+        opened, is not a database, has a newer layout, or stays locked.
+        """
+        if self._closed:
+            raise ClosedError(f"{self!r} was closed")
+        if self._forks != _process.forks:
+            self._forks = _process.forks
+            self._db.forget()
+            self._inserts.forget()
+            self._claims.forked()
+        if not self._db.is_open:
+            await self._db.open()
+            await self._db.worker.call(self._inserts.opened)
+
+    def _ready(self) -> bool:
+        return not self._closed and self._forks == _process.forks and self._db.is_open
+
     async def aclose(self) -> None:
         """Wait for pending inserts, release this storage's claims, close. Idempotent."""
         if self._closed:
             return
-        await self._follow()
-        try:
-            await self._group.drain()
-            if self._conn is not None:
-                # On failure the claims still come back: they expire, or we are seen dead.
-                with contextlib.suppress(StorageError):
-                    await self._claims.release_all()
-        finally:
-            await self._close_connections()
+        self._closed = True
+        if self._forks != _process.forks or not self._db.is_open:
+            self._db.worker.stop()  # a failed or never finished open
+            return
+        # On failure the claims still come back: they expire, or we are seen dead.
+        with contextlib.suppress(StorageError):
+            await self._claims.release_all()
+        await self._db.worker.call(self._inserts.close)
+        await self._db.close()
+
+    @property
+    def lost(self) -> bool:
+        """True when the file was deleted or replaced while this storage had it open:
+        the events it held are gone."""
+        return self._db.lost()
 
     async def __aenter__(self) -> SQLiteStorage:
         await self.open()
@@ -132,122 +166,67 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # -- inserts (group commit) -----------------------------------------------------
+    # -- inserts -----------------------------------------------------------------------
+
+    def insert(
+        self, payloads: Sequence[Mapping[str, str]], bound: Bound | None, listener: Listener
+    ) -> Stored | Awaitable[Stored]:
+        """Store events under ``bound`` (see ``_sqlite_insert``): the emitter's insert."""
+        if not self._ready():
+            return self._open_and_insert(payloads, bound, listener)
+        loop = asyncio.get_running_loop()
+        return self._inserts.insert(payloads, self._dest, bound, listener, loop)
+
+    async def _open_and_insert(
+        self, payloads: Sequence[Mapping[str, str]], bound: Bound | None, listener: Listener
+    ) -> Stored:
+        await self.open()
+        done = self.insert(payloads, bound, listener)
+        return done if isinstance(done, Stored) else await done
+
+    def insert_blocking(
+        self,
+        payloads: Sequence[Mapping[str, str]],
+        bound: Bound | None,
+        listener: Listener,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Stored:
+        """From a thread that runs no event loop (the sync API), once the storage is
+        open: store events, blocking until committed; ``listener`` runs on ``loop``."""
+        if not self._ready():
+            raise StorageError(f"{self!r} is not open in this process")
+        return self._inserts.insert_blocking(payloads, self._dest, bound, listener, loop)
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         """Store one event; returns True once it is committed to the file."""
-        pending = self.add_nowait(payload, asyncio.get_running_loop())
-        if pending is not None:
-            await pending
+        await self.add_event_rows([payload])
         return True
-
-    def add_nowait(
-        self, payload: Mapping[str, str], loop: asyncio.AbstractEventLoop | None
-    ) -> Awaitable[None] | None:
-        """Store one event: None if it is committed already (inline, see ``_inline``),
-        else an awaitable done once it is committed by the thread's next group commit.
-        ``loop`` is the running loop (the emitter knows it already).
-
-        Used by the emitter on every ``track_*`` call: while the storage is open the
-        awaitable is the commit's future itself, not a coroutine, so no frame is made
-        and resumed per event."""
-        if (
-            self._conn is None
-            or self._closed
-            or self._forks != _process.forks
-            or self._loop is not loop
-        ):
-            return self._connect_and_queue([encode_event(payload)])
-        raw = encode_event(payload)
-        inline = self._inline
-        if (
-            inline is not None
-            and loop is not None
-            and self._group.idle
-            and self._checkpointing is None
-            and inline.may_insert(loop)
-        ):
-            done = inline.insert(raw, self._dest)
-            if done:
-                self._committed_inline(inline, loop)
-                return None
-            if done is None and self._lock is not None and self._lock.locked():
-                return self._insert_after_trip(inline, raw, loop)
-        return self._group.queue([raw])
-
-    def _committed_inline(self, inline: InlineWriter, loop: asyncio.AbstractEventLoop) -> None:
-        """A commit on the loop's thread is done: start a checkpoint when one is due."""
-        if inline.checkpoint_due():
-            self._checkpointing = loop.create_task(self._checkpoint())
-
-    async def _insert_after_trip(
-        self, inline: InlineWriter, raw: str, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """The inline insert found the file locked while this storage's thread was on
-        a trip (a claim, a delete): most likely by that trip. Wait for it to end (the
-        loop runs meanwhile) and, holding the lock that keeps the thread idle, commit
-        inline once more: cheaper than queueing the row behind the trip and then
-        hopping to the thread. Locked by someone else still: the thread's turn."""
-        lock = self._lock
-        assert lock is not None
-        async with lock:
-            if (
-                self._inline is inline
-                and self._checkpointing is None
-                and inline.insert(raw, self._dest)
-            ):
-                self._committed_inline(inline, loop)
-                return
-        await self._group.queue([raw])
-
-    async def _checkpoint(self) -> None:
-        """Copy the WAL into the database from the thread (the inline connection never
-        checkpoints), so the WAL stops growing while inserts run inline.
-
-        Inserts go to the thread until it is done: racing it, inline commits would keep
-        the WAL from ever being copied in full, and SQLite starts it over (instead of
-        growing it) only once it was."""
-        try:
-            await self._fetch("PRAGMA wal_checkpoint(PASSIVE)")
-        except StorageError as exc:
-            logger.debug("WAL checkpoint failed (retried later): %s", exc)
-        finally:
-            if self._checkpointing is asyncio.current_task():
-                self._checkpointing = None
-
-    async def _connect_and_queue(self, raws: list[str]) -> None:
-        await self._connection()
-        await self._group.queue(raws)
 
     async def add_event_rows(self, payloads: Sequence[Mapping[str, str]]) -> int:
         """Store several events in one transaction: all of them or none."""
-        raws = [encode_event(payload) for payload in payloads]
-        if raws:
-            await self._connect_and_queue(raws)
-        return len(raws)
+        if not payloads:
+            return 0
+        done = self.insert(payloads, None, _ignore)
+        if not isinstance(done, Stored):
+            done = await done
+        return done.stored
 
-    async def _insert(self, raws: list[str]) -> None:
-        """One group commit: all these rows in one transaction (inline, or one trip)."""
-        dest = self._dest
-        inline = self._inline  # a small group: one statement on the loop's thread
-        if inline is not None and self._checkpointing is None and inline.insert_group(raws, dest):
-            self._committed_inline(inline, asyncio.get_running_loop())
-            return
-        await self._transaction(
-            [insert_statement(chunk, dest) for chunk in chunks(raws, MAX_PARAMS // 2)]
-        )
+    # -- the Storage protocol ------------------------------------------------------------
 
-    # -- the Storage protocol -------------------------------------------------------
+    async def _run(self, sql: str, params: Sequence[object] = ()) -> tuple[list[Any], int]:
+        await self.open()
+        return await self._db.execute(sql, params)
 
     async def delete_all_event_rows(self) -> int:
         """Delete every stored event (claimed ones too); return how many."""
-        deleted = await self._changed([("DELETE FROM events", ())])
+        _, deleted = await self._run("DELETE FROM events")
         self._claims.deleted(deleted)
         return deleted
 
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
         """Delete the events with these ids, claimed or not; return how many existed."""
-        deleted = await self._changed(
+        await self.open()
+        deleted = await self._db.changed(
             [
                 (f"DELETE FROM events WHERE id IN ({placeholders(len(chunk))})", chunk)
                 for chunk in chunks(list(ids), MAX_PARAMS)
@@ -258,49 +237,25 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
 
     async def get_all_event_rows(self) -> list[EventRow]:
         """Every stored event, oldest first."""
-        rows = await self._fetch("SELECT id, event FROM events ORDER BY id")
+        rows, _ = await self._run("SELECT id, event FROM events ORDER BY id")
         return [EventRow(row_id, raw=raw) for row_id, raw in rows]
 
     async def get_event_rows_within_range(self, event_range: int) -> list[EventRow]:
         """Up to ``event_range`` stored events, oldest first (claimed ones included)."""
-        return await self._fetch_event_rows(
-            "SELECT id, event FROM events ORDER BY id LIMIT ?", (max(event_range, 0),)
+        await self.open()
+        return await event_rows(
+            self._db, "SELECT id, event FROM events ORDER BY id LIMIT ?", (max(event_range, 0),)
         )
 
-    # -- optional methods the emitter uses --------------------------------------------
+    # -- what the emitter uses besides -----------------------------------------------------
 
     async def count(self) -> int:
-        """How many events wait for this storage's collector (claimed ones included),
-        stored by every process; rows of no collector count too (see bind_destination)."""
-        rows = await self._fetch(
-            "SELECT COUNT(*) FROM events WHERE dest IS NULL OR dest = ?", (self._dest,)
+        """How many events wait for this storage's destination (and for none), claimed
+        ones included. The queue bound counts every event in the file instead."""
+        rows, _ = await self._run(
+            "SELECT count(*) FROM events WHERE dest IS NULL OR dest = ?", (self._dest,)
         )
         return int(rows[0][0])
-
-    async def bind_destination(self, collector: str) -> dict[str, int]:
-        """Store and send only the rows of ``collector`` from now on.
-
-        Several programs may share one file while sending to different collectors (a
-        staging script and a production service in one folder): each row records the
-        collector it was tracked for, and this storage claims, counts and drops only
-        the rows of its own (and rows of none: stored before any emitter bound a
-        storage, or by a version that did not record it). Returns how many rows wait
-        for each other collector, so the emitter can say so. The emitter calls this
-        when it opens, with the collector URL stripped of credentials.
-        """
-        _, rows, waiting = await self._transaction(
-            [
-                ("INSERT OR IGNORE INTO destinations(url) VALUES (?)", (collector,)),
-                ("SELECT id FROM destinations WHERE url = ?", (collector,)),
-                (
-                    "SELECT d.url, COUNT(*) FROM events AS e JOIN destinations AS d "
-                    "ON e.dest = d.id WHERE d.url != ? GROUP BY d.url ORDER BY d.url",
-                    (collector,),
-                ),
-            ]
-        )
-        self._dest = int(rows[0][0])
-        return {str(url): int(count) for url, count in waiting}
 
     async def claim_event_rows(self, limit: int) -> list[EventRow]:
         """Claim and return up to ``limit`` of the oldest unclaimed rows.
@@ -308,32 +263,113 @@ class SQLiteStorage(SQLiteConnections, RowStore, builtin=True):
         A claimed row is invisible to other claimers until this storage deletes or
         releases it, closes, dies, or the claim expires.
         """
+        await self.open()
         return await self._claims.claim(limit, self._dest)
 
     async def release_event_rows(self, ids: Sequence[int]) -> None:
         """Give back claimed rows (their send failed) so they can be claimed again.
         If that fails, the next claim by this storage releases them first."""
+        await self.open()
         await self._claims.release(ids)
 
     async def delete_claimed_rows(self, ids: Sequence[int]) -> int:
         """Delete rows this storage still holds the claim on (delivered or dropped).
         If that fails, they are neither released nor sent again: the next claim
         deletes them first."""
+        await self.open()
         return await self._claims.delete(ids)
 
     async def reclaim_abandoned_rows(self) -> int:
         """Release rows whose owner process is dead or whose claim expired; return how
         many. Claims run it every few seconds."""
+        await self.open()
         return await self._claims.reclaim_abandoned()
 
     async def delete_oldest_event_rows(self, count: int) -> int:
         """Delete up to ``count`` of the oldest unclaimed rows of this storage's
-        collector (overflow: drop oldest)."""
-        _, deleted = await self._execute(
-            "DELETE FROM events WHERE id IN "
-            "(SELECT id FROM events WHERE owner IS NULL AND (dest IS NULL OR dest = ?) "
-            "ORDER BY id LIMIT ?)",
+        destination (and of none)."""
+        _, deleted = await self._run(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE owner IS NULL "
+            "AND (dest IS NULL OR dest = ?) ORDER BY id LIMIT ?)",
             (self._dest, max(count, 0)),
         )
         self._claims.deleted(deleted)
         return deleted
+
+    # -- destinations ----------------------------------------------------------------------
+
+    async def bind_destination(self, identity: str, shown: str, *, legacy: bool = False) -> None:
+        """Store and send only the rows of this destination from now on.
+
+        Several programs may share one file while sending to different collectors, or
+        to one collector as different tenants: each row records the destination it was
+        tracked for, and this storage claims, counts toward its own sends and drops
+        only its own rows (and rows of none: stored outside an emitter). ``identity``
+        is everything that decides who receives and is billed (the emitter's effective
+        endpoint, credentials and headers); the file keeps only a keyed hash of it.
+        ``legacy``: also take over the rows an earlier version stored for ``shown``
+        (it recorded the URL alone; only for an emitter without credentials or
+        headers, whose rows those can be).
+        """
+        await self.open()
+
+        def bind(conn: ForkSafeConnection) -> int:
+            (salt,) = conn.rows("SELECT salt FROM queue_state")[0][0]
+            key = (
+                "key:"
+                + hashlib.pbkdf2_hmac(
+                    "sha256", identity.encode("utf-8", "surrogatepass"), salt, _HASH_ROUNDS
+                ).hex()[:40]
+            )
+            return transaction(conn, lambda c: _bind(c, key, shown, legacy))
+
+        self._dest = await self._db.run(bind)
+
+    async def destinations(self) -> list[WaitingEvents]:
+        """Every destination events wait for in this file, this storage's own first."""
+        rows, _ = await self._run(
+            "SELECT d.id, ifnull(d.shown, d.url), count(e.id) FROM destinations AS d "
+            "JOIN events AS e ON e.dest = d.id GROUP BY d.id "
+            "ORDER BY d.id != ?, d.id",
+            (self._dest,),
+        )
+        return [WaitingEvents(int(n), str(shown), int(count)) for n, shown, count in rows]
+
+    async def waiting_elsewhere(self) -> dict[str, tuple[str, int]]:
+        return {
+            str(waiting.number): (waiting.collector, waiting.events)
+            for waiting in await self.destinations()
+            if waiting.number != self._dest
+        }
+
+    async def adopt_events(self, number: int) -> int:
+        """Make the events waiting for destination ``number`` (see ``destinations``)
+        this storage's own, to be sent by its emitter; return how many moved."""
+        if self._dest is None:
+            raise StorageError(f"{self!r} has no destination yet: open an emitter on it first")
+        _, moved = await self._run(
+            "UPDATE events SET dest = ? WHERE dest = ? AND owner IS NULL", (self._dest, number)
+        )
+        return moved
+
+    async def export_events(self, number: int) -> list[EventRow]:
+        """The events waiting for destination ``number``, oldest first (a copy: they
+        stay in the file; delete them with ``delete_event_rows``)."""
+        rows, _ = await self._run(
+            "SELECT id, event FROM events WHERE dest = ? ORDER BY id", (number,)
+        )
+        return [EventRow(row_id, raw=raw) for row_id, raw in rows]
+
+
+def _bind(conn: ForkSafeConnection, key: str, shown: str, legacy: bool) -> int:
+    """In the binding transaction: this destination's number (made if new); an earlier
+    version's rows for ``shown`` become its own when ``legacy``."""
+    conn.execute("INSERT OR IGNORE INTO destinations(url, shown) VALUES (?, ?)", (key, shown))
+    conn.execute("UPDATE destinations SET shown = ? WHERE url = ?", (shown, key))
+    (number,) = conn.execute("SELECT id FROM destinations WHERE url = ?", (key,)).fetchone()
+    if legacy:
+        conn.execute(
+            "UPDATE events SET dest = ? WHERE dest = (SELECT id FROM destinations WHERE url = ?)",
+            (number, shown),
+        )
+    return int(number)

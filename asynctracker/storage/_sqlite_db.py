@@ -1,0 +1,236 @@
+"""One SQLite file as SQLiteStorage uses it: its worker thread, opening, statements.
+
+* Every statement runs on the storage's own daemon thread (``_threads.Worker``), so the
+  event loop never waits for the disk. The thread runs one job at a time, in order: a
+  job is a function over the connection, and a transaction is one job.
+* Another process holding the write lock is waited out between attempts, outside the
+  fork gate (``_forksafe``), for up to ``busy_timeout`` seconds; then StorageError.
+* The file must be one file with one WAL beside it. A hard link or a file bind-mounted
+  on its own (``docker -v host/events.db:/app/events.db``) gives each name its own WAL
+  and its own lock index, and corrupts the database: both are refused at opening.
+* The connection belongs to the process that opened it: the storage opens a new one
+  in a forked child (see SQLiteStorage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._threads import Worker
+from ..exceptions import StorageError
+from . import _sqlite_schema
+from ._forksafe import ForkSafeConnection, is_busy
+
+__all__ = ["MAX_PARAMS", "WAL_SIZE_LIMIT", "Database", "chunks", "placeholders", "transaction"]
+
+# SQLite builds older than 3.32 allow 999 bound parameters per statement.
+MAX_PARAMS = 999
+# Bytes the WAL is cut back to after a checkpoint that emptied it.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+# How long one attempt waits for a lock inside SQLite (and so inside the fork gate);
+# longer waits happen between attempts.
+_ATTEMPT_WAIT_MS = 50
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
+    """``items`` in slices of at most ``size`` (statements have a parameter limit)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def placeholders(count: int) -> str:
+    """``?,?,...``: one parameter per value of an ``IN (...)`` list."""
+    return ",".join("?" * count)
+
+
+def transaction(conn: ForkSafeConnection, body: Callable[[ForkSafeConnection], _T]) -> _T:
+    """Run ``body(conn)`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (ROLLBACK if it
+    raises), in the fork gate. ``body`` uses ``conn.execute``."""
+    with conn.in_gate():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+
+class Database:
+    """The worker-thread connection of one file (see the module). Thread-safe to call."""
+
+    def __init__(self, path: Path, *, synchronous: str, busy_timeout: float) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self.worker = Worker("asynctracker-sqlite")
+        self._conn: ForkSafeConnection | None = None
+        self._identity: tuple[int, int] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connection was closed at the fork (see
+        ``_forksafe``) and its thread does not exist here. The next open starts over."""
+        self._conn = None
+
+    # -- on the worker thread --------------------------------------------------------
+
+    def attempt(self, function: Callable[[ForkSafeConnection], _T]) -> _T:
+        """Run ``function`` on the open connection, again while another connection
+        holds a lock, until ``busy_timeout``. sqlite3 errors become StorageError."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.002
+        while True:
+            conn = self._conn
+            if conn is None:
+                raise StorageError(f"SQLite storage {self.path} is not open")
+            try:
+                return function(conn)
+            except sqlite3.Error as exc:
+                if not is_busy(exc) or time.monotonic() >= deadline:
+                    raise self.error(exc) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _open(self) -> None:
+        """Open the file (created if need be), set it up, check it is one file."""
+        if self._conn is not None:
+            return
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            conn: ForkSafeConnection | None = None
+            try:
+                conn = ForkSafeConnection(
+                    self.path,
+                    timeout=_ATTEMPT_WAIT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,  # a fork and the exit close it elsewhere
+                )
+                self._check_one_file()
+                # auto_vacuum: new files only (a no-op once a table exists).
+                conn.script(
+                    "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; "
+                    f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}; "
+                    f"PRAGMA synchronous={self.synchronous};"
+                )
+                transaction(conn, _sqlite_schema.migrate)
+                self._conn = conn
+                return
+            except BaseException as exc:
+                if conn is not None:
+                    conn.close()
+                busy = isinstance(exc, sqlite3.Error) and is_busy(exc)
+                if busy and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"cannot open SQLite storage {self.path}: {exc}") from exc
+                raise
+
+    def _check_one_file(self) -> None:
+        stat = os.stat(self.path)
+        if stat.st_nlink > 1:
+            raise StorageError(
+                f"SQLite storage {self.path} has {stat.st_nlink} names (hard links): SQLite "
+                "keeps a write-ahead log per name, and two logs for one database corrupt "
+                "it. Give the file one name (or copy it)."
+            )
+        if stat.st_dev != os.stat(self.path.parent).st_dev:
+            raise StorageError(
+                f"SQLite storage {self.path} is mounted on its own (a single-file bind "
+                "mount?): its write-ahead log and lock index live in the folder, which "
+                "the other side of the mount does not share, and the database would be "
+                "corrupted. Mount the folder that holds it, never the file."
+            )
+        self._identity = (stat.st_dev, stat.st_ino)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- from the event loop ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open on the worker thread (idempotent; concurrent callers queue behind)."""
+        await self.worker.call(self._open)
+
+    async def close(self) -> None:
+        """Close the connection after the work queued before it, and end the thread."""
+        try:
+            await self.worker.call(self._close)
+        finally:
+            self.worker.stop()
+
+    def run(self, function: Callable[[ForkSafeConnection], _T]) -> asyncio.Future[_T]:
+        """Run ``function(conn)`` on the worker (see ``attempt``)."""
+        return self.worker.call(self.attempt, function)
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> tuple[list[Any], int]:
+        """One statement as its own transaction: its rows and how many rows it changed.
+
+        Keep result sets to a row or two on hot paths: the sqlite3 module takes the GIL
+        back for every row, and while the event loop is busy each of those waits for
+        the interpreter's switch interval. Aggregate rows in SQL instead.
+        """
+        return await self.run(lambda conn: conn.rows(sql, params))
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """One statement's rows (see ``execute``)."""
+        rows, _ = await self.execute(sql, params)
+        return rows
+
+    async def transaction(
+        self, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[list[Any]]:
+        """Statements in one transaction (all or nothing); their rows, in order."""
+
+        def body(conn: ForkSafeConnection) -> list[list[Any]]:
+            return [conn.execute(sql, params).fetchall() for sql, params in statements]
+
+        return await self.run(lambda conn: transaction(conn, body))
+
+    async def changed(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
+        """Statements in one transaction; how many rows they changed themselves, in
+        all (what triggers changed is not counted)."""
+
+        def body(conn: ForkSafeConnection) -> int:
+            return sum(max(conn.execute(sql, params).rowcount, 0) for sql, params in statements)
+
+        return await self.run(lambda conn: transaction(conn, body)) if statements else 0
+
+    async def script(self, script: str) -> None:
+        """A script run by ``sqlite3_exec``, which steps each statement to its end (a
+        pragma such as ``incremental_vacuum`` does its work one step at a time)."""
+        await self.run(lambda conn: conn.script(script))
+
+    def lost(self) -> bool:
+        """Was the file deleted or replaced since it was opened?"""
+        if self._identity is None:
+            return False
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return True
+        return (stat.st_dev, stat.st_ino) != self._identity
+
+    def error(self, exc: sqlite3.Error) -> StorageError:
+        """A sqlite3 error as the StorageError callers catch."""
+        if is_busy(exc):
+            return StorageError(
+                f"SQLite storage {self.path} stayed locked by another connection for "
+                f"more than {self.busy_timeout}s: {exc}"
+            )
+        return StorageError(f"SQLite storage {self.path} failed: {exc}")
