@@ -81,7 +81,8 @@ class Emitter:
     Use ``async with emitter:`` (or ``async with tracker:``), or call ``aclose()``:
     closing flushes nothing by itself; leaving ``async with`` flushes for up to
     ``close_timeout`` seconds first. Undelivered events stay in the storage, and an
-    emitter opened later on the same SQLite file sends them.
+    emitter opened later on the same SQLite file sends them. Without ``db_name`` or
+    ``storage`` that file is ``$ASYNCTRACKER_DB_PATH`` if set, else ``./events.db``.
     """
 
     def __init__(
@@ -93,7 +94,7 @@ class Emitter:
         send_limit: int = 500,
         byte_limit_get: int = 40_000,
         byte_limit_post: int = 40_000,
-        db_name: str | os.PathLike[str] = "events.db",
+        db_name: str | os.PathLike[str] | None = None,
         storage: Storage | None = None,
         callback: Callback | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -142,6 +143,8 @@ class Emitter:
             raise ConfigurationError(
                 f"overflow must be 'drop_oldest', 'drop_newest' or 'raise', got {overflow!r}"
             )
+        if db_name is None:  # the pytest plugin sets it to a file of each test's own
+            db_name = os.environ.get("ASYNCTRACKER_DB_PATH") or "events.db"
         self._storage: Storage = storage if storage is not None else SQLiteStorage(db_name)
         self._store = row_store(self._storage)
         if max_events is None:
