@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -540,8 +541,6 @@ async def test_an_emitter_without_db_name_stores_in_asynctracker_db_path(
 
 
 def test_the_plugin_gives_this_test_its_own_default_queue(asynctracker_db_path: Path) -> None:
-    import os
-
     assert os.environ["ASYNCTRACKER_DB_PATH"] == str(asynctracker_db_path)
     assert asynctracker_db_path.parent.is_dir()
     assert not asynctracker_db_path.exists()  # made when an emitter opens it, not before
