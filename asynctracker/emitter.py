@@ -90,7 +90,8 @@ class Emitter:
     Use ``async with emitter:`` (or ``async with tracker:``), or call ``aclose()``:
     closing flushes nothing by itself; leaving ``async with`` flushes for up to
     ``close_timeout`` seconds first. Undelivered events stay in the storage, and an
-    emitter opened later on the same SQLite file sends them.
+    emitter opened later on the same SQLite file sends them. Without ``db_name`` or
+    ``storage`` that file is ``$ASYNCTRACKER_DB_PATH`` if set, else ``./events.db``.
     """
 
     def __init__(
@@ -152,7 +153,7 @@ class Emitter:
             raise ConfigurationError(
                 f"overflow must be 'drop_oldest', 'drop_newest' or 'raise', got {overflow!r}"
             )
-        if storage is None:
+        if storage is None:  # the pytest plugin sets the variable to each test's own file
             storage = SQLiteStorage(db_name or os.environ.get(DB_PATH_VARIABLE) or "events.db")
         self._storage: Storage = storage
         self._store = row_store(self._storage)

@@ -1,11 +1,14 @@
-"""Fixtures shared by the suite: a real loopback collector, temp SQLite paths, Iglu checks."""
+"""Fixtures shared by the suite: a real loopback collector, temp SQLite paths, Iglu checks,
+and an httpx client whose collector refuses everything."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+import respx
 from iglu import IGLU_DIR, IGLU_FOUND, IGLU_MISSING_REASON, IGLU_REQUIRED
 
 from asynctracker.collector import Collector
@@ -22,6 +25,22 @@ async def collector() -> AsyncIterator[Collector]:
     """A real Snowplow collector listening on 127.0.0.1 on a free port."""
     async with Collector() as running:
         yield running
+
+
+@pytest.fixture
+async def refusing_client() -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client whose every request to ``collector.test`` respx answers 500.
+
+    For tests that read what an emitter stored: handed this client (with automatic
+    retries off), an emitter keeps every event. The respx router is the client's
+    transport (respx without patching httpx), so nothing else in the test is
+    intercepted and nothing leaves the process; a request to any other host fails the
+    send as unmocked.
+    """
+    collector = respx.Router(assert_all_called=False)
+    collector.route(host="collector.test").respond(500)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(collector.async_handler)) as client:
+        yield client
 
 
 def pytest_report_header() -> str:

@@ -168,20 +168,18 @@ BAD_CALLS = [
 
 
 @pytest.fixture
-async def tracker() -> AsyncIterator[at.Tracker]:
-    """A tracker on a MemoryStorage whose emitter never delivers (the transport answers 500
-    and nothing retries on its own), holding one good event already queued."""
-    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(500)))
+async def tracker(refusing_client: httpx.AsyncClient) -> AsyncIterator[at.Tracker]:
+    """A tracker on a MemoryStorage whose emitter never delivers (respx answers 500 and
+    nothing retries on its own), holding one good event already queued."""
     emitter = at.Emitter(
         "collector.test",
         storage=at.MemoryStorage(),
-        http_client=client,
+        http_client=refusing_client,
         retry=at.RetryPolicy(auto_retry=False),
     )
     async with at.Tracker(emitter, namespace="ns", app_id="app") as made:
         await made.track_page_view("https://queued/")
         yield made
-    await client.aclose()
 
 
 async def stored(tracker: at.Tracker) -> list[dict[str, str]]:

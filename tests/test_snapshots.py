@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 from iglu import check_event, check_post_body
 
 import asynctracker as at
@@ -26,6 +27,7 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 TV = "<tv>"
 STM = "<stm>"
+TP2 = "/com.snowplowanalytics.snowplow/tp2"
 
 DTM = 1_700_000_000_123
 TTM = 1_699_999_999_000
@@ -122,11 +124,15 @@ def compare(name: str, actual: object) -> None:
 async def stored_payloads(
     call: Callable[[at.Tracker], Awaitable[str]], *, base64_encode: bool
 ) -> list[dict[str, str]]:
-    """What ``call`` stores, using a tracker whose collector always answers 500."""
+    """What ``call`` stores, using a tracker whose collector always answers 500.
+
+    A respx router answers through ``httpx.MockTransport`` (respx without patching
+    httpx): the snapshots read the storage, not the wire.
+    """
     storage = at.MemoryStorage()
-    async with httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda _: httpx.Response(500))
-    ) as client:
+    collector = respx.Router()
+    collector.route(host="collector.acme.com").respond(500)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(collector.async_handler)) as client:
         emitter = at.Emitter(
             "collector.acme.com",
             storage=storage,
@@ -168,20 +174,17 @@ async def test_post_body_matches_snapshot() -> None:
     storage = at.MemoryStorage()
     for event in events:
         await storage.add_event_row(event)
-    bodies: list[bytes] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        bodies.append(request.content)
-        return httpx.Response(200)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as client:
-        emitter = at.Emitter("collector.acme.com", storage=storage, http_client=client)
+    # respx intercepts the emitter's own client: the body is the default configuration's.
+    async with respx.mock() as collector:
+        route = collector.post(f"https://collector.acme.com{TP2}").respond(200)
+        emitter = at.Emitter("collector.acme.com", storage=storage)
         try:
             assert await emitter.flush() == 0
         finally:
             await emitter.aclose()
+        assert route.call_count == 1
+        body = route.calls.last.request.content
 
-    [body] = bodies
     check_post_body(body)
     text = normalise_body(body.decode("utf-8"))
     compare("post_body", {"body": text, "document": json.loads(text)})

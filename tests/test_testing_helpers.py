@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import httpx
 import pytest
@@ -427,3 +429,205 @@ def test_a_forgotten_flush_fails_with_the_reason_in_a_users_test_run(
             "await tracker.flush() before reading events*",
         ]
     )
+
+
+# -- without pytest-asyncio ------------------------------------------------------------------
+
+USES_EVERY_KIND_OF_FIXTURE = """
+    async def test_async_test(capturing_tracker, tracked_events):
+        await capturing_tracker.track_page_view("https://acme.test/")
+
+    def test_sync_test(tracked_events):
+        assert len(tracked_events) == 0
+
+    def test_options_alone_are_sync(tracker_options):
+        assert tracker_options == {}
+
+    def test_unrelated():
+        pass
+"""
+
+
+def test_without_pytest_asyncio_the_fixtures_fail_naming_what_to_install(
+    pytester: pytest.Pytester,
+) -> None:
+    """``-p no:asyncio`` stands for a user who never installed pytest-asyncio."""
+    pytester.makepyfile(test_user=textwrap.dedent(USES_EVERY_KIND_OF_FIXTURE))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
+    result.assert_outcomes(passed=2, errors=2)
+    message = "*tracker fixtures * are async and need the pytest-asyncio plugin, which is not "
+    message += "active in this run. Install it (pip install pytest-asyncio)*"
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_async_test*",
+            message,
+            "*ERROR at setup of test_sync_test*",
+            message,
+        ]
+    )
+    # pytest's own "async fixture with no plugin" error, and the internal AssertionError
+    # it left the next test with, are gone.
+    assert "no plugin or hook" not in result.stdout.str()
+    assert "AssertionError" not in result.stdout.str()
+
+
+def test_a_run_without_pytest_asyncio_that_never_asks_for_the_fixtures_passes(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_user=textwrap.dedent(
+            """
+            def test_unrelated(tmp_path):
+                assert tmp_path.is_dir()
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:asyncio", "-W", "error"
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_anyios_plugin_runs_the_fixtures_without_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_user=textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.fixture
+            def anyio_backend():
+                return "asyncio"
+
+            @pytest.mark.anyio
+            async def test_tracked(capturing_tracker, tracked_events):
+                await capturing_tracker.track_page_view("https://acme.test/")
+                await capturing_tracker.flush()
+                assert tracked_events.of_type("pv")[0]["url"] == "https://acme.test/"
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "anyio", "-W", "error"
+    )
+    result.assert_outcomes(passed=1)
+
+
+# -- each test's own default event queue -------------------------------------------------------
+
+
+async def test_an_emitter_without_db_name_stores_in_asynctracker_db_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = tmp_path / "queue" / "mine.db"
+    queue.parent.mkdir()
+    monkeypatch.setenv("ASYNCTRACKER_DB_PATH", str(queue))
+    monkeypatch.chdir(tmp_path)
+    nobody = "http://127.0.0.1:9"  # refused: the event stays queued
+    emitter = at.Emitter(nobody, retry=at.RetryPolicy(auto_retry=False), close_timeout=0)
+    assert emitter.storage.location == str(queue)
+    async with emitter:
+        await emitter.add({"e": "pv", "url": "https://acme.test/"})
+        assert await emitter.flush(timeout=5) == 1
+    async with at.SQLiteStorage(queue) as storage:
+        assert [row.event["url"] for row in await storage.get_all_event_rows()] == [
+            "https://acme.test/"
+        ]
+    assert not (tmp_path / "events.db").exists()
+
+    explicit = at.Emitter(nobody, db_name=tmp_path / "explicit.db")
+    assert explicit.storage.location == str(tmp_path / "explicit.db")
+    monkeypatch.setenv("ASYNCTRACKER_DB_PATH", "")
+    assert at.Emitter(nobody).storage.location == "events.db"
+
+
+def test_the_plugin_gives_this_test_its_own_default_queue(asynctracker_db_path: Path) -> None:
+    assert os.environ["ASYNCTRACKER_DB_PATH"] == str(asynctracker_db_path)
+    assert asynctracker_db_path.parent.is_dir()
+    assert not asynctracker_db_path.exists()  # made when an emitter opens it, not before
+
+
+def test_the_default_queue_works_with_the_tmpdir_plugin_off(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixture is autouse in every run: one without tmp_path must still pass."""
+    monkeypatch.delenv("ASYNCTRACKER_DB_PATH")
+    pytester.makepyfile(
+        test_user=textwrap.dedent(
+            """
+            import os
+            import asynctracker as at
+
+            async def test_default_emitter(asynctracker_db_path):
+                assert os.environ["ASYNCTRACKER_DB_PATH"] == str(asynctracker_db_path)
+                emitter = at.Emitter("http://127.0.0.1:9", close_timeout=0)
+                async with emitter:
+                    await emitter.add({"e": "pv"})
+                assert asynctracker_db_path.exists()
+            """
+        )
+    )
+    result = users_pytest(pytester, "-p", "no:tmpdir")
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "events.db").exists()
+
+
+TWO_TESTS_ONE_COLLECTOR = """
+    import json
+
+    import asynctracker as at
+
+    COLLECTOR = "https://collector.example.test"
+    TP2 = COLLECTOR + "/com.snowplowanalytics.snowplow/tp2"
+
+
+    async def test_a_collector_that_is_down_leaves_an_event_behind(respx_mock):
+        respx_mock.post(TP2).respond(503)
+        emitter = at.Emitter(COLLECTOR, retry=at.RetryPolicy(auto_retry=False), close_timeout=0)
+        async with at.Tracker(emitter) as tracker:
+            await tracker.track_page_view("https://acme.test/first")
+            assert await tracker.flush() == 1
+
+
+    async def test_the_next_test_sends_only_its_own_events(respx_mock):
+        route = respx_mock.post(TP2).respond(200)
+        async with at.Tracker(at.Emitter(COLLECTOR)) as tracker:
+            await tracker.track_page_view("https://acme.test/second")
+            assert await tracker.flush() == 0
+        sent = [
+            event["url"]
+            for call in route.calls
+            for event in json.loads(call.request.content)["data"]
+        ]
+        assert sent == ["https://acme.test/second"]
+"""
+
+
+def test_two_tests_making_a_default_emitter_no_longer_see_each_others_events(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user's shell has no ASYNCTRACKER_DB_PATH (this suite's own run sets one).
+    monkeypatch.delenv("ASYNCTRACKER_DB_PATH")
+    pytester.makepyfile(test_user=textwrap.dedent(TWO_TESTS_ONE_COLLECTOR))
+    result = users_pytest(pytester)
+    result.assert_outcomes(passed=2)
+    assert not (pytester.path / "events.db").exists()
+
+    # The same tests without the plugin share ./events.db: the second one sends the
+    # event the first one left behind.
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:asynctracker",
+        "-W",
+        "error",
+        "-o",
+        "asyncio_mode=auto",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*At index 0 diff: 'https://acme.test/first' != 'https://acme.test/second'"]
+    )
+    assert (pytester.path / "events.db").exists()

@@ -48,33 +48,31 @@ async def flags_context() -> list[at.SelfDescribingJson]:
 
 
 class Made:
-    def __init__(self) -> None:
+    """Trackers on MemoryStorage whose collector answers 500, so every event stays stored."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
         self.trackers: list[at.Tracker] = []
-        self.clients: list[httpx.AsyncClient] = []
 
     async def __call__(self, **options: Any) -> at.Tracker:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(500)))
         emitter = at.Emitter(
             "collector.test",
             storage=at.MemoryStorage(),
-            http_client=client,
+            http_client=self.client,
             retry=at.RetryPolicy(auto_retry=False),
         )
         tracker = at.Tracker(emitter, **options)
         await tracker.emitter.open()
         self.trackers.append(tracker)
-        self.clients.append(client)
         return tracker
 
 
 @pytest.fixture
-async def make() -> AsyncIterator[Made]:
-    made = Made()
+async def make(refusing_client: httpx.AsyncClient) -> AsyncIterator[Made]:
+    made = Made(refusing_client)
     yield made
     for tracker in made.trackers:
         await tracker.aclose()
-    for client in made.clients:
-        await client.aclose()
 
 
 async def stored(tracker: at.Tracker) -> list[dict[str, str]]:

@@ -1,7 +1,8 @@
 """What every ``track_*`` call stores, and how bad input is refused before anything is.
 
-The emitter here talks to an in-memory transport that answers 500 and never retries on
-its own, so every stored event stays in the MemoryStorage where the test can read it.
+The emitter here talks to a respx router that answers 500 (the ``refusing_client``
+fixture) and never retries on its own, so every stored event stays in the MemoryStorage
+where the test can read it.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class KeepOnClose(at.MemoryStorage):
 
 
 class Harness:
-    def __init__(self) -> None:
-        self.clients: list[httpx.AsyncClient] = []
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
         self.trackers: list[at.Tracker] = []
 
     def make(
@@ -51,29 +52,25 @@ class Harness:
         storage: at.MemoryStorage | None = None,
     ) -> tuple[at.Tracker, at.MemoryStorage]:
         storage = storage if storage is not None else at.MemoryStorage()
-        client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(500)))
         emitter = at.Emitter(
             "collector.test",
             storage=storage,
-            http_client=client,
+            http_client=self.client,
             retry=at.RetryPolicy(auto_retry=False),
         )
         tracker = at.Tracker(
             emitter, namespace="ns", app_id="app", base64_encode=base64_encode, subject=subject
         )
-        self.clients.append(client)
         self.trackers.append(tracker)
         return tracker, storage
 
 
 @pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
-    made = Harness()
+async def harness(refusing_client: httpx.AsyncClient) -> AsyncIterator[Harness]:
+    made = Harness(refusing_client)
     yield made
     for tracker in made.trackers:
         await tracker.aclose()
-    for client in made.clients:
-        await client.aclose()
 
 
 async def stored(storage: at.MemoryStorage) -> list[dict[str, str]]:

@@ -1,6 +1,9 @@
 """The shape of what goes on the wire: URLs, headers, bodies, ``stm`` and POST chunking.
 
-Requests go to an in-memory ``httpx.MockTransport`` so every byte can be inspected.
+respx (its ``respx_mock`` fixture) intercepts the emitter's own httpx client, so every
+request can be inspected while the emitter is configured as users configure it: no
+client handed in. One catch-all route takes every request; the tests assert the URL
+themselves, so a wrong one fails naming it.
 """
 
 from __future__ import annotations
@@ -8,12 +11,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+import respx
 from iglu import check_event, check_post_body
 
 import asynctracker as at
@@ -22,46 +26,39 @@ TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 
 
-class Recorder:
-    """An httpx mock transport handler that records requests and answers ``status(request)``."""
+class Wire:
+    """Emitters on their owned client, whose every request lands on respx's ``route``.
 
-    def __init__(self, status: Callable[[httpx.Request], int] = lambda _: 200) -> None:
-        self.status = status
-        self.requests: list[httpx.Request] = []
+    The route answers 200 until a test says otherwise (``wire.route.respond(500)``, or a
+    ``side_effect`` for an answer that depends on the request).
+    """
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return httpx.Response(self.status(request))
+    def __init__(self, router: respx.MockRouter) -> None:
+        self.route = router.route(name="collector").respond(200)
+        self.emitters: list[at.Emitter] = []
+
+    @property
+    def requests(self) -> list[httpx.Request]:
+        return [call.request for call in self.route.calls]
 
     def post_events(self) -> list[list[dict[str, str]]]:
-        return [json.loads(r.content)["data"] for r in self.requests]
+        return [json.loads(request.content)["data"] for request in self.requests]
 
-
-class Wire:
-    def __init__(self) -> None:
-        self.emitters: list[at.Emitter] = []
-        self.clients: list[httpx.AsyncClient] = []
-
-    def emitter(
-        self, recorder: Recorder, collector_uri: str = "collector.test", **options: Any
-    ) -> at.Emitter:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
+    def emitter(self, collector_uri: str = "collector.test", **options: Any) -> at.Emitter:
         options.setdefault("storage", at.MemoryStorage())
         options.setdefault("retry", at.RetryPolicy(auto_retry=False))
-        emitter = at.Emitter(collector_uri, http_client=client, **options)
-        self.clients.append(client)
+        emitter = at.Emitter(collector_uri, **options)
         self.emitters.append(emitter)
         return emitter
 
 
 @pytest.fixture
-async def wire() -> AsyncIterator[Wire]:
-    made = Wire()
+async def wire(respx_mock: respx.MockRouter) -> AsyncIterator[Wire]:
+    # Asking for respx_mock first keeps the mock active until every emitter has closed.
+    made = Wire(respx_mock)
     yield made
     for emitter in made.emitters:
         await emitter.aclose()
-    for client in made.clients:
-        await client.aclose()
 
 
 def event(n: int, *, url_size: int = 10) -> dict[str, str]:
@@ -96,13 +93,12 @@ async def track_all(emitter: at.Emitter) -> list[str]:
 
 
 async def test_post_request_shape(wire: Wire) -> None:
-    recorder = Recorder()
-    emitter = wire.emitter(recorder)
+    emitter = wire.emitter()
     eids = await track_all(emitter)
     assert await emitter.flush() == 0
 
     sent: list[dict[str, str]] = []
-    for request in recorder.requests:
+    for request in wire.requests:
         assert request.method == "POST"
         assert str(request.url) == f"https://collector.test{TP2}"
         assert request.headers["content-type"] == "application/json; charset=utf-8"
@@ -115,11 +111,10 @@ async def test_post_request_shape(wire: Wire) -> None:
 
 
 async def test_post_body_is_compact_json(wire: Wire) -> None:
-    recorder = Recorder()
-    emitter = wire.emitter(recorder)
+    emitter = wire.emitter()
     await emitter.add(event(1))
     await emitter.flush()
-    [request] = recorder.requests
+    [request] = wire.requests
     body = request.content.decode()
     assert body.startswith('{"schema":"' + PAYLOAD_DATA + '","data":[{')
     assert ": " not in body
@@ -129,33 +124,32 @@ async def test_post_body_is_compact_json(wire: Wire) -> None:
 async def test_every_post_request_has_exactly_one_stm_shared_by_all_its_events(
     wire: Wire,
 ) -> None:
-    recorder = Recorder()
     storage = at.MemoryStorage()
     for n in range(50):
         await storage.add_event_row(event(n, url_size=40))
-    emitter = wire.emitter(recorder, storage=storage, byte_limit_post=2_000)
+    emitter = wire.emitter(storage=storage, byte_limit_post=2_000)
     before = int(time.time() * 1000)
     await emitter.flush()
     after = int(time.time() * 1000)
 
-    assert len(recorder.requests) > 1
-    for events in recorder.post_events():
+    assert wire.route.call_count > 1
+    for events in wire.post_events():
         stms = {e["stm"] for e in events}
         assert len(stms) == 1
         [stm] = stms
         assert stm.isdigit()
         assert before <= int(stm) <= after
-    assert sum(len(events) for events in recorder.post_events()) == 50
+    assert sum(len(events) for events in wire.post_events()) == 50
 
 
 @pytest.mark.parametrize("request_type", ["POST", "GET"])
 async def test_stm_is_never_stored(wire: Wire, request_type: str) -> None:
-    recorder = Recorder(lambda _: 500)
+    wire.route.respond(500)
     storage = at.MemoryStorage()
-    emitter = wire.emitter(recorder, storage=storage, request_type=request_type)
+    emitter = wire.emitter(storage=storage, request_type=request_type)
     await track_all(emitter)
     assert await emitter.flush() == 7
-    assert recorder.requests
+    assert wire.route.called
     rows = await storage.get_all_event_rows()
     assert len(rows) == 7
     assert all("stm" not in row.event for row in rows)
@@ -163,14 +157,14 @@ async def test_stm_is_never_stored(wire: Wire, request_type: str) -> None:
 
 
 async def test_stored_events_do_not_carry_stm_of_an_earlier_send(wire: Wire) -> None:
-    recorder = Recorder(lambda _: 500)
+    wire.route.respond(500)
     storage = at.MemoryStorage()
-    emitter = wire.emitter(recorder, storage=storage)
+    emitter = wire.emitter(storage=storage)
     await emitter.add(event(1))
     await emitter.flush()
     await emitter.flush()
-    assert len(recorder.requests) >= 2
-    for events in recorder.post_events():
+    assert wire.route.call_count >= 2
+    for events in wire.post_events():
         [sent] = events
         assert list(sent).count("stm") == 1
 
@@ -179,14 +173,13 @@ async def test_stored_events_do_not_carry_stm_of_an_earlier_send(wire: Wire) -> 
 
 
 async def test_get_sends_one_form_encoded_event_per_request(wire: Wire) -> None:
-    recorder = Recorder()
     storage = at.MemoryStorage()
-    emitter = wire.emitter(recorder, storage=storage, request_type="GET")
+    emitter = wire.emitter(storage=storage, request_type="GET")
     eids = await track_all(emitter)
     assert await emitter.flush() == 0
 
     received: list[dict[str, str]] = []
-    for request in recorder.requests:
+    for request in wire.requests:
         assert request.method == "GET"
         assert request.content == b""
         url = urlsplit(str(request.url))
@@ -205,13 +198,12 @@ async def test_get_sends_one_form_encoded_event_per_request(wire: Wire) -> None:
 
 
 async def test_get_query_round_trips_every_stored_value(wire: Wire) -> None:
-    recorder = Recorder()
     storage = at.MemoryStorage()
     tricky = {**event(1), "url": "https://a/?x=1&y=2#frag", "page": "100% = ünï +/"}
     await storage.add_event_row(tricky)
-    emitter = wire.emitter(recorder, storage=storage, request_type="GET")
+    emitter = wire.emitter(storage=storage, request_type="GET")
     await emitter.flush()
-    [request] = recorder.requests
+    [request] = wire.requests
     sent = dict(parse_qsl(urlsplit(str(request.url)).query, keep_blank_values=True))
     assert {k: v for k, v in sent.items() if k != "stm"} == tricky
 
@@ -239,11 +231,10 @@ async def test_get_query_round_trips_every_stored_value(wire: Wire) -> None:
 async def test_collector_uri_forms(
     wire: Wire, uri: str, protocol: str, base: str, request_type: str
 ) -> None:
-    recorder = Recorder()
-    emitter = wire.emitter(recorder, uri, protocol=protocol, request_type=request_type)
+    emitter = wire.emitter(uri, protocol=protocol, request_type=request_type)
     await emitter.add(event(1))
     assert await emitter.flush() == 0
-    [request] = recorder.requests
+    [request] = wire.requests
     url = str(request.url)
     if request_type == "POST":
         assert url == base + TP2
@@ -252,11 +243,10 @@ async def test_collector_uri_forms(
 
 
 async def test_default_protocol_is_https(wire: Wire) -> None:
-    recorder = Recorder()
-    emitter = wire.emitter(recorder, "collector.acme.com")
+    emitter = wire.emitter("collector.acme.com")
     await emitter.add(event(1))
     await emitter.flush()
-    assert recorder.requests[0].url.scheme == "https"
+    assert wire.requests[0].url.scheme == "https"
 
 
 # -- POST chunking ------------------------------------------------------------------------
@@ -286,13 +276,12 @@ async def test_post_bodies_never_exceed_the_byte_limit_and_keep_order(
             payload["page"] = "é€😀" * (size_of(n) or 1)  # empty values are left out
         originals.append(payload)
         await storage.add_event_row(payload)
-    recorder = Recorder()
-    emitter = wire.emitter(recorder, storage=storage, byte_limit_post=limit)
+    emitter = wire.emitter(storage=storage, byte_limit_post=limit)
     assert await emitter.flush() == 0
 
     order = {p["eid"]: i for i, p in enumerate(originals)}
     chunks: list[list[int]] = []
-    for request in recorder.requests:
+    for request in wire.requests:
         events = check_post_body(request.content)
         # Only an event too big for any body on its own may be over the limit, alone.
         assert len(request.content) <= limit or len(events) == 1
@@ -310,10 +299,9 @@ async def test_chunks_are_filled_greedily(wire: Wire, limit: int) -> None:
     storage = at.MemoryStorage()
     for n in range(40):
         await storage.add_event_row(event(n, url_size=30))
-    recorder = Recorder()
-    emitter = wire.emitter(recorder, storage=storage, byte_limit_post=limit)
+    emitter = wire.emitter(storage=storage, byte_limit_post=limit)
     await emitter.flush()
-    requests = sorted(recorder.requests, key=lambda r: json.loads(r.content)["data"][0]["dtm"])
+    requests = sorted(wire.requests, key=lambda r: json.loads(r.content)["data"][0]["dtm"])
     last = requests[-1]
     event_size = len(last.content) // len(json.loads(last.content)["data"]) + 1
     # every chunk but the last could not have taken one more event
@@ -338,19 +326,21 @@ async def test_single_oversize_event_is_sent_alone_and_its_status_decides(
     await storage.add_event_row(event(0))
     await storage.add_event_row(event(1, url_size=5_000))
     await storage.add_event_row(event(2))
-    recorder = Recorder(lambda r: status if len(r.content) > limit else 200)
-    emitter = wire.emitter(recorder, storage=storage, byte_limit_post=limit)
+    wire.route.mock(
+        side_effect=lambda request: httpx.Response(status if len(request.content) > limit else 200)
+    )
+    emitter = wire.emitter(storage=storage, byte_limit_post=limit)
 
     assert await emitter.flush() == left
 
-    huge = [r for r in recorder.requests if len(r.content) > limit]
+    huge = [r for r in wire.requests if len(r.content) > limit]
     assert huge
     for request in huge:
         [alone] = check_post_body(request.content)
         assert alone["eid"] == event(1)["eid"]
     small = [
         e["eid"]
-        for r in recorder.requests
+        for r in wire.requests
         if len(r.content) <= limit
         for e in json.loads(r.content)["data"]
     ]
@@ -363,7 +353,6 @@ async def test_limit_smaller_than_any_event_sends_each_event_alone(wire: Wire) -
     storage = at.MemoryStorage()
     for n in range(5):
         await storage.add_event_row(event(n))
-    recorder = Recorder()
-    emitter = wire.emitter(recorder, storage=storage, byte_limit_post=10)
+    emitter = wire.emitter(storage=storage, byte_limit_post=10)
     assert await emitter.flush() == 0
-    assert sorted(len(events) for events in recorder.post_events()) == [1] * 5
+    assert sorted(len(events) for events in wire.post_events()) == [1] * 5
