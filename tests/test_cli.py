@@ -109,7 +109,7 @@ async def test_track_bad_input_exits_2_with_a_message_and_sends_nothing(
 
     assert result.code == 2
     assert message in result.err
-    assert result.err.startswith("asynctracker: error:")
+    assert result.err.startswith("asynctracker track: error:")
     assert "Traceback" not in result.err
     assert collector.requests == []
 

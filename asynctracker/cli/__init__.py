@@ -8,7 +8,8 @@ and maps outcomes to exit statuses; the work lives in ``_track``, ``_send``,
 
 Exit statuses: 0 everything delivered (and valid, for the demo); 1 something was not
 delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines) or a
-command that could not run, always as one line on stderr; 130 interrupted.
+command that could not run, always as one line on stderr; 130 interrupted. Every error
+reads ``asynctracker COMMAND: error: MESSAGE`` (``_messages``), as argparse's do.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED
-from ._parser import build_parser
-from ._terminal import escape
+from ._messages import error, notice
+from ._parser import build_parser, parse
 
 __all__ = ["build_parser", "main"]
 
@@ -51,7 +52,7 @@ def _logging_to_stderr(verbosity: int) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``asynctracker`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     # ``send`` prints the command that resumes an interrupted run: this one plus --skip.
     args.argv = list(sys.argv[1:] if argv is None else argv)
     with _logging_to_stderr(args.verbose):
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_demo(db=args.db, events=args.events, out=out))
     except KeyboardInterrupt:
-        print("asynctracker: interrupted", file=err)
+        print(notice(args.command, "interrupted"), file=err)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``asynctracker demo | head``): stop quietly, and keep the
@@ -90,5 +91,5 @@ def _run(args: argparse.Namespace) -> int:
             logging.getLogger("asynctracker").exception("%s failed", args.command)
         detail = str(exc) or type(exc).__name__
         hint = "" if args.verbose >= 2 else " (-vv shows where)"
-        print(escape(f"asynctracker {args.command}: error: {detail}{hint}"), file=err)
+        error(args.command, f"{detail}{hint}", err)
         return EXIT_BAD_INPUT

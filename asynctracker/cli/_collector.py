@@ -16,7 +16,7 @@ from typing import TextIO
 
 from ..collector import Collector, ReceivedEvent
 from ._common import EXIT_BAD_INPUT, EXIT_NOT_DELIVERED, describe
-from ._terminal import escape
+from ._messages import counted, error
 
 __all__ = ["run_collector"]
 
@@ -38,17 +38,17 @@ async def run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> i
             iglu=args.iglu,
         )
     except (RuntimeError, OSError) as exc:  # --iglu without jsonschema, or not a folder
-        print(escape(f"asynctracker: error: {exc}"), file=err)
+        error("collector", str(exc), err)
         return EXIT_BAD_INPUT
     try:
         await collector.start()
     except (OSError, sqlite3.Error) as exc:
         where = f"{args.host}:{args.port}"
         if args.db is not None and (isinstance(exc, sqlite3.Error) or args.db.is_dir()):
-            print(escape(f"asynctracker: error: cannot use --db {args.db}: {exc}"), file=err)
+            error("collector", f"cannot use --db {args.db}: {exc}", err)
             return EXIT_BAD_INPUT
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        print(escape(f"asynctracker: error: cannot listen on {where}: {reason}"), file=err)
+        error("collector", f"cannot listen on {where}: {reason}", err)
         return EXIT_NOT_DELIVERED
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,10 +72,10 @@ async def run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> i
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(signum)
         await collector.stop()
+    counts = collector.counts
     print(
-        "collector stopped: {total:,} events, {good:,} good, {bad:,} bad".format(
-            **collector.counts
-        ),
+        f"collector stopped: {counted(counts['total'], 'event')}, {counts['good']:,} good, "
+        f"{counts['bad']:,} bad",
         file=out,
         flush=True,
     )

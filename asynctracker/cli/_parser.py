@@ -2,18 +2,23 @@
 
 Only the shape of the command line lives here; the value types (and the one-line
 errors for a bad value) are in ``_args``, the work in each command's own module.
+:func:`parse` is what ``main`` calls: argparse reports a surplus argument of a command
+as an error of the whole program (``asynctracker: error: unrecognized arguments``);
+``parse`` reports it as the command's, ``asynctracker track: error: ...``, like every
+other error about that command.
 """
 
 from __future__ import annotations
 
 import argparse
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 from .._version import __version__
 from ._args import Parser, byte_size, count, number, port, positive, sqlite_path
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "parse"]
 
 _EXIT_CODES = """\
 exit status: 0 delivered, 1 not delivered (or invalid), 2 bad input, 130 interrupted"""
@@ -96,7 +101,21 @@ def _common_options() -> Parser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser; ``main`` and the tests use it."""
+    """The full argument parser (``asynctracker.cli.build_parser``, for other tools)."""
+    return _build()[0]
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed command line; a bad one exits 2 with one line naming the command."""
+    parser, subcommands = _build()
+    args, surplus = parser.parse_known_args(argv)
+    if surplus:
+        subcommands[args.command].error(f"unrecognized arguments: {' '.join(surplus)}")
+    return args
+
+
+def _build() -> tuple[Parser, dict[str, Parser]]:
+    """The top-level parser, and each subcommand's parser by its name."""
     common, delivery = _common_options(), _delivery_options()
     parser = Parser(
         prog="asynctracker",
@@ -274,4 +293,4 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="extra structured events to show speed (default 1000)",
     )
-    return parser
+    return parser, {"track": track, "send": send, "collector": collector, "demo": demo}
