@@ -20,6 +20,7 @@ import httpx
 import pytest
 from cli_support import SCHEMA, STRUCT, TIMEOUT, free_port, run_cli
 
+import asynctracker.cli
 from asynctracker.collector import Collector, ReceivedRequest, Reply
 
 # -- track ------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ async def test_track_bad_input_exits_2_with_a_message_and_sends_nothing(
 
     assert result.code == 2
     assert message in result.err
-    assert result.err.startswith("asynctracker: error:")
+    assert result.err.startswith("asynctracker track: error:")
     assert "Traceback" not in result.err
     assert collector.requests == []
 
@@ -405,3 +406,11 @@ async def test_no_command_is_a_one_line_usage_error() -> None:
         "asynctracker: error: the following arguments are required: COMMAND "
         "(see: asynctracker --help)\n"
     )
+
+
+def test_every_cli_module_stays_under_400_lines() -> None:
+    """The style's limit: a module past ~400 lines holds more than one job."""
+    folder = Path(asynctracker.cli.__file__).parent
+    lengths = {path.name: len(path.read_text().splitlines()) for path in folder.glob("*.py")}
+
+    assert {name: n for name, n in lengths.items() if n >= 400} == {}

@@ -267,6 +267,7 @@ async def test_ctrl_c_with_the_collector_down_keeps_events_in_db_and_resumes_fro
     )
 
     assert code == 130, err
+    assert "asynctracker send: interrupted after line " in err
     assert "delivering 30 stored events for up to 1 s (Ctrl-C again to stop now)" in err
     assert f"30 events kept in {db_path}" in err
     args = resume_args(err)
@@ -409,4 +410,4 @@ async def test_what_send_prints_from_its_input_is_escaped(
     assert "\x1b" not in result.out + result.err
     assert "e\\x1b[2Jvil.ndjson:1: bad line: unknown keys" in result.err
     assert len(result.err.splitlines()[0]) < 400  # the reason is cut, not the whole key
-    assert "e\\x1b[2Jvil.ndjson: 1 lines" in result.out
+    assert "e\\x1b[2Jvil.ndjson: 1 line," in result.out

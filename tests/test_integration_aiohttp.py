@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from examples_support import (
     sp_id_cookie,
     visit_shop,
 )
+from web_support import aiohttp_serving as serving
 
 import asynctracker as at
 from asynctracker.collector import Collector
@@ -38,23 +38,6 @@ from asynctracker.integrations.aiohttp import (
 from asynctracker.testing import capture_tracker
 
 SP_ID = sp_id_cookie(3)
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    """Run ``app`` on a real aiohttp server on 127.0.0.1; yields its base URL.
-
-    Leaving runs ``runner.cleanup()``, the same shutdown as ``web.run_app`` on SIGTERM.
-    """
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def subject_handler(request: web.Request) -> web.Response:

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import httpx
 import pytest
-import uvicorn
 from examples_support import (
     DUID,
     SID,
@@ -25,6 +24,7 @@ from examples_support import (
 )
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse
+from web_support import uvicorn_serving as serving
 
 import asynctracker as at
 from asynctracker.collector import Collector
@@ -39,36 +39,6 @@ from asynctracker.integrations.fastapi import (
 from asynctracker.testing import capture_tracker
 
 SP_ID = sp_id_cookie(7)
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """Run ``app`` under a real uvicorn server on 127.0.0.1; yields its base URL.
-
-    Leaving stops the server the way a deploy does (lifespan shutdown included).
-    """
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="on",
-        log_level="warning",
-        proxy_headers=False,  # the middleware decides about X-Forwarded-For
-        ws="none",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped during startup")
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def subject_app(**middleware: object) -> FastAPI:

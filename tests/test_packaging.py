@@ -23,9 +23,16 @@ from email.parser import Parser
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # hatchling, which the tests need anyway, brings tomli on 3.10
+    import tomli as tomllib
+
 import httpx
 import pytest
 from examples_support import EXAMPLES, ROOT
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from asynctracker.collector import Collector
 
@@ -124,6 +131,34 @@ def test_the_wheel_holds_the_package_the_plugin_and_the_entry_points(wheel: Path
     entry_points = read_metadata(wheel, "entry_points.txt")
     assert "asynctracker = pytest_asynctracker" in entry_points
     assert "asynctracker = asynctracker.cli:main" in entry_points
+
+
+def test_the_wheel_declares_its_license_and_ships_its_text(wheel: Path, metadata: Message) -> None:
+    assert Version(metadata["Metadata-Version"]) >= Version("2.4")
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    # PEP 639: the expression replaces the free-text field and the license classifiers.
+    assert metadata["License"] is None
+    assert not [c for c in metadata.get_all("Classifier") or [] if c.startswith("License ::")]
+    assert read_metadata(wheel, "licenses/LICENSE") == (ROOT / "LICENSE").read_text()
+    assert metadata["Description-Content-Type"] == "text/markdown"
+
+
+def test_every_hatchling_the_project_builds_with_writes_the_license() -> None:
+    """hatchling writes License-Expression from 1.27 (core metadata 2.4 by default);
+    1.26.0 wrote no license field at all, so neither the build nor the offline build of
+    the tests (the test extra's hatchling) may accept an older one."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    requirements = [
+        *pyproject["build-system"]["requires"],
+        *pyproject["project"]["optional-dependencies"]["test"],
+    ]
+    hatchlings = [r for r in map(Requirement, requirements) if r.name == "hatchling"]
+
+    assert len(hatchlings) == 2
+    for requirement in hatchlings:
+        assert "1.27.0" in requirement.specifier, requirement
+        assert "1.26.3" not in requirement.specifier, requirement
 
 
 def test_a_git_url_builds_an_installable_wheel(tmp_path: Path) -> None:

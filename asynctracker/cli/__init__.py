@@ -2,12 +2,14 @@
 
 Subcommands: ``track`` (one event), ``send`` (newline-delimited JSON), ``collector`` (a
 local collector with a web page) and ``demo`` (every event type, end to end). This module
-only parses arguments (types in ``_args``) and maps outcomes to exit statuses; the work
-lives in ``_track``, ``_send`` and ``_demo``, so each can be read (and tested) on its own.
+only runs the parsed command (the parser is in ``_parser``, its value types in ``_args``)
+and maps outcomes to exit statuses; the work lives in ``_track``, ``_send``,
+``_collector`` and ``_demo``, so each can be read (and tested) on its own.
 
 Exit statuses: 0 everything delivered (and valid, for the demo); 1 something was not
 delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines) or a
-command that could not run, always as one line on stderr; 130 interrupted.
+command that could not run, always as one line on stderr; 130 interrupted. Every error
+reads ``asynctracker COMMAND: error: MESSAGE`` (``_messages``), as argparse's do.
 """
 
 from __future__ import annotations
@@ -17,344 +19,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
-import textwrap
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import TextIO
 
-from .._version import __version__
-from ..collector import Collector, ReceivedEvent
-from ._args import Parser, byte_size, count, number, port, positive, sqlite_path
-from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
-from ._terminal import escape
+from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED
+from ._messages import error, notice
+from ._parser import build_parser, parse
 
 __all__ = ["build_parser", "main"]
-
-_EXIT_CODES = """\
-exit status: 0 delivered, 1 not delivered (or invalid), 2 bad input, 130 interrupted"""
-_SEND_EXIT_CODES = """\
-exit status:
-  0    every line was an event and every event was delivered
-  1    some events were not delivered (dropped by the collector, or still stored:
-       kept in --db if given, else lost), or reading stopped on a stalled collector
-  2    some lines were bad (each reported as FILE:LINE, then skipped; every good
-       line was delivered), or bad arguments
-  130  interrupted (Ctrl-C): the last line stored and the command that resumes
-       with --skip are printed"""
-
-
-def _examples(text: str, exit_codes: str = _EXIT_CODES) -> str:
-    return (
-        "examples:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ") + "\n\n" + exit_codes
-    )
-
-
-def _delivery_options() -> Parser:
-    """Flags shared by ``track`` and ``send``: where to send and how hard to try."""
-    parent = Parser(add_help=False)
-    group = parent.add_argument_group("delivery")
-    group.add_argument(
-        "--collector",
-        required=True,
-        metavar="URL",
-        help="collector URL (http://127.0.0.1:9090) or host[:port][/prefix]",
-    )
-    group.add_argument("--method", choices=("GET", "POST"), default="POST", help="default POST")
-    group.add_argument(
-        "--protocol",
-        choices=("http", "https"),
-        default="https",
-        help="scheme when --collector has none (default https)",
-    )
-    group.add_argument("--app-id", metavar="ID", help="application id (aid)")
-    group.add_argument("--namespace", default="cli", help="tracker namespace (default cli)")
-    group.add_argument(
-        "--platform",
-        default="srv",
-        choices=("web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"),
-        help="platform code (default srv)",
-    )
-    group.add_argument(
-        "--db",
-        type=sqlite_path,
-        metavar="PATH",
-        help="SQLite file for at-least-once delivery across runs: what is not delivered "
-        "stays there and the next run with the same --db sends it (default: memory)",
-    )
-    group.add_argument(
-        "--timeout",
-        type=positive,
-        default=10.0,
-        metavar="SECONDS",
-        help="give up after this long without any event delivered (default 10)",
-    )
-    group.add_argument(
-        "--retries",
-        type=count,
-        default=2,
-        metavar="N",
-        help="retries after every request failed (no answer, 5xx) before giving up (default 2)",
-    )
-    return parent
-
-
-def _common_options() -> Parser:
-    parent = Parser(add_help=False)
-    parent.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log what the library does (-v info, -vv debug) on stderr",
-    )
-    return parent
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser; ``main`` and the tests use it."""
-    common, delivery = _common_options(), _delivery_options()
-    parser = Parser(
-        prog="asynctracker",
-        description="Send Snowplow events from the shell, run a local collector, or "
-        "run the end-to-end demo.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_examples(
-            """
-            asynctracker demo
-            asynctracker collector --port 9090
-            asynctracker track --collector http://127.0.0.1:9090 --category shop --action view
-            asynctracker send events.ndjson --collector https://collector.acme.com
-            """
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"asynctracker {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    raw = argparse.RawDescriptionHelpFormatter
-
-    track = commands.add_parser(
-        "track",
-        parents=[common, delivery],
-        formatter_class=raw,
-        help="send one event and wait for the collector to accept it",
-        description="Send one structured or self-describing event; exit 0 only once the "
-        "collector accepted it.",
-        epilog=_examples(
-            """
-            asynctracker track --collector http://127.0.0.1:9090 \\
-                --category shop --action add --label sku-1 --value 2.5
-            asynctracker track --collector collector.acme.com --app-id shop \\
-                --schema iglu:com.acme/click/jsonschema/1-0-0 --json '{"x": 1}' \\
-                --contexts '[{"schema": "iglu:com.acme/user/jsonschema/1-0-0", "data": {"id": 7}}]'
-            asynctracker track --collector http://127.0.0.1:9090 --db queue.db \\
-                --category job --action done      # kept in queue.db if not delivered
-            """
-        ),
-    )
-    unstruct = track.add_argument_group("self-describing event")
-    unstruct.add_argument("--schema", metavar="IGLU_URI", help="iglu:vendor/name/jsonschema/1-0-0")
-    unstruct.add_argument("--json", metavar="DATA", help="the event's data as JSON (default {})")
-    struct = track.add_argument_group("structured event")
-    struct.add_argument("--category", help="se_ca (required for a structured event)")
-    struct.add_argument("--action", help="se_ac (required for a structured event)")
-    struct.add_argument("--label", help="se_la")
-    struct.add_argument("--property", help="se_pr")
-    struct.add_argument("--value", type=number, help="se_va, a number")
-    track.add_argument(
-        "--contexts", metavar="JSON", help='entities: a JSON array of {"schema": ..., "data": ...}'
-    )
-
-    send = commands.add_parser(
-        "send",
-        parents=[common, delivery],
-        formatter_class=raw,
-        help="send newline-delimited JSON events from a file or stdin",
-        description="Send one event per line. A line is either self-describing, "
-        '{"schema": URI, "data": {...}, "contexts": [...]}, or structured, '
-        '{"category": C, "action": A, "label": L, "property": P, "value": N, "contexts": '
-        "[...]}. Bad lines are reported with their number and skipped; the rest are sent. "
-        "The input is streamed in bounded memory, so files of any size are fine. Ctrl-C "
-        "stops after storing the lines in flight, delivers what is stored (for up to "
-        "--timeout seconds; Ctrl-C again stops at once) and prints the command that "
-        "resumes.",
-        epilog=_examples(
-            """
-            asynctracker send events.ndjson --collector http://127.0.0.1:9090
-            zcat events.ndjson.gz | asynctracker send - --collector collector.acme.com
-            echo '{"category": "job", "action": "done"}' | \\
-                asynctracker send - --collector http://127.0.0.1:9090 --db queue.db
-            asynctracker send events.ndjson --collector http://127.0.0.1:9090 --skip 120000
-            """,
-            _SEND_EXIT_CODES,
-        ),
-    )
-    send.add_argument("file", metavar="FILE", help="newline-delimited JSON file, or - for stdin")
-    send.add_argument(
-        "--skip",
-        type=count,
-        default=0,
-        metavar="N",
-        help="skip the first N lines (resume an interrupted run; Ctrl-C prints the command)",
-    )
-    send.add_argument(
-        "--max-line-bytes",
-        type=byte_size,
-        default=1 << 20,
-        metavar="SIZE",
-        help="longer lines are reported as bad and skipped without being held in memory "
-        "(default 1MiB; units k, M, G)",
-    )
-    send.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="show progress (percentage and ETA for a file) on stderr; default: only when "
-        "stderr is a terminal",
-    )
-
-    collector = commands.add_parser(
-        "collector",
-        parents=[common],
-        formatter_class=raw,
-        help="run a local collector that validates events and shows them in a page",
-        description="Run a Snowplow collector on your machine until Ctrl-C: it validates "
-        "every event against the tracker protocol (and, with --iglu, self-describing data "
-        "against your Iglu schemas), prints one line per event, and shows them decoded in "
-        "a web page. JSON at /events; Snowplow Micro's API at /micro/all, /micro/good, "
-        "/micro/bad, /micro/reset.",
-        epilog=_examples(
-            """
-            asynctracker collector                          # http://127.0.0.1:9090/
-            asynctracker collector --port 0 --db collector.db   # any free port, kept on disk
-            asynctracker collector --iglu ./iglu            # validate against your schemas
-            asynctracker collector --allow-host dev.test    # also answer Host: dev.test
-            """
-        ),
-    )
-    collector.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    collector.add_argument(
-        "--port", type=port, default=9090, help="port to listen on (default 9090, 0: any free)"
-    )
-    collector.add_argument(
-        "--db",
-        type=sqlite_path,
-        metavar="PATH",
-        help="keep received events in this SQLite file, e.g. collector.db "
-        "(default: a temporary file, removed on exit)",
-    )
-    collector.add_argument(
-        "--iglu",
-        type=Path,
-        metavar="DIR",
-        help="validate self-describing events and contexts against the Iglu registry in DIR "
-        "(vendor/name/jsonschema/version files; needs asynctracker[collector])",
-    )
-    collector.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="also answer requests whose Host header is NAME (repeatable; '*' for any). "
-        "By default only localhost names and the listening address, against DNS rebinding",
-    )
-    collector.add_argument(
-        "-q", "--quiet", action="store_true", help="do not print a line per event"
-    )
-
-    demo = commands.add_parser(
-        "demo",
-        parents=[common],
-        formatter_class=raw,
-        help="track every event type through SQLite to an in-process collector",
-        description="Start a collector on 127.0.0.1, track one event of every type plus "
-        "N structured events through the default SQLite storage, and report what arrived, "
-        "how fast, and whether each event is valid.",
-        epilog=_examples(
-            """
-            asynctracker demo
-            asynctracker demo --events 10000
-            asynctracker demo --db demo.db      # keep the SQLite queue file
-            """
-        ),
-    )
-    demo.add_argument(
-        "--db",
-        type=sqlite_path,
-        metavar="PATH",
-        help="SQLite file for the tracker's queue (default: a temporary folder)",
-    )
-    demo.add_argument(
-        "--events",
-        type=count,
-        default=1000,
-        metavar="N",
-        help="extra structured events to show speed (default 1000)",
-    )
-    return parser
-
-
-async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end."""
-    # Imported here so that this function's needs stay out of the module's shared header.
-    import sqlite3
-
-    def on_event(event: ReceivedEvent) -> None:
-        # Events come from the network: describe() escapes what reaches the terminal.
-        print(describe(event), file=out, flush=True)
-
-    try:
-        collector = Collector(
-            args.host,
-            args.port,
-            db_path=args.db,
-            on_event=None if args.quiet else on_event,
-            allowed_hosts=args.allow_host,
-            iglu=args.iglu,
-        )
-    except (RuntimeError, OSError) as exc:  # --iglu without jsonschema, or not a folder
-        print(escape(f"asynctracker: error: {exc}"), file=err)
-        return EXIT_BAD_INPUT
-    try:
-        await collector.start()
-    except (OSError, sqlite3.Error) as exc:
-        where = f"{args.host}:{args.port}"
-        if args.db is not None and (isinstance(exc, sqlite3.Error) or args.db.is_dir()):
-            print(escape(f"asynctracker: error: cannot use --db {args.db}: {exc}"), file=err)
-            return EXIT_BAD_INPUT
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        print(escape(f"asynctracker: error: cannot listen on {where}: {reason}"), file=err)
-        return EXIT_NOT_DELIVERED
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still interrupts
-            loop.add_signal_handler(signum, stop.set)
-    try:
-        stored = f", keeping events in {args.db}" if args.db else ""
-        print(
-            f"collector listening on {collector.url}{stored}\n"
-            f"  page:    {collector.url}/   Micro API: {collector.url}/micro/all\n"
-            f"  send to: asynctracker track --collector {collector.url} "
-            "--category test --action ping\n"
-            f"  stop with Ctrl-C. {collector.validation_mode}",
-            file=out,
-            flush=True,
-        )
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(signum)
-        await collector.stop()
-    print(
-        "collector stopped: {total:,} events, {good:,} good, {bad:,} bad".format(
-            **collector.counts
-        ),
-        file=out,
-        flush=True,
-    )
-    return 0
 
 
 @contextlib.contextmanager
@@ -380,7 +52,7 @@ def _logging_to_stderr(verbosity: int) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``asynctracker`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     # ``send`` prints the command that resumes an interrupted run: this one plus --skip.
     args.argv = list(sys.argv[1:] if argv is None else argv)
     with _logging_to_stderr(args.verbose):
@@ -400,12 +72,14 @@ def _run(args: argparse.Namespace) -> int:
 
             return asyncio.run(run_send(args, out, err))
         if args.command == "collector":
-            return asyncio.run(_run_collector(args, out, err))
+            from ._collector import run_collector
+
+            return asyncio.run(run_collector(args, out, err))
         from ._demo import run_demo
 
         return asyncio.run(run_demo(db=args.db, events=args.events, out=out))
     except KeyboardInterrupt:
-        print("asynctracker: interrupted", file=err)
+        print(notice(args.command, "interrupted"), file=err)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``asynctracker demo | head``): stop quietly, and keep the
@@ -417,5 +91,5 @@ def _run(args: argparse.Namespace) -> int:
             logging.getLogger("asynctracker").exception("%s failed", args.command)
         detail = str(exc) or type(exc).__name__
         hint = "" if args.verbose >= 2 else " (-vv shows where)"
-        print(escape(f"asynctracker {args.command}: error: {detail}{hint}"), file=err)
+        error(args.command, f"{detail}{hint}", err)
         return EXIT_BAD_INPUT

@@ -17,6 +17,7 @@ from .._validate import EVENT_NAMES
 from ..collector import ReceivedEvent
 from ..emitter import Emitter
 from ..payload import SCREEN_VIEW_SCHEMA, TIMING_SCHEMA
+from ._messages import counted
 from ._terminal import escape
 
 __all__ = ["Tally", "deliver", "describe", "event_kind", "failure_reason"]
@@ -90,9 +91,10 @@ def failure_reason(tally: Tally, url: str) -> str:
     if status == 0:
         return "events were dropped before sending (queue full)"
     if tally.dropped:
+        them = "it was" if tally.dropped == 1 else "they were"
         return (
-            f"the collector at {url} refused the events with HTTP {status}; "
-            f"{tally.dropped} were dropped (HTTP {status} is not retried)"
+            f"the collector at {url} refused {counted(tally.dropped, 'event')} with HTTP "
+            f"{status} and {them} dropped (HTTP {status} is not retried)"
         )
     return f"the collector at {url} answered HTTP {status}"
 
@@ -157,7 +159,7 @@ def describe(event: ReceivedEvent) -> str:
     if detail:
         parts.append(detail)
     if isinstance(contexts, list) and contexts:
-        parts.append(f"+{len(contexts)} context{'s' if len(contexts) > 1 else ''}")
+        parts.append(f"+{counted(len(contexts), 'context')}")
     if event.errors:
         more = f" (+{len(event.errors) - 1} more)" if len(event.errors) > 1 else ""
         parts.append(f"-- {event.errors[0]}{more}")

@@ -33,6 +33,7 @@ from ._common import (
     event_kind,
     failure_reason,
 )
+from ._messages import counted
 
 __all__ = ["run_demo"]
 
@@ -122,7 +123,7 @@ async def _run(collector: Collector, db_file: Path, where: str, bulk: int, out: 
         by_id[event.payload.get("eid", "")].append(event)
 
     print(
-        f"\ntracked {total:,} events in {tracked - started:.3f} s "
+        f"\ntracked {counted(total, 'event')} in {tracked - started:.3f} s "
         f"({_rate(total, tracked - started)});\ndelivery done {delivered - started:.3f} s "
         f"after the first track call, {delivered - tracked:.3f} s after the last "
         f"({_rate(total, delivered - started)} end to end)",
@@ -130,7 +131,7 @@ async def _run(collector: Collector, db_file: Path, where: str, bulk: int, out: 
     )
     good = sum(1 for event in arrived if event.valid)
     print(
-        f"\narrived at the collector: {len(arrived):,} events, {good:,} good, "
+        f"\narrived at the collector: {counted(len(arrived), 'event')}, {good:,} good, "
         f"{len(arrived) - good:,} bad",
         file=out,
     )
@@ -155,24 +156,25 @@ async def _run(collector: Collector, db_file: Path, where: str, bulk: int, out: 
     bulk_bad = [event for event in bulk_copies if not event.valid]
     missing = sum(1 for eid in bulk_ids if eid not in by_id)
     print(
-        f"  {bulk:,} bulk structured events: {len(bulk_copies) - len(bulk_bad):,} good, "
+        f"  {counted(bulk, 'bulk structured event')}: {len(bulk_copies) - len(bulk_bad):,} good, "
         f"{len(bulk_bad):,} bad, {missing:,} missing",
         file=out,
     )
     if missing:
-        problems.append(f"{missing} bulk events did not arrive")
+        problems.append(f"{counted(missing, 'bulk event')} did not arrive")
     if len(bulk_copies) > len(bulk_ids) - missing:
         problems.append("some bulk events arrived more than once")
     problems += [describe(event) for event in bulk_bad[:5]]
     extra = len(arrived) - sum(len(by_id.get(eid, [])) for eid in {*showcase, *bulk_ids})
     if extra:
-        print(f"  {extra:,} more events, left in {db_file} by an earlier run", file=out)
+        print(f"  {counted(extra, 'more event')}, left in {db_file} by an earlier run", file=out)
     if left:
-        problems.append(f"{left} events still stored: {failure_reason(tally, collector.url)}")
+        stored = counted(left, "event")
+        problems.append(f"{stored} still stored: {failure_reason(tally, collector.url)}")
 
     print("\nverdict: ", end="", file=out)
     if problems:
-        print(f"FAILED ({len(problems)} problems)", file=out)
+        print(f"FAILED ({counted(len(problems), 'problem')})", file=out)
         for problem in problems[:20]:
             print(f"  - {problem}", file=out)
     else:

@@ -36,9 +36,10 @@ from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, deliv
 from ._events import check_text_options, load_json, parse_event
 from ._interrupt import Interrupt, in_daemon_thread, unless
 from ._lines import Line, LineReader, decode
+from ._messages import counted, error, error_line, notice
 from ._progress import Figures, StatusLine
 from ._terminal import escape, shell_command
-from ._track import Sender, error
+from ._track import Sender
 
 __all__ = ["run_send"]
 
@@ -96,13 +97,13 @@ async def run_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         check_text_options(args)
         sender = Sender.from_args(args)
     except AsyncTrackerError as exc:
-        error(str(exc), err)
+        error("send", str(exc), err)
         return EXIT_BAD_INPUT
     name = "stdin" if args.file == "-" else args.file
     try:
         stream = await _open(args)
     except OSError as exc:
-        error(f"cannot read {name}: {exc.strerror or exc}", err)
+        error("send", f"cannot read {name}: {exc.strerror or exc}", err)
         return EXIT_BAD_INPUT
     total = _size(stream)
     reader = LineReader(stream, max_line_bytes=args.max_line_bytes, skip=args.skip)
@@ -129,12 +130,12 @@ async def run_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 left = await _drain(sender, run, args, status, interrupt)
     except StorageError as exc:
         await status.stop()
-        error(str(exc), err)
+        error("send", str(exc), err)
         return EXIT_NOT_DELIVERED
     finally:
         await status.stop()
     if run.unreported:
-        status.message(f"{name}: {run.unreported:,} more bad lines")
+        status.message(f"{name}: {counted(run.unreported, 'more bad line')}")
     return _summary(sender, run, args, left, time.perf_counter() - started, out, err)
 
 
@@ -162,14 +163,15 @@ async def _pump(
         now = time.monotonic()
         if now - run.last_report >= _REPORT_EVERY:
             status.message(
-                f"{run.name}: {run.unreported:,} more bad lines, "
+                f"{run.name}: {counted(run.unreported, 'more bad line')}, "
                 f"the latest {run.name}:{number}: {message}"
             )
             run.unreported, run.last_report = 0, now
 
     async def track_line(line: Line) -> None:
         if line.data is None:
-            bad(line.number, f"longer than --max-line-bytes ({args.max_line_bytes:,} bytes)")
+            limit = counted(args.max_line_bytes, "byte")
+            bad(line.number, f"longer than --max-line-bytes ({limit})")
             return
         try:
             event = parse_event(load_json(decode(line.data, line.number), "the line"))
@@ -210,8 +212,9 @@ async def _pump(
             if left:
                 run.stalled = True
                 status.message(
-                    f"asynctracker: error: stopped reading after line {run.done:,}: "
-                    f"{sender.reason()}"
+                    error_line(
+                        "send", f"stopped reading after line {run.done:,}: {sender.reason()}"
+                    )
                 )
                 return
             run.checkpoint = run.done
@@ -239,8 +242,11 @@ async def _drain(
     run.interrupted = True
     stored = sender.emitter.stats().queued
     status.message(
-        f"asynctracker: interrupted after line {run.done:,}; delivering {stored:,} stored "
-        f"events for up to {args.timeout:g} s (Ctrl-C again to stop now)"
+        notice(
+            "send",
+            f"interrupted after line {run.done:,}; delivering {counted(stored, 'stored event')}"
+            f" for up to {args.timeout:g} s (Ctrl-C again to stop now)",
+        )
     )
     try:
         left = await unless(interrupt.now, asyncio.wait_for(drain(), args.timeout))
@@ -285,27 +291,29 @@ def _summary(
     tally = sender.tally
     rate = tally.delivered / elapsed if elapsed > 0 else 0.0
     skipped = f" after skipping {args.skip:,}" if args.skip else ""
+    lines = counted(max(run.done - args.skip, 0), "line")
     print(
         escape(
-            f"{run.name}: {max(run.done - args.skip, 0):,} lines{skipped}, {run.queued:,} "
-            f"events queued, {tally.delivered:,} delivered, {tally.dropped + left:,} failed, "
-            f"{run.bad:,} bad lines in {elapsed:.2f} s ({rate:,.0f} events/s)"
+            f"{run.name}: {lines}{skipped}, {counted(run.queued, 'event')} queued, "
+            f"{tally.delivered:,} delivered, {tally.dropped + left:,} failed, "
+            f"{counted(run.bad, 'bad line')} in {elapsed:.2f} s ({rate:,.0f} events/s)"
         ),
         file=out,
     )
     problems: list[str] = []
     if tally.dropped:
-        problems.append(f"{tally.dropped:,} events dropped: {sender.reason()}")
+        problems.append(f"{counted(tally.dropped, 'event')} dropped: {sender.reason()}")
     if left:
         problems.append(f"not delivered: {sender.reason()}. {sender.fate(left)}")
     if run.bad:
-        problems.append(f"{run.bad:,} bad lines were skipped")
+        were = "was" if run.bad == 1 else "were"
+        problems.append(f"{counted(run.bad, 'bad line')} {were} skipped")
     if run.interrupted:
         problems.append(f"interrupted: the last line stored is {run.name}:{run.done}")
     elif run.stalled:
         problems.append(f"input was not read to the end: the last line stored is line {run.done}")
     for problem in problems:
-        error(problem, err)
+        error("send", problem, err)
     lost = left > 0 and sender.db is None
     if run.interrupted or run.stalled or lost:
         resume = run.checkpoint if lost else run.done

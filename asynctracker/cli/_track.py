@@ -20,9 +20,10 @@ from ..storage import MemoryStorage
 from ..tracker import Tracker
 from ._common import EXIT_BAD_INPUT, EXIT_NOT_DELIVERED, Tally, deliver, failure_reason
 from ._events import UnstructEvent, check_text_options, event_from_args
+from ._messages import counted, error
 from ._terminal import escape
 
-__all__ = ["Sender", "error", "run_track"]
+__all__ = ["Sender", "run_track"]
 
 
 @dataclass
@@ -67,14 +68,10 @@ class Sender:
 
     def fate(self, left: int) -> str:
         """What happens to ``left`` undelivered events."""
-        events = "1 event" if left == 1 else f"{left:,} events"
+        events = counted(left, "event")
         if self.db is not None:
             return f"{events} kept in {self.db}; the next run with --db {self.db} sends them"
         return f"{events} lost: kept in memory only (use --db PATH to keep undelivered events)"
-
-
-def error(message: str, err: TextIO) -> None:
-    print(escape(f"asynctracker: error: {message}"), file=err)
 
 
 async def run_track(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -84,7 +81,7 @@ async def run_track(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         event = event_from_args(args)
         sender = Sender.from_args(args)
     except AsyncTrackerError as exc:
-        error(str(exc), err)
+        error("track", str(exc), err)
         return EXIT_BAD_INPUT
     tally = sender.tally
     try:
@@ -92,10 +89,10 @@ async def run_track(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             event_id = await event.track(sender.tracker)
             left = await deliver(sender.emitter, tally, timeout=args.timeout, retries=args.retries)
     except InvalidEventError as exc:
-        error(str(exc), err)
+        error("track", str(exc), err)
         return EXIT_BAD_INPUT
     except StorageError as exc:
-        error(str(exc), err)
+        error("track", str(exc), err)
         return EXIT_NOT_DELIVERED
     kind = "self-describing" if isinstance(event, UnstructEvent) else "structured"
     if left == 0 and tally.dropped == 0 and tally.delivered > 0:
@@ -104,5 +101,5 @@ async def run_track(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     message = f"{kind} event {event_id} was not delivered: {sender.reason()}"
     if left:
         message += f". {sender.fate(left)}"
-    error(message, err)
+    error("track", message, err)
     return EXIT_NOT_DELIVERED

@@ -25,6 +25,23 @@ The middleware also binds the request's Subject (:func:`asynctracker.bind_subjec
 while the handler runs, so code deeper down can call ``bound_subject()`` or leave
 ``subject=`` out of ``track_*`` instead of passing it around.
 
+When the emitter sends with your own ``httpx.AsyncClient`` (``Emitter(...,
+http_client=client)``), the tracker must be flushed before that client closes. Cleanup
+contexts are cleaned up in reverse order, so add the client's context first and make
+the tracker in the factory, which runs at startup, after the client exists::
+
+    CLIENT = web.AppKey("http_client", httpx.AsyncClient)
+
+    async def http_client(app: web.Application) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            app[CLIENT] = client
+            yield
+
+    app.cleanup_ctx.append(http_client)  # first: closed after the tracker's final flush
+    setup_tracking(app, lambda: at.Tracker(at.Emitter(URL, http_client=app[CLIENT])))
+
+docs/frameworks.md has the whole recipe, for FastAPI too.
+
 Only aiohttp is imported, and only when this module is.
 """
 
@@ -86,7 +103,9 @@ def tracker_context(
     and stored in ``app[TRACKER_KEY]`` for :func:`get_tracker`. On cleanup it is flushed
     (bounded by the emitter's ``close_timeout``) and closed, so stopping the server
     delivers what the last requests tracked. Contexts run in order and are cleaned up in
-    reverse, so append this before contexts that track events in their own cleanup.
+    reverse, so append this before contexts that track events in their own cleanup, and
+    after the context of anything the tracker uses (the emitter's ``http_client``),
+    which must outlive its final flush.
 
     Pass a function that makes the tracker when the app may be started more than once
     (tests): a closed tracker cannot be opened again.
@@ -242,8 +261,13 @@ def setup_tracking(
     """Add :func:`tracker_context` and :func:`tracking_middleware` to ``app`` in one call.
 
     Call it while building the app (before it starts); see those two for the options.
+    It also flushes the tracker when the app shuts down (``on_shutdown``, bounded by the
+    emitter's ``close_timeout``), before any cleanup context runs: a context added after
+    this call is cleaned up before the tracker's, and may close the client the emitter
+    sends with, so what the requests tracked is delivered while it is still open.
     """
     app.cleanup_ctx.append(tracker_context(tracker))
+    app.on_shutdown.append(_deliver_before_cleanup)
     app.middlewares.append(
         tracking_middleware(
             trusted_proxies=trusted_proxies,
@@ -254,3 +278,15 @@ def setup_tracking(
             exclude_paths=exclude_paths,
         )
     )
+
+
+async def _deliver_before_cleanup(app: web.Application) -> None:
+    """Flush what the requests tracked while everything the emitter uses is still open;
+    a failure is logged, never raised, so the cleanup that closes the tracker still runs."""
+    tracker = app.get(TRACKER_KEY)
+    if tracker is None or tracker.emitter.closed:
+        return
+    try:
+        await tracker.flush(timeout=tracker.emitter.close_timeout)
+    except Exception:
+        logger.exception("asynctracker could not flush the tracker at shutdown")

@@ -28,6 +28,22 @@ The middleware also binds the request's Subject (:func:`asynctracker.bind_subjec
 while the endpoint runs, so code deeper down can call ``bound_subject()`` or leave
 ``subject=`` out of ``track_*`` instead of passing it around.
 
+When the emitter sends with your own ``httpx.AsyncClient`` (``Emitter(...,
+http_client=client)``), the tracker must be flushed before that client closes. Open the
+client in your own lifespan and run the tracker inside it with :func:`running_tracker`,
+so that leaving the ``async with`` blocks closes them in the right order::
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            tracker = at.Tracker(at.Emitter(URL, http_client=client), app_id="shop")
+            async with running_tracker(app, tracker):
+                yield
+
+    app = FastAPI(lifespan=lifespan)
+
+docs/frameworks.md has the whole recipe, for aiohttp too.
+
 Only Starlette is imported (FastAPI is Starlette), and only when this module is.
 """
 
@@ -66,6 +82,7 @@ __all__ = [
     "TrackingMiddleware",
     "get_subject",
     "get_tracker",
+    "running_tracker",
     "subject_from_request",
     "tracker_lifespan",
 ]
@@ -112,39 +129,77 @@ def tracker_lifespan(
     tracker is flushed (bounded by the emitter's ``close_timeout``) and closed, so a
     deploy does not lose the last requests' events.
 
+    With your own ``lifespan``, what the requests tracked is flushed *before* its
+    shutdown code runs, and what that code tracks is flushed after it (each flush
+    bounded by ``close_timeout``): so a client your lifespan closes (the emitter's
+    ``http_client``) is still open for the requests' events. Events your shutdown code
+    tracks after closing that client cannot be sent; if your lifespan creates what the
+    tracker uses, use :func:`running_tracker` inside it instead, which nests them.
+
     Pass a function that makes the tracker (rather than a tracker) when the app may be
     started more than once, as in tests: a closed tracker cannot be opened again.
     """
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:
-        running = resolve_tracker(tracker, "tracker_lifespan")
-        async with running:
-            setattr(app.state, STATE_KEY, running)
-            try:
-                if lifespan is None:
-                    yield None
-                else:
-                    async with lifespan(app) as state:
-                        yield state
-            finally:
-                if getattr(app.state, STATE_KEY, None) is running:
-                    delattr(app.state, STATE_KEY)
+        async with _running(app, tracker, "tracker_lifespan") as running:
+            if lifespan is None:
+                yield None
+                return
+            async with lifespan(app) as state:
+                yield state
+                # Before your shutdown code, which may close what the emitter sends with.
+                if not running.emitter.closed:
+                    await running.flush(timeout=running.emitter.close_timeout)
 
     return run
+
+
+def running_tracker(
+    app: Starlette, tracker: Tracker | Callable[[], Tracker]
+) -> AbstractAsyncContextManager[Tracker]:
+    """Run the tracker with the app from inside your own lifespan; yields the tracker.
+
+    Opens the tracker (or the one ``tracker()`` makes) and puts it on
+    ``app.state.asynctracker`` for :func:`get_tracker`; on leaving, flushes it (bounded
+    by the emitter's ``close_timeout``), closes it and takes it off ``app.state``. Nest
+    it inside whatever the tracker uses, such as the ``httpx.AsyncClient`` you pass as
+    the emitter's ``http_client``: the ``async with`` blocks then end in reverse order,
+    the tracker's final flush first and the client's close after it. Your startup and
+    shutdown code inside the ``async with`` can track events too. Raises
+    ConfigurationError when ``tracker`` is neither a Tracker nor a function returning
+    one.
+    """
+    return _running(app, tracker, "running_tracker")
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    app: Starlette, tracker: Tracker | Callable[[], Tracker], needed_by: str
+) -> AsyncIterator[Tracker]:
+    running = resolve_tracker(tracker, needed_by)
+    async with running:
+        setattr(app.state, STATE_KEY, running)
+        try:
+            yield running
+        finally:
+            if getattr(app.state, STATE_KEY, None) is running:
+                delattr(app.state, STATE_KEY)
 
 
 def get_tracker(conn: HTTPConnection) -> Tracker:
     """FastAPI dependency (or plain call in Starlette) returning the app's running tracker.
 
     Raises ConfigurationError when no tracker is running, which means the app was made
-    without ``lifespan=tracker_lifespan(...)`` (or its server does not run lifespans).
+    without ``lifespan=tracker_lifespan(...)`` or :func:`running_tracker` (or its server
+    does not run lifespans).
     """
     tracker = getattr(conn.app.state, STATE_KEY, None)
     if not isinstance(tracker, Tracker):
         raise ConfigurationError(
             "no running tracker on app.state: create the app with "
-            "lifespan=tracker_lifespan(...) and run it under a server with lifespan on"
+            "lifespan=tracker_lifespan(...) (or use running_tracker(app, ...) in your own "
+            "lifespan) and run it under a server with lifespan on"
         )
     return tracker
 
