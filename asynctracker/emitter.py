@@ -90,8 +90,7 @@ class Emitter:
     Use ``async with emitter:`` (or ``async with tracker:``), or call ``aclose()``:
     closing flushes nothing by itself; leaving ``async with`` flushes for up to
     ``close_timeout`` seconds first. Undelivered events stay in the storage, and an
-    emitter opened later on the same SQLite file sends them. Without ``db_name`` or
-    ``storage`` that file is ``$ASYNCTRACKER_DB_PATH`` if set, else ``./events.db``.
+    emitter opened later on the same SQLite file sends them.
     """
 
     def __init__(
