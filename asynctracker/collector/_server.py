@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ._api import json_response, route
+from ._api import Site, route
 from ._guard import HostCheck, cors_headers, preflight_headers
 from ._hooks import ReceivedRequest, Reply, Responder
 from ._http import (
@@ -46,9 +46,10 @@ from ._http import (
     accept_backlog,
     default_max_connections,
     error_body,
+    json_response,
     serve_connection,
 )
-from ._iglu import IgluRegistry
+from ._iglu import IgluRegistry, validation_mode
 from ._store import MEMORY_EVENTS, EventLog, ReceivedEvent
 from ._tracker import is_tracker_route, track
 
@@ -128,15 +129,7 @@ class Collector:
     @property
     def validation_mode(self) -> str:
         """One line saying what events are checked against."""
-        if self.iglu is None:
-            return (
-                "Checking the tracker protocol only; self-describing data is not validated "
-                "(start with --iglu DIR to validate it against an Iglu registry)."
-            )
-        return (
-            "Validating self-describing events and contexts against the Iglu registry at "
-            f"{self.iglu.root}."
-        )
+        return validation_mode(self.iglu)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -302,6 +295,9 @@ class Collector:
                 return True
         return False
 
+    def _site(self) -> Site:
+        return Site(log=self._log, token=self.token, iglu=self.iglu, reset=self.reset)
+
     async def _handle(self, request: Request) -> Response:
         """Route one request (the Host check first) and answer it."""
         if not self._hosts.accepts(request.headers.get("host")):
@@ -320,7 +316,7 @@ class Collector:
                 return Response(200, b"", preflight_headers(request.headers))
             return Response(204, b"", {"allow": "GET, HEAD, POST"})
         if not tracker:
-            answer = await route(self, request, path, query)
+            answer = await route(self._site(), request, path, query)
             if answer is not None:
                 return answer
         response = await self._tracker_route(request, path, query)
