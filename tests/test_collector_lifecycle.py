@@ -1,17 +1,26 @@
-"""The collector's lifecycle: start, stop, restart, its SQLite file, and leaving it running."""
+"""The collector's lifecycle: start, stop, restart, its SQLite file, and leaving it running.
+
+Its database is an aiosqlite connection, whose thread is not a daemon: these tests run
+real programs in subprocesses that forget to stop their collector, and check that they
+still exit, with the events on disk and a warning saying what was forgotten.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import sys
-import textwrap
 from pathlib import Path
 
+import aiosqlite
 import httpx
 import pytest
 from test_collector import TP2, event, post_body
 
 from asynctracker.collector import Collector
+from asynctracker.collector._db import Database
+from asynctracker.collector._table import SCHEMA, Filters
 
 # -- connections and lifecycle ---------------------------------------------------------------
 
@@ -93,35 +102,92 @@ async def test_url_is_unavailable_before_a_free_port_is_picked() -> None:
         _ = Collector().url
 
 
-async def test_a_program_that_never_stops_its_collector_still_exits(tmp_path: Path) -> None:
-    script = textwrap.dedent(
-        f"""
-        import asyncio, warnings, httpx
-        from asynctracker.collector import Collector
-        warnings.simplefilter("ignore", ResourceWarning)
-        COLLECTOR = Collector(db_path={str(tmp_path / "c.db")!r})
+# -- the database -----------------------------------------------------------------------------
 
-        async def main():
-            await COLLECTOR.start()
-            async with httpx.AsyncClient(base_url=COLLECTOR.url) as client:
-                await client.get("/i", params={{"e": "pv", "url": "x"}})
-            print("sent", flush=True)
 
-        asyncio.run(main())
-        """
-    )
+async def test_inserts_queued_while_the_writer_is_busy_share_one_commit(tmp_path: Path) -> None:
+    statements: list[str] = []
+    commits: list[int] = []
+    connection = await aiosqlite.connect(tmp_path / "events.db")
+    await connection.executescript(SCHEMA)
+    await connection.set_trace_callback(statements.append)
+    db = Database(connection, commits.append)
+    try:
+        for seq in range(1, 51):  # fifty requests' worth, queued without yielding
+            db.insert([(seq, event(se_la=str(seq)), "POST", (), 1700000000.0)])
+        total, rows = await db.page(Filters(), limit=100, newest_first=False)
+    finally:
+        await db.close()
+
+    assert total == 50
+    assert [seq for seq, *_ in rows] == list(range(1, 51))
+    assert commits == [50]
+    assert [s for s in statements if s.upper().startswith("COMMIT")] == ["COMMIT"]
+
+
+async def test_a_query_sees_every_insert_and_reset_queued_before_it(tmp_path: Path) -> None:
+    async with Collector(db_path=tmp_path / "c.db") as collector:
+        async with httpx.AsyncClient(base_url=collector.url) as client:
+            await client.post(TP2, json=post_body(event(), event()))
+            collector.reset()
+            await client.get("/i", params=event(se_la="after"))
+            answer = await client.get("/events")
+        assert answer.headers["x-total-count"] == "1"
+        assert answer.json()[0]["payload"]["se_la"] == "after"
+
+
+# -- a collector its program never stopped ------------------------------------------------------
+
+FORGETFUL = """
+import asyncio, sys
+from asynctracker.collector import Collector
+
+COLLECTOR = Collector(db_path=sys.argv[1])
+
+
+async def main():
+    await COLLECTOR.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", COLLECTOR.port)
+    writer.write(b"GET /i?e=pv&url=x HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n")
+    writer.write(b"Connection: close\\r\\n\\r\\n")
+    print((await reader.read()).split(b"\\r\\n")[0].decode(), flush=True)
+    writer.close()
+
+
+{run}
+"""
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        # The collector stops itself as the loop shuts down, and says it was forgotten.
+        "asyncio.run(main())",
+        # An old-style program: its loop is never shut down, so nothing stops the
+        # collector; the interpreter's exit must still not wait for its database thread.
+        "asyncio.new_event_loop().run_until_complete(main())",
+    ],
+    ids=["asyncio.run", "loop never shut down"],
+)
+async def test_a_program_that_never_stops_its_collector_still_exits(
+    tmp_path: Path, run: str
+) -> None:
+    db = tmp_path / "c.db"
+    script = tmp_path / "forgetful.py"
+    script.write_text(FORGETFUL.format(run=run))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        script,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+        sys.executable, "-W", "always::ResourceWarning", str(script), str(db),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
-        if proc.returncode is None:
+        if proc.returncode is None:  # it hung: the bug this test is about
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0, err.decode()
-    assert out.decode().strip() == "sent"
+    assert out.decode().strip() == "HTTP/1.1 200 OK"
+    if run.startswith("asyncio.run"):
+        assert "stopped as its event loop shut down" in err.decode()
+    with contextlib.closing(sqlite3.connect(db)) as stored:  # the event reached the file
+        assert stored.execute("SELECT count(*) FROM collector_events").fetchone() == (1,)

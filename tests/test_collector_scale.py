@@ -34,8 +34,8 @@ async def test_only_the_newest_events_stay_in_memory_and_counts_stay_exact(
     ):
         ids = await send_events(client, 5000)
         await client.get("/i", params=event(e="zz"))
-        # A query runs on the database thread after every insert queued before it, and
-        # each insert's "committed" callback reaches the loop before the query's answer.
+        # The database's one writer runs a query after every insert queued before it, and
+        # calls each insert's "committed" callback before it answers the query.
         await client.get("/micro/good", params={"limit": 1})
         assert len(collector._log._recent) <= 500
         assert (await client.get("/micro/all")).json() == {"total": 5001, "good": 5000, "bad": 1}

@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
-from ._db import Filters
 from ._guard import csrf_problem
 from ._http import NOSNIFF, Request, Response, json_response
 from ._iglu import IgluRegistry, validation_mode
 from ._micro import CODES, bad_json, good_json, micro_filters
 from ._page import PAGE_JS, PAGE_SIZE, PageView, render_page
 from ._store import EventLog
+from ._table import Filters
 
 __all__ = ["MAX_LIMIT", "Site", "route"]
 
