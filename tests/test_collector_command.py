@@ -1,7 +1,8 @@
 """``asynctracker collector``: a real subprocess serving real requests until a real signal.
 
 Run as a user runs it (``python -m asynctracker collector``), stopped the ways a user
-stops it: Ctrl-C (a real SIGINT to the child) or a service manager's SIGTERM.
+stops it: Ctrl-C (a real SIGINT to the child) or a service manager's SIGTERM. Its exit
+status says which, as its ``--help`` promises.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from asynctracker.collector import Collector
 # -- serving until stopped -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize(
+    ("stop", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["SIGTERM", "Ctrl-C"]
+)
 async def test_collector_command_serves_prints_events_and_stops_cleanly(
-    tmp_path: Path, stop: signal.Signals
+    tmp_path: Path, stop: signal.Signals, status: int
 ) -> None:
+    """Stopped either way, it writes its summary and keeps its database; Ctrl-C exits
+    130 like every command, SIGTERM (a service manager's stop) 0."""
     port = free_port()
     db = tmp_path / "collector.db"
     proc = await asyncio.create_subprocess_exec(
@@ -65,7 +70,7 @@ async def test_collector_command_serves_prints_events_and_stops_cleanly(
 
         proc.send_signal(stop)
         rest, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-        assert proc.returncode == 0, err.decode()
+        assert proc.returncode == status, err.decode()
         assert "collector stopped: 2 events, 1 good, 1 bad" in (b"".join(
             line.encode() for line in lines) + rest).decode()  # fmt: skip
         assert db.exists()
@@ -109,3 +114,12 @@ def test_collector_command_errors_are_one_line_with_status_2(
     assert message in err
     assert err.count("\n") == 1
     assert "Traceback" not in err
+
+
+async def test_the_help_states_the_exit_status_of_each_way_to_stop() -> None:
+    result = await run_cli("collector", "--help")
+
+    assert result.code == 0
+    status = result.out[result.out.index("exit status:") :]
+    assert "130  stopped with Ctrl-C (SIGINT)" in status
+    assert "0    stopped by SIGTERM" in status

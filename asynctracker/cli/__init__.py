@@ -7,7 +7,11 @@ lives in ``_track``, ``_send`` and ``_demo``, so each can be read (and tested) o
 
 Exit statuses: 0 everything delivered (and valid, for the demo); 1 something was not
 delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines) or a
-command that could not run, always as one line on stderr; 130 interrupted.
+command that could not run, always as one line on stderr; 130 interrupted. ``collector``
+runs until it is stopped, so its statuses say how: 130 for Ctrl-C, like every command
+(a script running ``asynctracker collector && next`` stops there, as after any
+interrupted command), 0 for SIGTERM, the ordinary stop of a service manager (systemd,
+``docker stop``), which counts a status of 0 as a clean stop.
 """
 
 from __future__ import annotations
@@ -43,6 +47,14 @@ exit status:
        line was delivered), or bad arguments
   130  interrupted (Ctrl-C): the last line stored and the command that resumes
        with --skip are printed"""
+
+
+_COLLECTOR_EXIT_CODES = """\
+exit status:
+  0    stopped by SIGTERM (how a service manager stops it)
+  1    cannot listen on --host/--port (the port is taken, the address is not here)
+  2    bad arguments, or --db or --iglu cannot be used
+  130  stopped with Ctrl-C (SIGINT)"""
 
 
 def _examples(text: str, exit_codes: str = _EXIT_CODES) -> str:
@@ -229,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
             asynctracker collector --port 0 --db collector.db   # any free port, kept on disk
             asynctracker collector --iglu ./iglu            # validate against your schemas
             asynctracker collector --allow-host dev.test    # also answer Host: dev.test
-            """
+            """,
+            _COLLECTOR_EXIT_CODES,
         ),
     )
     collector.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -295,7 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end."""
+    """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end.
+
+    Returns 130 after SIGINT (Ctrl-C) and 0 after SIGTERM (see the module docstring).
+    """
     # Imported here so that this function's needs stay out of the module's shared header.
     import sqlite3
 
@@ -326,10 +342,17 @@ async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
         print(escape(f"asynctracker: error: cannot listen on {where}: {reason}"), file=err)
         return EXIT_NOT_DELIVERED
     stop = asyncio.Event()
+    stopped_by: list[signal.Signals] = []
+
+    def stop_on(signum: signal.Signals) -> None:
+        stopped_by.append(signum)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still interrupts
-            loop.add_signal_handler(signum, stop.set)
+        # Windows: Ctrl-C still interrupts, as KeyboardInterrupt, which _run maps to 130.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop_on, signum)
     try:
         stored = f", keeping events in {args.db}" if args.db else ""
         print(
@@ -354,7 +377,7 @@ async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
         file=out,
         flush=True,
     )
-    return 0
+    return EXIT_INTERRUPTED if stopped_by[0] is signal.SIGINT else 0
 
 
 @contextlib.contextmanager
