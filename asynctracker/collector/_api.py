@@ -34,7 +34,9 @@ _PAGE_HEADERS = {
     "style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # Not no-referrer: that makes a browser send "Origin: null" with the page's own reset
+    # form (see _guard); same-origin names the page to itself and to nobody else.
+    "referrer-policy": "same-origin",
 }
 
 
