@@ -134,7 +134,7 @@ async def chromium(url: str, tmp_path: Path, *extra: str) -> str:
 class Tab:
     """One Chromium tab, driven over the DevTools protocol (one flattened session)."""
 
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, socket: aiohttp.ClientWebSocketResponse[bool]) -> None:
         self._socket = socket
         self._ids = itertools.count(1)
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}

@@ -61,7 +61,7 @@ async def filled_collector() -> AsyncIterator[Collector]:
             "schema": PAYLOAD_DATA,
             "data": [
                 {"e": "se", "p": "srv", "tv": "hand", "eid": SCRIPT, "dtm": "1700000000000",
-                 "aid": IMG, "se_ca": IMG, "se_ac": "x", IMG: "field name"},
+                 "aid": IMG, "se_ca": IMG, "se_ac": "x", "se_va": IMG, IMG: "field name"},
             ],
         }  # fmt: skip
         async with httpx.AsyncClient() as client:
@@ -112,6 +112,20 @@ async def test_page_shows_self_describing_data_and_contexts_decoded(
     assert USER in cells[5]
     assert '"tier": "gold"' in cells[5]
     assert cells[6].strip() == ""  # no errors for a good event
+
+
+async def test_page_shows_a_structured_events_label_and_value(
+    filled_collector: Collector, tmp_path: Path
+) -> None:
+    dom = PageDOM(await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom"))
+
+    struct = dom.rows[-1]  # the oldest: track_struct_event("shop", "add", "sku-1", value=2)
+    assert "shop / add" in struct.shown[1]
+    data = struct.shown[4]  # the data cell, as shown: not folded into "fields"
+    assert "labelsku-1" in data
+    assert "value2" in data
+    assert "property" not in data  # only the fields the event has
+    assert "value" + IMG in dom.rows[1].shown[4]  # a bad event's, as text
 
 
 async def test_markup_in_events_is_shown_as_text_and_never_runs(
