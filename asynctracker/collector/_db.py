@@ -6,7 +6,7 @@ one queue, drained by one writer task: inserts, the deletion of every event, and
 queries of the listings. So a query always sees every insert queued before it, a reset
 never overtakes an insert, and the event loop never waits for the disk. Inserts that
 piled up while the writer was busy are written in one ``executemany`` and one commit, so
-100k events/s do not turn into 100k commits.
+a burst of requests does not turn into a commit each.
 
 Closing writes whatever is still queued, then closes the connection, which ends
 aiosqlite's thread. That thread is not a daemon, so an open connection would keep a
