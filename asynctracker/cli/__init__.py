@@ -3,15 +3,13 @@
 Subcommands: ``track`` (one event), ``send`` (newline-delimited JSON), ``collector`` (a
 local collector with a web page) and ``demo`` (every event type, end to end). This module
 only parses arguments (types in ``_args``) and maps outcomes to exit statuses; the work
-lives in ``_track``, ``_send`` and ``_demo``, so each can be read (and tested) on its own.
+lives in ``_track``, ``_send``, ``_collector`` and ``_demo``, so each can be read (and
+tested) on its own.
 
 Exit statuses: 0 everything delivered (and valid, for the demo); 1 something was not
 delivered or arrived invalid; 2 bad input (flags, JSON, schema URIs, bad lines) or a
-command that could not run, always as one line on stderr; 130 interrupted. ``collector``
-runs until it is stopped, so its statuses say how: 130 for Ctrl-C, like every command
-(a script running ``asynctracker collector && next`` stops there, as after any
-interrupted command), 0 for SIGTERM, the ordinary stop of a service manager (systemd,
-``docker stop``), which counts a status of 0 as a clean stop.
+command that could not run, always as one line on stderr; 130 interrupted.
+``collector`` runs until it is stopped, so its statuses say how (see ``_collector``).
 """
 
 from __future__ import annotations
@@ -21,17 +19,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
 
 from .._version import __version__
-from ..collector import Collector, ReceivedEvent
 from ._args import Parser, byte_size, count, number, port, positive, sqlite_path
-from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
+from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED
 from ._terminal import escape
 
 __all__ = ["build_parser", "main"]
@@ -307,79 +302,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end.
-
-    Returns 130 after SIGINT (Ctrl-C) and 0 after SIGTERM (see the module docstring).
-    """
-    # Imported here so that this function's needs stay out of the module's shared header.
-    import sqlite3
-
-    def on_event(event: ReceivedEvent) -> None:
-        # Events come from the network: describe() escapes what reaches the terminal.
-        print(describe(event), file=out, flush=True)
-
-    try:
-        collector = Collector(
-            args.host,
-            args.port,
-            db_path=args.db,
-            on_event=None if args.quiet else on_event,
-            allowed_hosts=args.allow_host,
-            iglu=args.iglu,
-        )
-    except (RuntimeError, OSError) as exc:  # --iglu without jsonschema, or not a folder
-        print(escape(f"asynctracker: error: {exc}"), file=err)
-        return EXIT_BAD_INPUT
-    try:
-        await collector.start()
-    except (OSError, sqlite3.Error) as exc:
-        where = f"{args.host}:{args.port}"
-        if args.db is not None and (isinstance(exc, sqlite3.Error) or args.db.is_dir()):
-            print(escape(f"asynctracker: error: cannot use --db {args.db}: {exc}"), file=err)
-            return EXIT_BAD_INPUT
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        print(escape(f"asynctracker: error: cannot listen on {where}: {reason}"), file=err)
-        return EXIT_NOT_DELIVERED
-    stop = asyncio.Event()
-    stopped_by: list[signal.Signals] = []
-
-    def stop_on(signum: signal.Signals) -> None:
-        stopped_by.append(signum)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # Windows: Ctrl-C still interrupts, as KeyboardInterrupt, which _run maps to 130.
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop_on, signum)
-    try:
-        stored = f", keeping events in {args.db}" if args.db else ""
-        print(
-            f"collector listening on {collector.url}{stored}\n"
-            f"  page:    {collector.url}/   Micro API: {collector.url}/micro/all\n"
-            f"  send to: asynctracker track --collector {collector.url} "
-            "--category test --action ping\n"
-            f"  stop with Ctrl-C. {collector.validation_mode}",
-            file=out,
-            flush=True,
-        )
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(signum)
-        await collector.stop()
-    print(
-        "collector stopped: {total:,} events, {good:,} good, {bad:,} bad".format(
-            **collector.counts
-        ),
-        file=out,
-        flush=True,
-    )
-    return EXIT_INTERRUPTED if stopped_by[0] is signal.SIGINT else 0
-
-
 @contextlib.contextmanager
 def _logging_to_stderr(verbosity: int) -> Iterator[None]:
     """The library logs through "asynctracker"; the CLI shows those logs only when asked,
@@ -423,7 +345,9 @@ def _run(args: argparse.Namespace) -> int:
 
             return asyncio.run(run_send(args, out, err))
         if args.command == "collector":
-            return asyncio.run(_run_collector(args, out, err))
+            from ._collector import run_collector
+
+            return asyncio.run(run_collector(args, out, err))
         from ._demo import run_demo
 
         return asyncio.run(run_demo(db=args.db, events=args.events, out=out))
