@@ -10,8 +10,9 @@ This covers the rest: a loop that was never shut down.
 One daemon thread waits for the main thread to end, then calls aiosqlite's public
 ``Connection.stop()`` on every connection still open whose event loop is not running:
 aiosqlite runs what is already queued, closes the file and ends its thread, and the
-interpreter's join returns. A connection whose loop still runs, on another thread, is
-left to that loop's owner, whose thread keeps the process alive anyway.
+interpreter's join returns. (Events still waiting for the collector's writer task stay
+unwritten: no loop is left to run it.) A connection whose loop still runs, on another
+thread, is left to that loop's owner, whose thread keeps the process alive anyway.
 """
 
 from __future__ import annotations
