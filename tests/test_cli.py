@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from cli_support import SCHEMA, STRUCT, TIMEOUT, free_port, run_cli
 
@@ -290,71 +288,6 @@ async def test_send_of_a_missing_file_exits_2(tmp_path: Path) -> None:
 
     assert result.code == 2
     assert "cannot read" in result.err
-
-
-# -- collector --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-async def test_collector_command_serves_prints_events_and_stops_cleanly(
-    tmp_path: Path, stop: signal.Signals
-) -> None:
-    port = free_port()
-    db = tmp_path / "collector.db"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "asynctracker", "collector", "--port", str(port), "--db", str(db),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    url = f"http://127.0.0.1:{port}"
-    try:
-        first = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
-        assert f"listening on {url}" in first.decode()
-
-        sent = await run_cli(
-            "track", "--collector", url, "--app-id", "cmd", "--schema", SCHEMA, "--json", "{}"
-        )
-        assert sent.code == 0, sent.err
-        bad_body = {
-            "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
-            "data": [{"e": "se", "p": "srv", "tv": "x", "eid": "not-a-uuid", "dtm": "1"}],
-        }
-        async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.post(f"{url}/com.snowplowanalytics.snowplow/tp2", json=bad_body)
-            assert answer.status_code == 200
-            health = (await client.get(f"{url}/health")).json()
-            page = await client.get(f"{url}/")
-        assert health["events"] == 2
-        assert health["bad"] == 1
-        assert "asynctracker collector" in page.text
-
-        lines = [
-            (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode() for _ in range(5)
-        ]
-        events = [line for line in lines if line.startswith(("good", "BAD"))]
-        assert events[0].startswith("good  self-describing")
-        assert "app=cmd" in events[0]
-        assert SCHEMA in events[0]
-        assert events[1].startswith("BAD ")
-        assert "'eid' is not a UUID" in events[1]
-
-        proc.send_signal(stop)
-        rest, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-        assert proc.returncode == 0, err.decode()
-        assert "collector stopped: 2 events, 1 good, 1 bad" in (b"".join(
-            line.encode() for line in lines) + rest).decode()  # fmt: skip
-        assert db.exists()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-async def test_collector_command_on_a_taken_port_exits_1(collector: Collector) -> None:
-    result = await run_cli("collector", "--port", str(collector.port))
-
-    assert result.code == 1
-    assert "cannot listen" in result.err
 
 
 # -- demo -------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ The page shows network input to a person, so what matters is what a browser make
 it: one row per event, marked good or bad, with the decoded data readable, and any markup
 an event carries shown as text, never run. Asserting on the string the server sends
 cannot prove the last point; the DOM Chromium builds (``--dump-dom``) can, and so can the
-collector itself: the injected scripts below would call ``POST /reset`` if they ran.
+collector itself: the injected scripts below would call ``POST /reset`` if they ran. The
+reset button is pressed the way a person presses it: a mouse click in a Chromium tab
+driven over the DevTools protocol (``browser_support``).
 """
 
 from __future__ import annotations
@@ -14,117 +16,29 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
+from browser_support import CHROMIUM, PageDOM, Row, chromium, open_tab
 
 import asynctracker as at
 from asynctracker.collector import Collector, ReceivedEvent
 from asynctracker.collector._http import Request, Response
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="headless Chromium is not installed (/usr/bin/chromium missing; "
     "apt-get install -y chromium)",
 )
 
-TIMEOUT = 90.0
 SCRIPT = "<script>fetch('/reset', {method: 'POST'}); document.title = 'pwned'</script>"
 IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned', '1')\">"
 CLICK = "iglu:com.acme/click/jsonschema/1-0-0"
 USER = "iglu:com.acme/user/jsonschema/1-0-0"
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
-
-
-@dataclass
-class Row:
-    classes: list[str]
-    cells: list[str] = field(default_factory=list)
-
-
-class PageDOM(HTMLParser):
-    """The parts of the dumped DOM the tests look at: event rows, elements, body attrs."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.rows: list[Row] = []
-        self.tags: set[str] = set()
-        self.scripts: list[str] = []
-        self.body_attrs: dict[str, str | None] = {}
-        self.title = ""
-        self.summary = ""
-        self._row: Row | None = None
-        self._cell: list[str] | None = None
-        self._in: str | None = None
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.add(tag)
-        attributes = dict(attrs)
-        if tag == "script":
-            self.scripts.append(attributes.get("src") or "(inline)")
-        if tag == "body":
-            self.body_attrs = attributes
-        elif tag == "title" or (tag == "p" and attributes.get("class") == "summary"):
-            self._in = tag
-        elif tag == "tr" and "event" in (attributes.get("class") or "").split():
-            self._row = Row((attributes.get("class") or "").split())
-        elif tag == "td" and self._row is not None:
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == self._in:
-            self._in = None
-        elif tag == "td" and self._row is not None and self._cell is not None:
-            self._row.cells.append("".join(self._cell))
-            self._cell = None
-        elif tag == "tr" and self._row is not None:
-            self.rows.append(self._row)
-            self._row = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._in == "title":
-            self.title += data
-        elif self._in == "p":
-            self.summary += data
-
-
-async def chromium(url: str, tmp_path: Path, *extra: str) -> str:
-    """Run headless Chromium on ``url`` without blocking the loop the collector runs on."""
-    proc = await asyncio.create_subprocess_exec(
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-proxy-server",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        *extra,
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-    return out.decode("utf-8")
 
 
 @pytest.fixture
@@ -147,7 +61,7 @@ async def filled_collector() -> AsyncIterator[Collector]:
             "schema": PAYLOAD_DATA,
             "data": [
                 {"e": "se", "p": "srv", "tv": "hand", "eid": SCRIPT, "dtm": "1700000000000",
-                 "aid": IMG, "se_ca": IMG, "se_ac": "x", IMG: "field name"},
+                 "aid": IMG, "se_ca": IMG, "se_ac": "x", "se_va": IMG, IMG: "field name"},
             ],
         }  # fmt: skip
         async with httpx.AsyncClient() as client:
@@ -198,6 +112,20 @@ async def test_page_shows_self_describing_data_and_contexts_decoded(
     assert USER in cells[5]
     assert '"tier": "gold"' in cells[5]
     assert cells[6].strip() == ""  # no errors for a good event
+
+
+async def test_page_shows_a_structured_events_label_and_value(
+    filled_collector: Collector, tmp_path: Path
+) -> None:
+    dom = PageDOM(await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom"))
+
+    struct = dom.rows[-1]  # the oldest: track_struct_event("shop", "add", "sku-1", value=2)
+    assert "shop / add" in struct.shown[1]
+    data = struct.shown[4]  # the data cell, as shown: not folded into "fields"
+    assert "labelsku-1" in data
+    assert "value2" in data
+    assert "property" not in data  # only the fields the event has
+    assert "value" + IMG in dom.rows[1].shown[4]  # a bad event's, as text
 
 
 async def test_markup_in_events_is_shown_as_text_and_never_runs(
@@ -298,21 +226,88 @@ async def test_the_page_updates_itself_when_events_arrive(
     assert "5 events" in dom.summary
 
 
-async def test_the_reset_button_works_from_the_page_and_not_from_another_site(
-    filled_collector: Collector, tmp_path: Path
-) -> None:
-    html = await chromium(f"{filled_collector.url}/", tmp_path, "--dump-dom")
-    form = html[html.index('<form class="reset"') :]
-    token = form.split('name="token" value="')[1].split('"')[0]
-    assert 'action="/reset"' in form
-    assert 'method="post"' in form
+def watch_resets(collector: Collector, *, hide_origin: bool = False) -> list[tuple[int, str]]:
+    """Note (status, Origin, Sec-Fetch-Site) of every ``/reset`` the collector answers.
 
-    # Another site (another origin: another port) auto-submits the same form.
-    attack = (
-        f'<form id="f" method="post" action="{filled_collector.url}/reset">'
-        f'<input name="token" value="guess"></form>'
+    ``hide_origin`` serves the page with ``Referrer-Policy: no-referrer``, as it once was
+    (a privacy extension does the same): the browser then sends ``Origin: null``.
+    """
+    serve = collector._handle
+    resets: list[tuple[int, str]] = []
+
+    async def handle(request: Request) -> Response:
+        response = await serve(request)
+        if request.target == "/reset":
+            headers = request.headers
+            sent = f"{headers.get('origin')} {headers.get('sec-fetch-site')}"
+            resets.append((response.status, sent))
+        if hide_origin and request.target == "/":
+            headers = {**response.headers, "referrer-policy": "no-referrer"}
+            response = replace(response, headers=headers)
+        return response
+
+    collector._handle = handle  # type: ignore[method-assign]
+    return resets
+
+
+@pytest.mark.parametrize("hide_origin", [False, True], ids=["as served", "origin withheld"])
+async def test_pressing_the_reset_button_deletes_every_event(
+    filled_collector: Collector, tmp_path: Path, hide_origin: bool
+) -> None:
+    resets = watch_resets(filled_collector, hide_origin=hide_origin)
+
+    async with open_tab(tmp_path) as tab:
+        await tab.go(f"{filled_collector.url}/")
+        assert (await tab.text(".summary")).startswith("4 events")
+        since = tab.mark()
+        await tab.click("form.reset button")
+        await tab.wait_for("Page.loadEventFired", since)  # the page it was sent back to
+        after = await tab.text(".summary")
+
+    origin = "null" if hide_origin else filled_collector.url
+    assert resets == [(303, f"{origin} same-origin")]
+    assert filled_collector.events == []
+    assert filled_collector.counts == {"total": 0, "good": 0, "bad": 0}
+    assert after.startswith("0 events")
+
+
+def attack_page(collector: Collector, token: str, *, hide_origin: bool) -> bytes:
+    """A page on another site that submits the reset form to ``collector`` on load."""
+    meta = '<meta name="referrer" content="no-referrer">' if hide_origin else ""
+    return (
+        f'{meta}<form id="f" method="post" action="{collector.url}/reset">'
+        f'<input name="token" value="{token}"></form>'
         "<script>document.getElementById('f').submit()</script>"
     ).encode()
+
+
+@pytest.mark.parametrize(
+    ("host", "real_token", "hide_origin", "sent"),
+    [
+        ("127.0.0.1", False, False, "same-site"),  # another port: another origin, same site
+        ("127.0.0.1", True, True, "same-site"),
+        ("attacker.test", False, False, "cross-site"),
+        # Even knowing the token, a page that hides its origin is betrayed by the
+        # browser's own Sec-Fetch-Site.
+        ("attacker.test", True, True, "cross-site"),
+    ],
+    ids=[
+        "same site, guessed token",
+        "same site, real token, origin withheld",
+        "cross site, guessed token",
+        "cross site, real token, origin withheld",
+    ],
+)
+async def test_another_site_cannot_reset_the_collector(
+    filled_collector: Collector,
+    tmp_path: Path,
+    host: str,
+    real_token: bool,
+    hide_origin: bool,
+    sent: str,
+) -> None:
+    token = filled_collector.token if real_token else "guess"
+    attack = attack_page(filled_collector, token, hide_origin=hide_origin)
 
     async def attacker_site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:  # Chromium also opens spare connections that it closes unused
@@ -327,31 +322,18 @@ async def test_the_reset_button_works_from_the_page_and_not_from_another_site(
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    serve = filled_collector._handle
-    resets: list[int] = []
-
-    async def handle_and_note_resets(request: Request) -> Response:
-        response = await serve(request)
-        if request.target == "/reset":
-            resets.append(response.status)
-        return response
-
-    filled_collector._handle = handle_and_note_resets  # type: ignore[method-assign]
+    resets = watch_resets(filled_collector)
     server = await asyncio.start_server(attacker_site, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
         await chromium(
-            f"http://127.0.0.1:{port}/", tmp_path, "--virtual-time-budget=5000", "--dump-dom"
+            f"http://{host}:{port}/",
+            tmp_path,
+            "--host-resolver-rules=MAP attacker.test 127.0.0.1",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
         )
-    assert resets == [403]  # the browser did submit it, and it was refused
-    assert len(filled_collector.events) == 4
 
-    # What the browser sends when the button on the collector's own page is pressed.
-    async with httpx.AsyncClient(base_url=filled_collector.url) as client:
-        pressed = await client.post(
-            "/reset",
-            data={"token": token},
-            headers={"origin": filled_collector.url, "sec-fetch-site": "same-origin"},
-        )
-    assert pressed.status_code == 303
-    assert filled_collector.events == []
+    origin = "null" if hide_origin else f"http://{host}:{port}"
+    assert resets == [(403, f"{origin} {sent}")]  # the browser did submit it: refused
+    assert len(filled_collector.events) == 4

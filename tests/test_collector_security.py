@@ -106,6 +106,30 @@ async def test_a_same_origin_request_without_the_page_token_cannot_reset(
     assert collector.events == []
 
 
+@pytest.mark.parametrize(
+    ("site", "with_token", "status"),
+    [
+        (None, True, 403),  # nothing vouches for a hidden origin without Fetch Metadata
+        ("cross-site", True, 403),
+        ("same-site", True, 403),
+        ("same-origin", False, 403),
+        ("same-origin", True, 200),  # the page's own button when the origin is withheld
+    ],
+)
+async def test_a_hidden_origin_resets_only_from_the_same_origin_with_the_token(
+    collector: Collector, client: httpx.AsyncClient, site: str | None, with_token: bool, status: int
+) -> None:
+    await client.post(TP2, json=post_body(event()))
+    headers = {"origin": "null"}
+    if site is not None:
+        headers["sec-fetch-site"] = site
+    if with_token:
+        headers["x-collector-token"] = collector.token
+    answer = await client.post("/reset", headers=headers)
+    assert answer.status_code == status
+    assert len(collector.events) == (0 if status == 200 else 1)
+
+
 async def test_scripts_without_an_origin_still_reset_as_with_micro(
     collector: Collector, client: httpx.AsyncClient
 ) -> None:

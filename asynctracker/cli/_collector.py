@@ -1,8 +1,11 @@
-"""``asynctracker collector``: serve a local collector until Ctrl-C, a line per event.
+"""``asynctracker collector``: serve a local collector until stopped, one line per event.
 
-Bad options (``--iglu`` without jsonschema, a ``--db`` SQLite cannot use) exit 2; a port
-that cannot be listened on exits 1; SIGINT or SIGTERM stops the collector and prints
-what it received.
+It runs until a signal stops it, so its exit status says how it was stopped: 130 for
+Ctrl-C (SIGINT), like every command (a script running ``asynctracker collector && next``
+stops there, as after any interrupted command), and 0 for SIGTERM, the ordinary stop of
+a service manager (systemd, ``docker stop``), which counts 0 as a clean stop. Either
+way the collector is stopped properly first: its database written and closed, and the
+summary printed. Failing to start is 1 (cannot listen) or 2 (bad ``--db``/``--iglu``).
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ import sqlite3
 from typing import TextIO
 
 from ..collector import Collector, ReceivedEvent
-from ._common import EXIT_BAD_INPUT, EXIT_NOT_DELIVERED, describe
+from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NOT_DELIVERED, describe
 from ._messages import counted, error
 
 __all__ = ["run_collector"]
 
 
 async def run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end."""
+    """Serve until SIGINT/SIGTERM, printing one line per event and a summary at the end.
+
+    Returns 130 after SIGINT (Ctrl-C) and 0 after SIGTERM (see the module docstring).
+    """
 
     def on_event(event: ReceivedEvent) -> None:
         # Events come from the network: describe() escapes what reaches the terminal.
@@ -51,10 +57,17 @@ async def run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> i
         error("collector", f"cannot listen on {where}: {reason}", err)
         return EXIT_NOT_DELIVERED
     stop = asyncio.Event()
+    stopped_by: list[signal.Signals] = []
+
+    def stop_on(signum: signal.Signals) -> None:
+        stopped_by.append(signum)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still interrupts
-            loop.add_signal_handler(signum, stop.set)
+        # Windows: Ctrl-C still interrupts, as KeyboardInterrupt, which _run maps to 130.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop_on, signum)
     try:
         stored = f", keeping events in {args.db}" if args.db else ""
         print(
@@ -79,4 +92,4 @@ async def run_collector(args: argparse.Namespace, out: TextIO, err: TextIO) -> i
         file=out,
         flush=True,
     )
-    return 0
+    return EXIT_INTERRUPTED if stopped_by and stopped_by[0] is signal.SIGINT else 0

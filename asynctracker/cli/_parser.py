@@ -31,6 +31,12 @@ exit status:
        line was delivered), or bad arguments
   130  interrupted (Ctrl-C): the last line stored and the command that resumes
        with --skip are printed"""
+_COLLECTOR_EXIT_CODES = """\
+exit status:
+  0    stopped by SIGTERM (how a service manager stops it)
+  1    cannot listen on --host/--port (the port is taken, the address is not here)
+  2    bad arguments, or --db or --iglu cannot be used
+  130  stopped with Ctrl-C (SIGINT)"""
 
 
 def _examples(text: str, exit_codes: str = _EXIT_CODES) -> str:
@@ -231,7 +237,8 @@ def _build() -> tuple[Parser, dict[str, Parser]]:
             asynctracker collector --port 0 --db collector.db   # any free port, kept on disk
             asynctracker collector --iglu ./iglu            # validate against your schemas
             asynctracker collector --allow-host dev.test    # also answer Host: dev.test
-            """
+            """,
+            _COLLECTOR_EXIT_CODES,
         ),
     )
     collector.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -1,49 +1,55 @@
 """The collector's own routes: the page, ``/events``, ``/health``, reset and the Micro API.
 
-Listings are paged queries on the event log's SQLite table, run on its thread, so a
+Listings are paged queries on the event log's SQLite table, run off the event loop, so a
 collector holding 300k events answers with one page (``limit`` at most
 :data:`MAX_LIMIT`) without blocking its loop. Every JSON answer is ``ensure_ascii``, so no
 stored value can make it invalid UTF-8; every state-changing route passes the CSRF check.
+
+The server hands these routes a :class:`Site`, what they read and may change, so that
+this module needs nothing from the server: data flows one way, server -> routes.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
-from ._db import Filters
 from ._guard import csrf_problem
-from ._http import Request, Response
+from ._http import NOSNIFF, Request, Response, json_response
+from ._iglu import IgluRegistry, validation_mode
 from ._micro import CODES, bad_json, good_json, micro_filters
 from ._page import PAGE_JS, PAGE_SIZE, PageView, render_page
+from ._store import EventLog
+from ._table import Filters
 
-if TYPE_CHECKING:
-    from ._server import Collector
-
-__all__ = ["MAX_LIMIT", "json_response", "route"]
+__all__ = ["MAX_LIMIT", "Site", "route"]
 
 #: The largest page ``/events`` serves.
 MAX_LIMIT = 1000
-_NOSNIFF = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 _PAGE_HEADERS = {
-    **_NOSNIFF,
+    **NOSNIFF,
     "content-type": "text/html; charset=utf-8",
     "content-security-policy": "default-src 'none'; script-src 'self'; connect-src 'self'; "
     "style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # Not no-referrer: that makes a browser send "Origin: null" with the page's own reset
+    # form (see _guard); same-origin names the page to itself and to nobody else.
+    "referrer-policy": "same-origin",
 }
 
 
-def json_response(status: int, value: object, headers: Mapping[str, str] | None = None) -> Response:
-    """A JSON answer that is valid ASCII whatever ``value`` holds."""
-    body = json.dumps(value, ensure_ascii=True).encode("ascii")
-    return Response(
-        status, body, {**_NOSNIFF, "content-type": "application/json", **(headers or {})}
-    )
+@dataclass(frozen=True, slots=True)
+class Site:
+    """What the collector's own routes read and may change (the server makes one)."""
+
+    log: EventLog
+    #: The page embeds it; a browser's state-changing request must send it back.
+    token: str
+    iglu: IgluRegistry | None
+    #: Forget every event and recorded request.
+    reset: Callable[[], None]
 
 
 def _error(status: int, message: str) -> Response:
@@ -74,10 +80,10 @@ def _int(value: str | None, default: int, *, low: int, high: int) -> int | None:
     return min(max(int(value), low), high)
 
 
-async def route(collector: Collector, request: Request, path: str, query: str) -> Response | None:
+async def route(site: Site, request: Request, path: str, query: str) -> Response | None:
     """Answer a collector route; ``None`` when ``path`` is not one (a tracker route, or 404)."""
     if path.startswith("/micro/iglu/"):
-        return _iglu(collector, path)
+        return _iglu(site, path)
     methods = ROUTES.get(path)
     if methods is None:
         return None
@@ -85,23 +91,23 @@ async def route(collector: Collector, request: Request, path: str, query: str) -
     if method not in methods:
         return _error(405, f"use {' or '.join(methods)} {path}")
     params = dict(parse_qsl(query))
-    log = collector._log
+    log = site.log
     if path == "/health":
         return json_response(200, {"ok": True, "events": log.total, "bad": log.bad})
     if path == "/micro/all":
         return json_response(200, {"total": log.total, "good": log.good, "bad": log.bad})
     if path in ("/reset", "/micro/reset"):
-        problem = csrf_problem(request.headers, request.body, collector.token)
+        problem = csrf_problem(request.headers, request.body, site.token)
         if problem is not None:
             return _error(403, problem)
-        collector.reset()
+        site.reset()
         if path == "/micro/reset":
             return json_response(200, {"total": 0, "good": 0, "bad": 0})
         if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             return Response(303, b"", {"location": "/"})
         return json_response(200, {"ok": True})
     if path == "/page.js":
-        headers = {**_NOSNIFF, "content-type": "text/javascript; charset=utf-8"}
+        headers = {**NOSNIFF, "content-type": "text/javascript; charset=utf-8"}
         return Response(200, PAGE_JS, headers)
     if path in ("/micro/good", "/micro/bad"):
         parsed = micro_filters(method, query, request.body, valid=path == "/micro/good")
@@ -112,20 +118,18 @@ async def route(collector: Collector, request: Request, path: str, query: str) -
         shape = good_json if path == "/micro/good" else bad_json
         return json_response(200, [shape(event) for _, event in page.items])
     if path == "/":
-        return await _page(collector, params)
-    return await _events(collector, path, params)
+        return await _page(site, params)
+    return await _events(site, path, params)
 
 
-async def _events(collector: Collector, path: str, params: Mapping[str, str]) -> Response:
+async def _events(site: Site, path: str, params: Mapping[str, str]) -> Response:
     """``/events[/good|/bad]``: a page of events, oldest first, with paging headers."""
     limit = _int(params.get("limit"), MAX_LIMIT, low=1, high=MAX_LIMIT)
     offset = _int(params.get("offset"), 0, low=0, high=10**12)
     if limit is None or offset is None:
         return _error(400, "'limit' and 'offset' must be whole numbers")
     valid = {"/events": None, "/events/good": True, "/events/bad": False}[path]
-    page = await collector._log.page(
-        Filters(valid=valid), limit=limit, offset=offset, newest_first=False
-    )
+    page = await site.log.page(Filters(valid=valid), limit=limit, offset=offset, newest_first=False)
     headers = {"x-total-count": str(page.total)}
     if offset + len(page.items) < page.total:
         after = urlencode({"limit": limit, "offset": offset + limit})
@@ -133,8 +137,8 @@ async def _events(collector: Collector, path: str, params: Mapping[str, str]) ->
     return json_response(200, [event.to_json() for _, event in page.items], headers)
 
 
-async def _page(collector: Collector, params: Mapping[str, str]) -> Response:
-    log = collector._log
+async def _page(site: Site, params: Mapping[str, str]) -> Response:
+    log = site.log
     chosen = {key: params.get(key, "")[:500] for key in ("type", "app", "schema", "status", "q")}
     page = _int(params.get("page"), 0, low=0, high=10**9)
     if page is None:
@@ -157,16 +161,16 @@ async def _page(collector: Collector, params: Mapping[str, str]) -> Response:
         by_type=dict(log.by_type),
         filters=chosen,
         page=page,
-        token=collector.token,
-        mode=collector.validation_mode,
+        token=site.token,
+        mode=validation_mode(site.iglu),
     )
     return Response(200, render_page(view), _PAGE_HEADERS)
 
 
-def _iglu(collector: Collector, path: str) -> Response:
+def _iglu(site: Site, path: str) -> Response:
     """``/micro/iglu/{vendor}/{name}/jsonschema/{version}``: a schema of the registry."""
     parts = path.removeprefix("/micro/iglu/").split("/")
-    registry = collector.iglu
+    registry = site.iglu
     if len(parts) != 4 or parts[2] != "jsonschema":
         return _error(404, "use /micro/iglu/{vendor}/{name}/jsonschema/{version}")
     if registry is None:
@@ -174,4 +178,4 @@ def _iglu(collector: Collector, path: str) -> Response:
     schema = registry.schema(parts[0], parts[1], parts[3])
     if schema is None:
         return _error(404, f"iglu:{'/'.join(parts)} is not in the registry")
-    return Response(200, schema, {**_NOSNIFF, "content-type": "application/json"})
+    return Response(200, schema, {**NOSNIFF, "content-type": "application/json"})

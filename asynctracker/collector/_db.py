@@ -1,10 +1,17 @@
-"""The collector's SQLite table, owned by one daemon thread (the way aiosqlite owns one).
+"""The collector's SQLite file, through aiosqlite: one connection, one task that uses it.
 
-Every operation (insert a batch, delete all, run a query) is a function queued to the
-thread and run in order, so a query always sees every insert queued before it and the
-event loop never waits for the disk. The thread is a daemon: a program that starts a
-collector and never stops it still exits. Inserts that piled up while the thread was busy
-are written in one transaction, so 100k events/s do not turn into 100k commits.
+The collector opens and closes its own database, so aiosqlite's connection (a thread
+that runs one call at a time, in order) is all it needs. Every operation goes through
+one queue, drained by one writer task: inserts, the deletion of every event, and the
+queries of the listings. So a query always sees every insert queued before it, a reset
+never overtakes an insert, and the event loop never waits for the disk. Inserts that
+piled up while the writer was busy are written in one ``executemany`` and one commit, so
+a burst of requests does not turn into a commit each.
+
+Closing writes whatever is still queued, then closes the connection, which ends
+aiosqlite's thread. That thread is not a daemon, so an open connection would keep a
+program from exiting: the collector closes its database when it stops and stops itself
+when its event loop shuts down; :mod:`._exit` covers a loop that never shuts down.
 """
 
 from __future__ import annotations
@@ -13,298 +20,231 @@ import asyncio
 import contextlib
 import json
 import logging
-import queue
-import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TypeVar, cast
 
-from .._threads import run_and_reply
-from .._validate import decode_event
+import aiosqlite
+
+from ._exit import forget_at_exit, stop_at_exit
 from ._safe import scrub
+from ._table import COLUMNS, INSERT, SCHEMA, Filters, Row, StoredEvent, row_values
+
+__all__ = ["Database"]
 
 logger = logging.getLogger("asynctracker")
 
-__all__ = ["Filters", "Row", "Worker", "context_schemas", "micro_schema", "row_values"]
-
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS collector_events (
-    seq INTEGER PRIMARY KEY,
-    valid INTEGER NOT NULL,
-    event_type TEXT NOT NULL,
-    app_id TEXT NOT NULL,
-    schema TEXT NOT NULL,
-    contexts TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    method TEXT NOT NULL,
-    errors TEXT NOT NULL,
-    received_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS collector_events_valid ON collector_events (valid, seq);
-"""
-#: The columns a :class:`Row` is built from, in order.
-COLUMNS = "seq, payload, method, errors, received_at"
+#: WAL: the listings' readers (and :attr:`EventLog.events`' own connection) never wait
+#: for the writer; NORMAL: a commit is not an fsync, which a dev collector does not need.
+_PRAGMAS = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 
-#: (seq, payload, method, errors, received_at) as handed to :meth:`Worker.insert`.
-StoredEvent = tuple[int, dict[str, Any], str, tuple[str, ...], float]
-#: (seq, payload JSON, method, errors JSON, received_at) as stored.
-Row = tuple[int, str, str, str, float]
+#: A unit of work for the writer, run with the connection after everything before it.
+Job = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """What a listing asks for; every given field must match (``None``: any)."""
-
-    valid: bool | None = None
-    event_type: str | None = None
-    app_id: str | None = None
-    schema: str | None = None
-    #: Every one of these context schemas must be attached.
-    contexts: tuple[str, ...] = ()
-    #: Case-insensitive substring of the stored payload or errors.
-    text: str | None = None
-    #: The HTTP method the event came by (POST: tp2, GET: /i); "" matches nothing.
-    method: str | None = None
-
-    def where(self) -> tuple[str, list[object]]:
-        clauses: list[str] = []
-        params: list[object] = []
-        if self.valid is not None:
-            clauses.append("valid = ?")
-            params.append(int(self.valid))
-        for column, value in (
-            ("event_type", self.event_type),
-            ("app_id", self.app_id),
-            ("schema", self.schema),
-            ("method", self.method),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        for context in self.contexts:
-            clauses.append("instr(contexts, ?) > 0")
-            params.append(json.dumps(context))
-        if self.text:
-            clauses.append("(instr(lower(payload), ?) > 0 OR instr(lower(errors), ?) > 0)")
-            needle = json.dumps(self.text.lower())[1:-1]  # as it appears in stored JSON
-            params += [needle, needle]
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+async def _nothing(connection: aiosqlite.Connection) -> None:
+    """The job that ends a run of inserts when the queue holds nothing else."""
 
 
-#: The schema the pipeline gives events that are not self-describing.
-_BUILTIN_SCHEMAS = {
-    "pv": "iglu:com.snowplowanalytics.snowplow/page_view/jsonschema/1-0-0",
-    "pp": "iglu:com.snowplowanalytics.snowplow/page_ping/jsonschema/1-0-0",
-    "se": "iglu:com.google.analytics/event/jsonschema/1-0-0",
-    "tr": "iglu:com.snowplowanalytics.snowplow/transaction/jsonschema/1-0-0",
-    "ti": "iglu:com.snowplowanalytics.snowplow/transaction_item/jsonschema/1-0-0",
-}
+class Database:
+    """The collector's SQLite file: queued inserts and resets, ordered queries.
 
+    Made by :meth:`open`; ``on_commit(seq)`` is called on the loop once the events up
+    to ``seq`` are committed.
+    """
 
-def micro_schema(payload: Mapping[str, object], decoded: Mapping[str, object]) -> str:
-    """The schema Micro reports: the self-describing event's, or the built-in type's."""
-    unstruct = decoded.get("unstruct_event")
-    if isinstance(unstruct, dict):
-        schema = unstruct.get("schema")
-        return schema if isinstance(schema, str) else ""
-    return _BUILTIN_SCHEMAS.get(str(payload.get("e", "")), "")
-
-
-def dumps(value: object) -> str:
-    """JSON that is always valid UTF-8: lone surrogates and the like come out escaped."""
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
-
-
-def context_schemas(decoded: Mapping[str, object]) -> list[str]:
-    """The schema of each context entity of a decoded event (entities without one left out)."""
-    contexts = decoded.get("contexts")
-    if not isinstance(contexts, list):
-        return []
-    return [
-        c["schema"] for c in contexts if isinstance(c, dict) and isinstance(c.get("schema"), str)
-    ]
-
-
-def row_values(
-    seq: int,
-    payload: dict[str, Any],
-    method: str,
-    errors: tuple[str, ...],
-    received_at: float,
-) -> tuple[object, ...]:
-    """The stored columns of one event; the derived ones (type, schema...) serve filters."""
-    decoded = decode_event(payload)
-    return (
-        seq,
-        int(not errors),
-        str(payload.get("e", "")),
-        str(payload.get("aid", "")),
-        micro_schema(payload, decoded),
-        dumps(context_schemas(decoded)),
-        dumps(payload),
-        method,
-        dumps(list(errors)),
-        received_at,
-    )
-
-
-class Worker:
-    """One SQLite connection and the daemon thread that alone uses it."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._jobs: queue.SimpleQueue[Callable[[sqlite3.Connection], None] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._run, name="collector-sqlite", daemon=True)
-        self._opened = threading.Event()
-        self._failure: BaseException | None = None
-        #: The highest ``seq`` committed to disk; read by the loop to know what it may forget.
-        self.committed = 0
-
-    async def start(self) -> None:
-        """Open the database (raising ``sqlite3.Error``/``OSError`` as they are) and start."""
-        self._thread.start()
-        await asyncio.get_running_loop().run_in_executor(None, self._opened.wait)
-        if self._failure is not None:
-            raise self._failure
-
-    def _run(self) -> None:
-        try:
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        except BaseException as exc:
-            self._failure = exc
-            self._opened.set()
-            return
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
-            _migrate(db)
-        except BaseException as exc:
-            db.close()
-            self._failure = exc
-            self._opened.set()
-            return
-        self._opened.set()
-        try:
-            while True:
-                job = self._jobs.get()
-                if job is None:
-                    return
-                job(db)
-        finally:
-            db.close()
-
-    def call(self, function: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Run ``function(connection)`` on the thread, after everything queued before it."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put(lambda db: run_and_reply(future, lambda: function(db)))
-        return future
-
-    def insert(
-        self, rows: Iterable[StoredEvent], on_commit: Callable[[], None] | None = None
-    ) -> None:
-        """Queue rows for insertion; ``on_commit`` is then called on the caller's loop.
-
-        Batches queued while the thread was busy share one transaction.
-        """
-        batch = list(rows)
+    def __init__(self, connection: aiosqlite.Connection, on_commit: Callable[[int], None]) -> None:
         loop = asyncio.get_running_loop()
+        self._connection = connection
+        self._on_commit = on_commit
+        #: Rows to insert, a job, or ``None``: stop.
+        self._jobs: asyncio.Queue[list[StoredEvent] | Job | None] = asyncio.Queue()
+        self._closed = False
+        self._writer = loop.create_task(self._write(), name="asynctracker-collector-db")
+        stop_at_exit(connection, loop)
 
-        def job(db: sqlite3.Connection) -> None:
-            values = [row_values(*row) for row in batch]
-            try:
-                db.execute("BEGIN")
-                db.executemany(
-                    "INSERT OR REPLACE INTO collector_events VALUES (?,?,?,?,?,?,?,?,?,?)", values
-                )
-                db.execute("COMMIT")
-            except sqlite3.Error:
-                logger.exception("collector could not store %d events", len(values))
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                return
-            if batch:
-                self.committed = max(self.committed, batch[-1][0])
-            if on_commit is not None:
-                with contextlib.suppress(RuntimeError):  # the loop is already closed
-                    loop.call_soon_threadsafe(on_commit)
+    @classmethod
+    async def open(cls, path: str, on_commit: Callable[[int], None]) -> Database:
+        """Open (creating or upgrading) the file; raises ``sqlite3.Error`` as it is."""
+        connection = await aiosqlite.connect(path)
+        try:
+            await connection.executescript(_PRAGMAS + SCHEMA)
+            await _migrate(connection)
+        except BaseException:
+            await connection.close()
+            raise
+        return cls(connection, on_commit)
 
-        self._jobs.put(job)
+    # -- what the event log queues ---------------------------------------------------
+
+    def insert(self, rows: list[StoredEvent]) -> None:
+        """Queue rows (in ``seq`` order) for insertion."""
+        self._check_open()
+        self._jobs.put_nowait(rows)
 
     def clear(self) -> None:
         """Queue the deletion of every event (after any insert queued before)."""
+        self._check_open()
+        self._jobs.put_nowait(_delete_all)
 
-        def job(db: sqlite3.Connection) -> None:
+    async def page(
+        self, filters: Filters, *, limit: int, offset: int = 0, newest_first: bool = True
+    ) -> tuple[int, list[Row]]:
+        """How many events match ``filters``, and one page of them."""
+        where, params = filters.where()
+        order = "DESC" if newest_first else "ASC"
+
+        async def query(connection: aiosqlite.Connection) -> tuple[int, list[Row]]:
+            count = f"SELECT count(*) FROM collector_events{where}"
+            [(total,)] = await connection.execute_fetchall(count, params)
+            select = (
+                f"SELECT {COLUMNS} FROM collector_events{where} "
+                f"ORDER BY seq {order} LIMIT ? OFFSET ?"
+            )
+            rows = await connection.execute_fetchall(select, [*params, limit, offset])
+            return int(total), cast("list[Row]", list(rows))
+
+        return await self._run(query)
+
+    async def summary(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """(highest seq, count per event type, count per validity ``good``/``bad``)."""
+
+        async def query(
+            connection: aiosqlite.Connection,
+        ) -> tuple[int, dict[str, int], dict[str, int]]:
+            [(highest,)] = await connection.execute_fetchall(
+                "SELECT coalesce(max(seq), 0) FROM collector_events"
+            )
+            types = await connection.execute_fetchall(
+                "SELECT event_type, count(*) FROM collector_events GROUP BY 1"
+            )
+            valid = await connection.execute_fetchall(
+                "SELECT valid, count(*) FROM collector_events GROUP BY 1"
+            )
+            by_validity = {bool(flag): int(count) for flag, count in valid}
+            validity = {"good": by_validity.get(True, 0), "bad": by_validity.get(False, 0)}
+            return int(highest), {str(kind): int(count) for kind, count in types}, validity
+
+        return await self._run(query)
+
+    async def close(self) -> None:
+        """Write everything queued, then close the file (ending aiosqlite's thread).
+
+        Idempotent. ``asyncio.run`` cancels every task before the collector's loop-end
+        hook closes it, so a cancelled writer's leftovers are written here instead.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put_nowait(None)
+        await asyncio.wait({self._writer})
+        if self._writer.cancelled():
+            await self._write()
+        try:
+            # A batch whose writer was cancelled between executemany and commit.
+            await self._connection.commit()
+        finally:
+            forget_at_exit(self._connection)
+            await self._connection.close()
+
+    # -- the writer ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the collector's database is closed")
+
+    async def _run(self, query: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """``await query(connection)`` on the writer, after every job queued before it."""
+        self._check_open()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        async def job(connection: aiosqlite.Connection) -> None:
+            if future.done():  # its caller gave up (a client that went away)
+                return
             try:
-                db.execute("DELETE FROM collector_events")
-            except sqlite3.Error:
-                logger.exception("collector could not delete its events")
+                result = await query(connection)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(result)
+            finally:
+                if not future.done():  # the writer was cancelled mid-query
+                    future.cancel()
 
-        self._jobs.put(job)
+        self._jobs.put_nowait(job)
+        return await future
 
-    async def stop(self) -> None:
-        """Finish every queued job, then close the connection and end the thread."""
-        self._jobs.put(None)
-        if self._thread.is_alive():
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+    async def _write(self) -> None:
+        """Run queued work in order until ``None``; consecutive inserts share a commit."""
+        jobs = self._jobs
+        while True:
+            item = await jobs.get()
+            batch: list[StoredEvent] = []
+            while isinstance(item, list):
+                batch += item
+                item = _nothing if jobs.empty() else jobs.get_nowait()
+            if batch:
+                await self._insert(batch)
+            if item is None:
+                return
+            await item(self._connection)
+
+    async def _insert(self, batch: list[StoredEvent]) -> None:
+        connection = self._connection
+        # A generator: aiosqlite's thread consumes it, so decoding each payload for the
+        # filter columns happens there rather than on the event loop.
+        values = (row_values(*row) for row in batch)
+        try:
+            await connection.executemany(INSERT, values)
+            await connection.commit()
+        except Exception:
+            logger.exception("collector could not store %d events", len(batch))
+            with contextlib.suppress(Exception):
+                await connection.rollback()
+            return
+        self._on_commit(batch[-1][0])
 
 
-def query(
-    filters: Filters, *, limit: int, offset: int = 0, newest_first: bool = True
-) -> Callable[[sqlite3.Connection], tuple[int, list[Row]]]:
-    """A job returning (how many match, one page of them)."""
-    where, params = filters.where()
-    order = "DESC" if newest_first else "ASC"
-
-    def job(db: sqlite3.Connection) -> tuple[int, list[Row]]:
-        (total,) = db.execute(f"SELECT count(*) FROM collector_events{where}", params).fetchone()
-        rows = db.execute(
-            f"SELECT {COLUMNS} FROM collector_events{where} ORDER BY seq {order} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        ).fetchall()
-        return total, rows
-
-    return job
+async def _delete_all(connection: aiosqlite.Connection) -> None:
+    try:
+        await connection.execute("DELETE FROM collector_events")
+        await connection.commit()
+    except Exception:
+        logger.exception("collector could not delete its events")
+        with contextlib.suppress(Exception):
+            await connection.rollback()
 
 
-def summary(db: sqlite3.Connection) -> tuple[int, dict[str, int], dict[str, int]]:
-    """(highest seq, count per event type, count per validity 'good'/'bad') of the table."""
-    (highest,) = db.execute("SELECT coalesce(max(seq), 0) FROM collector_events").fetchone()
-    types = dict(db.execute("SELECT event_type, count(*) FROM collector_events GROUP BY 1"))
-    valid = dict(db.execute("SELECT valid, count(*) FROM collector_events GROUP BY 1"))
-    return highest, types, {"good": valid.get(1, 0), "bad": valid.get(0, 0)}
-
-
-def _migrate(db: sqlite3.Connection) -> None:
+async def _migrate(connection: aiosqlite.Connection) -> None:
     """Move events stored by earlier versions (table ``received_events``) into this table.
 
     Their text is scrubbed on the way, since earlier versions stored lone surrogates that
     broke every page showing them; rows that no longer parse are dropped.
     """
-    if (
-        db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'received_events'"
-        ).fetchone()
-        is None
-    ):
+    found = await connection.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'received_events'"
+    )
+    if not list(found):
         return
-    values = []
-    for seq, payload, method, errors, received_at in db.execute(
+    rows = await connection.execute_fetchall(
         "SELECT id, payload, method, errors, received_at FROM received_events ORDER BY id"
-    ):
+    )
+    await connection.executemany(INSERT, _migrated(cast("Iterable[Row]", rows)))
+    await connection.execute("DROP TABLE received_events")
+    await connection.commit()
+
+
+def _migrated(rows: Iterable[Row]) -> Iterator[tuple[object, ...]]:
+    """The stored columns of each old row that still parses (consumed on aiosqlite's
+    thread, like every insert's)."""
+    for seq, payload, method, errors, received_at in rows:
         try:
             event, _ = scrub(json.loads(payload))
             problems, _ = scrub(json.loads(errors))
         except (ValueError, RecursionError):
             continue
         if isinstance(event, dict) and isinstance(problems, list):
-            values.append(row_values(seq, event, method, tuple(map(str, problems)), received_at))
-    db.execute("BEGIN")
-    db.executemany("INSERT OR REPLACE INTO collector_events VALUES (?,?,?,?,?,?,?,?,?,?)", values)
-    db.execute("DROP TABLE received_events")
-    db.execute("COMMIT")
+            yield row_values(seq, event, method, tuple(map(str, problems)), received_at)

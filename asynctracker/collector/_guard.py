@@ -8,11 +8,24 @@ reach it. Two attacks matter:
   so any request whose Host is not a name of this machine's loopback (or one the user
   allowed) is refused with 421.
 - **CSRF**: any page can *send* a request (a form, ``fetch`` with ``no-cors``) to wipe the
-  events. Browsers label such requests with ``Origin`` and/or ``Sec-Fetch-Site``. A
-  state-changing request that a browser sent must come from the collector's own page
-  (same origin) *and* carry the token that page embeds. Requests with neither header come
-  from scripts and command-line tools (Micro users call ``/micro/reset`` with curl) and
-  are accepted, unless a ``Referer`` names another page (an older browser).
+  events. Browsers label such requests with ``Origin`` and/or ``Sec-Fetch-Site``, headers
+  no page can set. A state-changing request that a browser sent must come from the
+  collector's own page (``Origin`` naming this collector; ``Sec-Fetch-Site``, when sent,
+  ``same-origin``) *and* carry the token that page embeds, which other origins cannot
+  read. Requests with neither header come from scripts and command-line tools (Micro
+  users call ``/micro/reset`` with curl) and are accepted, unless a ``Referer`` names
+  another page (an older browser).
+
+``Origin: null`` needs a word. It means the browser withheld or could not name the
+origin: a page whose referrer policy is ``no-referrer`` (the collector's own page sent
+that policy, so a real click on its reset button arrived as ``null`` and was refused), a
+sandboxed frame, a ``file:`` or ``data:`` page, a redirect across origins. Any site can
+produce it at will, so it proves nothing either way: it is accepted only together with
+``Sec-Fetch-Site: same-origin``, which the browser computes from the real initiator (an
+opaque origin is cross-site to everything), and still only with the token; ``null``
+without Fetch Metadata is refused. The page now sends ``Referrer-Policy: same-origin``,
+so browsers name its origin in the first place (those without Fetch Metadata too), while
+other sites still get no referrer from it.
 
 CORS (Snowplow collectors and Micro do this) lets a JavaScript tracker on any origin send
 events: only the tracker routes answer preflights and allow credentials; inspection and
@@ -77,7 +90,11 @@ def csrf_problem(headers: Mapping[str, str], body: bytes, token: str) -> str | N
         return None
     if origin is None and site == "none":
         return None  # the user typed the URL or used a bookmark
-    if origin is not None and origin.lower() != f"http://{host.lower()}":
+    if origin == "null":
+        # A hidden origin: only the browser's own Sec-Fetch-Site can vouch for it.
+        if site is None:
+            return "request from a page with a hidden origin ('null') refused"
+    elif origin is not None and origin.lower() != f"http://{host.lower()}":
         return f"cross-origin request from {origin!r} refused"
     if site is not None and site != "same-origin":
         return f"request from a {site} page refused"

@@ -24,6 +24,7 @@ import h11
 
 __all__ = [
     "BUSY",
+    "NOSNIFF",
     "Connection",
     "Limits",
     "Request",
@@ -31,6 +32,7 @@ __all__ = [
     "accept_backlog",
     "default_max_connections",
     "error_body",
+    "json_response",
     "serve_connection",
 ]
 
@@ -40,6 +42,10 @@ _READ_SIZE = 65536
 def error_body(*messages: str) -> bytes:
     """The collector's JSON error body, ``{"errors": [...]}`` (ASCII: every value escaped)."""
     return json.dumps({"errors": list(messages)}, ensure_ascii=True).encode()
+
+
+#: On every answer of the collector's own routes: never sniffed, never cached.
+NOSNIFF = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,14 @@ class Response:
     status: int
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def json_response(status: int, value: object, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON answer that is valid ASCII whatever ``value`` holds."""
+    body = json.dumps(value, ensure_ascii=True).encode("ascii")
+    return Response(
+        status, body, {**NOSNIFF, "content-type": "application/json", **(headers or {})}
+    )
 
 
 Handler = Callable[[Request], Awaitable[Response]]

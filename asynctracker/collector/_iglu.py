@@ -21,7 +21,7 @@ from .._validate import IGLU_URI, decode_event
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
-__all__ = ["IgluRegistry", "MissingDependency"]
+__all__ = ["IgluRegistry", "MissingDependency", "validation_mode"]
 
 _INSTALL = "pip install 'asynctracker[collector]'"
 
@@ -102,3 +102,16 @@ class IgluRegistry:
                 if isinstance(context, dict):
                     problems += self._check(f"context {index}", context)
         return problems
+
+
+def validation_mode(registry: IgluRegistry | None) -> str:
+    """One line saying what events are checked against."""
+    if registry is None:
+        return (
+            "Checking the tracker protocol only; self-describing data is not validated "
+            "(start with --iglu DIR to validate it against an Iglu registry)."
+        )
+    return (
+        "Validating self-describing events and contexts against the Iglu registry at "
+        f"{registry.root}."
+    )

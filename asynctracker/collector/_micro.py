@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .._validate import UNSTRUCT_EVENT_SCHEMA, decode_event
-from ._db import Filters, context_schemas, micro_schema
 from ._store import ReceivedEvent
+from ._table import Filters, context_schemas, micro_schema
 
 __all__ = ["bad_json", "good_json", "micro_filters"]
 

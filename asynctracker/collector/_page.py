@@ -39,6 +39,10 @@ form.filters { margin: .5rem 0 1rem; display: flex; gap: .5rem; flex-wrap: wrap;
 .chart text { font-size: 12px; }
 nav.pages a { margin-right: 1rem; }
 .mode { color: #555; }
+dl.struct { display: grid; grid-template-columns: max-content auto; gap: 0 .5rem; }
+dl.struct dt { color: #555; }
+dl.struct dd { margin: 0; }
+dl.struct { margin: 0 0 .3rem; }
 """
 
 
@@ -60,6 +64,20 @@ def _when(event: ReceivedEvent) -> str:
     return text + f".{int(stamp % 1 * 1000):03d}"
 
 
+#: A structured event's optional fields, shown beside its category and action.
+_STRUCT_FIELDS = (("se_la", "label"), ("se_pr", "property"), ("se_va", "value"))
+
+
+def _struct_fields(payload: Mapping[str, object]) -> str:
+    """A structured event's label, property and value (those it has), shown in the open."""
+    items = "".join(
+        f"<dt>{name}</dt><dd>{escape(lossy_utf8(str(payload[field])))}</dd>"
+        for field, name in _STRUCT_FIELDS
+        if field in payload
+    )
+    return f'<dl class="struct">{items}</dl>' if items else ""
+
+
 def _row(index: int, event: ReceivedEvent) -> str:
     decoded = event.decoded
     kind = str(event.payload.get("e", "?"))
@@ -72,6 +90,7 @@ def _row(index: int, event: ReceivedEvent) -> str:
     if kind == "se":
         category, action = event.payload.get("se_ca", ""), event.payload.get("se_ac", "")
         label = f"{label}: {category} / {action}"
+        details.append(_struct_fields(event.payload))
     elif kind == "pv":
         label = f"{label}: {event.payload.get('url', '')}"
     contexts = decoded.get("contexts")

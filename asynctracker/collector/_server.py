@@ -28,13 +28,14 @@ import logging
 import os
 import secrets
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ._api import json_response, route
+from .._loop_end import call_at_loop_end
+from ._api import Site, route
 from ._guard import HostCheck, cors_headers, preflight_headers
 from ._hooks import ReceivedRequest, Reply, Responder
 from ._http import (
@@ -46,9 +47,10 @@ from ._http import (
     accept_backlog,
     default_max_connections,
     error_body,
+    json_response,
     serve_connection,
 )
-from ._iglu import IgluRegistry
+from ._iglu import IgluRegistry, validation_mode
 from ._store import MEMORY_EVENTS, EventLog, ReceivedEvent
 from ._tracker import is_tracker_route, track
 
@@ -122,21 +124,15 @@ class Collector:
         )
         self._request_bytes = 0
         self._server: asyncio.Server | None = None
+        #: Stops a collector still running when its event loop shuts down (see start()).
+        self._loop_end: AsyncGenerator[None, None] | None = None
         #: Each serving task and its connection (None until it registered itself).
         self._connections: dict[asyncio.Task[object], Connection | None] = {}
 
     @property
     def validation_mode(self) -> str:
         """One line saying what events are checked against."""
-        if self.iglu is None:
-            return (
-                "Checking the tracker protocol only; self-describing data is not validated "
-                "(start with --iglu DIR to validate it against an Iglu registry)."
-            )
-        return (
-            "Validating self-describing events and contexts against the Iglu registry at "
-            f"{self.iglu.root}."
-        )
+        return validation_mode(self.iglu)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -144,7 +140,10 @@ class Collector:
         """Load stored events (if any) and start listening.
 
         Raises ``RuntimeError`` if already started, ``OSError`` if the port is taken or
-        the database cannot be opened.
+        the database cannot be opened. A collector still running when its event loop
+        shuts down (``asyncio.run`` returning) is stopped then, with a
+        ``ResourceWarning``: its database thread would otherwise keep the program from
+        exiting.
         """
         if self._server is not None:
             raise RuntimeError("collector is already running")
@@ -163,6 +162,7 @@ class Collector:
         self._server = server
         # Remember the port picked for port=0, so that a restart comes back at the same URL.
         self._port = server.sockets[0].getsockname()[1]
+        self._loop_end = await call_at_loop_end(self._loop_ended)
         logger.debug("collector listening on %s", self.url)
 
     async def stop(self) -> None:
@@ -182,6 +182,24 @@ class Collector:
             await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
         await self._log.close()
+        hook, self._loop_end = self._loop_end, None
+        if hook is not None:
+            await hook.aclose()  # calls _loop_ended, which finds nothing left to stop
+
+    async def _loop_ended(self) -> None:
+        """The loop is shutting down with this collector running: stop it while the loop
+        still runs (closing its database ends aiosqlite's thread, which is no daemon)."""
+        if self._server is None:
+            return
+        self._loop_end = None  # this very hook is running: stop() must not close it
+        running = repr(self)
+        await self.stop()
+        warnings.warn(
+            f"unclosed {running} stopped as its event loop shut down; "
+            "use 'async with' or await stop()",
+            ResourceWarning,
+            stacklevel=1,
+        )
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -302,6 +320,9 @@ class Collector:
                 return True
         return False
 
+    def _site(self) -> Site:
+        return Site(log=self._log, token=self.token, iglu=self.iglu, reset=self.reset)
+
     async def _handle(self, request: Request) -> Response:
         """Route one request (the Host check first) and answer it."""
         if not self._hosts.accepts(request.headers.get("host")):
@@ -320,7 +341,7 @@ class Collector:
                 return Response(200, b"", preflight_headers(request.headers))
             return Response(204, b"", {"allow": "GET, HEAD, POST"})
         if not tracker:
-            answer = await route(self, request, path, query)
+            answer = await route(self._site(), request, path, query)
             if answer is not None:
                 return answer
         response = await self._tracker_route(request, path, query)

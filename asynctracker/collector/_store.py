@@ -2,7 +2,7 @@
 
 SQLite (the ``db_path`` file, or a temporary file) holds every event, so memory stays
 bounded however long ``asynctracker collector`` runs; the listings and filters of the
-HTTP API are queries on it, run by the database thread (:mod:`._db`). The newest events
+HTTP API are queries on it (:mod:`._db`, on aiosqlite). The newest events
 (``memory_events`` of them) are also kept in memory, so that tests read
 :attr:`EventLog.events` synchronously without touching the disk, and counts (total, good,
 bad, per event type) are kept exact in memory as events arrive.
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from .._validate import decode_event, validate_event
-from ._db import COLUMNS, Filters, Row, Worker, query, summary
+from ._db import Database
+from ._table import COLUMNS, Filters, Row
 
 logger = logging.getLogger("asynctracker")
 
@@ -122,7 +123,7 @@ class EventLog:
         self.total = 0
         self.bad = 0
         self.by_type: collections.Counter[str] = collections.Counter()
-        self._worker: Worker | None = None
+        self._db: Database | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         # A reset while the collector is stopped must still empty the table on next start.
         self._clear_on_open = False
@@ -141,23 +142,21 @@ class EventLog:
         return self.total - self.bad
 
     async def open(self) -> None:
-        """Start the database thread and load counts and the newest events it holds.
+        """Open the database and load counts and the newest events it holds.
 
         Raises ``sqlite3.Error`` or ``OSError`` when the file cannot be used.
         """
-        worker = Worker(self.path)
-        await worker.start()
+        db = await Database.open(self.path, self._forget)
         try:
             if self._clear_on_open:
-                worker.clear()
+                db.clear()
                 self._clear_on_open = False
-            highest, types, validity = await worker.call(summary)
-            _, rows = await worker.call(query(Filters(), limit=self._memory_events))
+            highest, types, validity = await db.summary()
+            _, rows = await db.page(Filters(), limit=self._memory_events)
         except BaseException:
-            await worker.stop()
+            await db.close()
             raise
-        worker.committed = highest
-        self._worker = worker
+        self._db = db
         self._seq = highest
         self.by_type = collections.Counter(types)
         self.total = validity["good"] + validity["bad"]
@@ -166,10 +165,10 @@ class EventLog:
         self._notify()
 
     async def close(self) -> None:
-        """Write everything still queued, then close the database."""
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            await worker.stop()
+        """Write everything still queued, then close the database. Idempotent."""
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
 
     def add(self, events: list[ReceivedEvent]) -> None:
         """Record accepted events: memory now, disk soon, then callbacks and waiters."""
@@ -184,10 +183,9 @@ class EventLog:
             self.by_type[str(event.payload.get("e", ""))] += 1
             if event.errors:
                 self.bad += 1
-        if self._worker is not None:
-            self._worker.insert(
-                ((seq, ev.payload, ev.method, ev.errors, ev.received_at) for seq, ev in numbered),
-                self._forget,
+        if self._db is not None:
+            self._db.insert(
+                [(seq, ev.payload, ev.method, ev.errors, ev.received_at) for seq, ev in numbered]
             )
         if self._on_event is not None:
             for event in events:
@@ -197,11 +195,9 @@ class EventLog:
                     logger.exception("collector on_event callback failed")
         self._notify()
 
-    def _forget(self) -> None:
-        """Drop the oldest in-memory events beyond the limit, once they are on disk."""
-        if self._worker is None:
-            return
-        committed = self._worker.committed
+    def _forget(self, committed: int) -> None:
+        """Events up to ``committed`` are on disk: drop the oldest in memory beyond the
+        limit."""
         recent = self._recent
         while len(recent) > self._memory_events and recent[0][0] <= committed:
             recent.popleft()
@@ -224,19 +220,19 @@ class EventLog:
         self._recent.clear()
         self.total = self.bad = 0
         self.by_type.clear()
-        if self._worker is not None:
-            self._worker.clear()
+        if self._db is not None:
+            self._db.clear()
         else:
             self._clear_on_open = True
 
     async def page(
         self, filters: Filters, *, limit: int, offset: int = 0, newest_first: bool = True
     ) -> Page:
-        """One page of the events matching ``filters``, from the database thread."""
-        if self._worker is None:
+        """One page of the events matching ``filters``, queried after every insert so far."""
+        if self._db is None:
             raise RuntimeError("the collector is not running")
-        total, rows = await self._worker.call(
-            query(filters, limit=limit, offset=offset, newest_first=newest_first)
+        total, rows = await self._db.page(
+            filters, limit=limit, offset=offset, newest_first=newest_first
         )
         return Page(total, [_from_row(row) for row in rows])
 
