@@ -161,7 +161,7 @@ class EventBuilder:
         when it was made, and the providers' as they came.
         """
         texts = [
-            entity_json(context, name=f"contexts[{index}]")
+            entity_json(context, name=f"contexts[{index}] data")
             for index, context in enumerate(contexts or ())
         ]
         texts += self._static_json
