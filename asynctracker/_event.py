@@ -107,11 +107,13 @@ class Event:
 
 def parts_of(event: Event) -> EventParts:
     """What the tracker writes for ``event`` (InvalidEventError for anything else)."""
-    if not isinstance(event, Event):
+    parts = getattr(event, "_parts", None) if isinstance(event, Event) else None
+    if not isinstance(parts, EventParts):
         raise InvalidEventError(
-            f"track takes an event object such as PageView(...), got {type(event).__name__}"
+            "track takes an event object of asynctracker.events such as PageView(...), "
+            f"got {type(event).__name__}"
         )
-    return event._parts
+    return parts
 
 
 def true_timestamp_ms(value: object) -> Timestamp:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ._checks import finite_number
-from ._consent_events import ApplicationError, ConsentGranted, ConsentWithdrawn
 from ._event import (
     Event,
     TrueTimestamp,
@@ -30,9 +29,6 @@ from .subject import Subject
 
 __all__ = [
     "AddToCart",
-    "ApplicationError",
-    "ConsentGranted",
-    "ConsentWithdrawn",
     "FormChange",
     "FormElement",
     "FormSubmit",

@@ -26,12 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._checks import INT32_MIN
+from ._consent_events import ApplicationError, ConsentGranted, ConsentWithdrawn
 from ._event import Event, TrueTimestamp, count, optional_text, required_text, uuid_text
 from ._standard_events import (
     AddToCart,
-    ApplicationError,
-    ConsentGranted,
-    ConsentWithdrawn,
     FormChange,
     FormElement,
     FormSubmit,
