@@ -96,6 +96,11 @@ async def test_screen_view_leaves_out_what_was_not_given() -> None:
     assert own["unstruct_event"]["data"] == {"id": SCREEN_ID, "name": "home"}
 
 
+async def test_screen_view_sends_its_ids_as_given() -> None:
+    own = await track_one(at.ScreenView(SCREEN_ID.upper(), "home"))
+    assert own["unstruct_event"]["data"]["id"] == SCREEN_ID.upper()
+
+
 async def test_track_returns_the_stored_event_id_and_each_track_makes_a_new_one() -> None:
     async with kept_tracker() as (tracker, [storage]):
         event = at.PageView("https://a.example/")
