@@ -27,9 +27,9 @@ from .subject import Subject
 
 __all__ = [
     "Event",
-    "bounded",
     "EventParts",
     "TrueTimestamp",
+    "bounded",
     "count",
     "optional_text",
     "parts_of",
