@@ -1,23 +1,27 @@
-"""Tracker state -> payload text: the part of a ``track_*`` call that runs per event.
+"""Tracker state -> payload text -> emitters: the part of a ``track*`` call that runs per event.
 
 ``EventBuilder`` is the Tracker's base class: it holds what every event gets from the
-tracker (its fields, Subject, contexts and providers) and writes one event's protocol
-payload directly as the JSON text storages keep (see ``_encoded``). The Tracker adds
-the options, the lifecycle and the public ``track_*`` calls.
+tracker (its fields, Subject, contexts, providers, hooks and emitters), writes one
+event's protocol payload directly as the JSON text storages keep (see ``_encoded``) and
+hands it to every emitter. The Tracker adds the options, the lifecycle and the public
+``track*`` calls.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
 
 from . import _contexts
 from ._checks import epoch_ms
 from ._contexts import ContextProvider
+from ._emitters import EmitterGroup
 from ._encoded import EncodedPayload, member, quote
+from ._hooks import BeforeTrack, run_hooks
 from ._request_scope import bound_subject
 from ._version import __version__
 from .emitter import Emitter
@@ -25,6 +29,7 @@ from .exceptions import ClosedError, InvalidEventError
 from .payload import (
     MAX_JSON_DEPTH,
     UNSTRUCT_EVENT_SCHEMA,
+    JsonEncoder,
     JSONValue,
     SelfDescribingJson,
     check_contexts,
@@ -36,7 +41,15 @@ from .payload import (
 )
 from .subject import Subject
 
-__all__ = ["TRACKER_VERSION", "EventBuilder", "Timestamp", "checked_event_id"]
+__all__ = [
+    "NO_OPTIONS",
+    "TRACKER_VERSION",
+    "CallOptions",
+    "EventBuilder",
+    "Timestamp",
+    "call_options",
+    "checked_event_id",
+]
 
 Timestamp: TypeAlias = "int | datetime"
 #: ``tv``: this library's own name, so its events are never mistaken for the official
@@ -52,29 +65,60 @@ def checked_event_id(value: str) -> str:
         raise InvalidEventError(f"event_id must be a UUID string, got {value!r}") from exc
 
 
-#: The arguments every ``track_*`` call takes besides its own: contexts, subject,
-#: event_id, timestamp, true_timestamp; then the entities the tracker's context
-#: providers gave for this call (None without providers). A plain tuple: cheaper to
-#: make per event.
-_Common: TypeAlias = tuple[
-    "Sequence[SelfDescribingJson] | None",
-    "Subject | None",
-    "str | None",
-    "Timestamp | None",
-    "Timestamp | None",
-    "list[str] | None",
-]
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """What one event carries besides its own fields, as the call or event object gave it.
+
+    ``subject`` (a ``track_*`` call's ``subject=``) replaces the tracker's Subject;
+    ``event_subject`` (an event object's) is merged over it, its fields winning.
+    ``true_timestamp`` is checked when it is written.
+    """
+
+    contexts: Sequence[SelfDescribingJson] | None = None
+    subject: Subject | None = None
+    event_subject: Subject | None = None
+    event_id: str | None = None
+    timestamp: Timestamp | None = None
+    true_timestamp: Timestamp | None = None
+
+
+#: The options of a call that gives none: shared, so that the common call makes no object.
+NO_OPTIONS = CallOptions()
+
+
+def call_options(
+    contexts: Sequence[SelfDescribingJson] | None,
+    subject: Subject | None,
+    event_id: str | None,
+    timestamp: Timestamp | None,
+    true_timestamp: Timestamp | None,
+) -> CallOptions:
+    """A ``track_*`` call's options; NO_OPTIONS when it gives none (each frozen
+    dataclass made costs a little on every event)."""
+    if (
+        contexts is None
+        and subject is None
+        and event_id is None
+        and timestamp is None
+        and true_timestamp is None
+    ):
+        return NO_OPTIONS
+    return CallOptions(contexts, subject, None, event_id, timestamp, true_timestamp)
 
 
 class EventBuilder:
-    """Writes events from the tracker's state; the Tracker's private base class."""
+    """Writes events from the tracker's state and stores them; the Tracker's private base."""
 
-    emitter: Emitter
+    _emitters: EmitterGroup
     platform: str
     namespace: str | None
     app_id: str | None
     base64_encode: bool
     subject: Subject | None
+    json_encoder: JsonEncoder | None = None
+    _hooks: tuple[BeforeTrack, ...] = ()
+    #: The one emitter when there is one and no hook: events go straight to it.
+    _direct: Emitter | None = None
     _tracker_json: tuple[str, str] | None = None
     _static_json: tuple[str, ...] = ()
     #: The ``cx``/``co`` member of the static contexts alone, by ``base64_encode``.
@@ -92,12 +136,13 @@ class EventBuilder:
 
     async def _provide(self) -> list[str]:
         """The context providers' entities for one call (only called when there are some)."""
-        return await _contexts.provide(self._context_providers)
+        return await _contexts.provide(self._context_providers, self.json_encoder)
 
     def _payload(
         self,
         event: str,
-        common: _Common,
+        options: CallOptions,
+        provided: list[str] | None,
         fields: dict[str, str | None],
         last: tuple[str, str] | None = None,
     ) -> EncodedPayload:
@@ -106,34 +151,46 @@ class EventBuilder:
         Written directly as the JSON text storages keep (see ``_encoded``), members in
         that order; empty event fields are left out.
         """
-        if self.emitter.closed:
+        direct = self._direct
+        if direct.closed if direct is not None else self._emitters.closed:
             raise ClosedError("this tracker's emitter was closed")
-        contexts, subject, event_id, timestamp, true_timestamp, provided = common
+        contexts = options.contexts
+        subject = options.subject
         if subject is not None and not isinstance(subject, Subject):
             raise InvalidEventError("subject must be an asynctracker.Subject")
         if contexts is not None:
             check_contexts(contexts)
-        # The common case (no event_id, no timestamps) calls no helper: this runs per event.
-        eid = new_event_id() if event_id is None else checked_event_id(event_id)
+        # The common case (no option) calls no helper: this runs per event.
+        eid = new_event_id() if options.event_id is None else checked_event_id(options.event_id)
         dtm = (
             str(time.time_ns() // 1_000_000)
-            if timestamp is None
-            else epoch_ms("timestamp", timestamp)
+            if options.timestamp is None
+            else epoch_ms("timestamp", options.timestamp)
         )
         tracker_json = self._tracker_json
         if tracker_json is None:
             tracker_json = self._tracker_json = self._make_tracker_json()
         platform, tracker_members = tracker_json
+        # Precedence: the call's subject= replaces the bound Subject, which replaces the
+        # tracker's; an event object's event_subject is merged over the one chosen.
+        chosen = subject if subject is not None else (bound_subject() or self.subject)
+        subject_fields = None if chosen is None else chosen._fields
+        if options.event_subject is not None:
+            own = options.event_subject._fields
+            subject_fields = own if subject_fields is None else {**subject_fields, **own}
+        if subject_fields and "p" in subject_fields:
+            # A Subject's set_platform wins over the tracker's platform.
+            subject_fields = dict(subject_fields)
+            platform = quote(subject_fields.pop("p"))
         # event, the version, a canonical UUID and digits need no escaping.
         parts = [
             f'{{"e":"{event}","tv":"{TRACKER_VERSION}","p":{platform},'
             f'"eid":"{eid}","dtm":"{dtm}"{tracker_members}'
         ]
-        if true_timestamp is not None:
-            parts.append(member("ttm", epoch_ms("true_timestamp", true_timestamp)))
-        chosen = subject if subject is not None else (bound_subject() or self.subject)
-        if chosen is not None:
-            parts.extend([member(key, value) for key, value in chosen._fields.items()])
+        if options.true_timestamp is not None:
+            parts.append(member("ttm", epoch_ms("true_timestamp", options.true_timestamp)))
+        if subject_fields:
+            parts.extend([member(key, value) for key, value in subject_fields.items()])
         for key, value in fields.items():
             if value:
                 parts.append(member(key, value))
@@ -160,8 +217,9 @@ class EventBuilder:
         Entities are written one by one: the tracker's static ones were written once,
         when it was made, and the providers' as they came.
         """
+        encoder = self.json_encoder
         texts = [
-            entity_json(context, name=f"contexts[{index}]")
+            entity_json(context, name=f"contexts[{index}] data", default=encoder)
             for index, context in enumerate(contexts or ())
         ]
         texts += self._static_json
@@ -176,18 +234,22 @@ class EventBuilder:
             )
         )
 
-    def _self_describing(self, event_json: SelfDescribingJson, common: _Common) -> EncodedPayload:
+    def _self_describing(
+        self, event_json: SelfDescribingJson, options: CallOptions, provided: list[str] | None
+    ) -> EncodedPayload:
         if not isinstance(event_json, SelfDescribingJson):
             raise InvalidEventError("the event must be a SelfDescribingJson")
-        return self._unstruct(event_json.schema, event_json.data, common)
+        return self._unstruct(event_json.schema, event_json.data, options, provided)
 
-    def _unstruct(self, schema: str, data: JSONValue, common: _Common) -> EncodedPayload:
+    def _unstruct(
+        self, schema: str, data: JSONValue, options: CallOptions, provided: list[str] | None
+    ) -> EncodedPayload:
         """A self-describing event of ``schema``: its data is checked once, here, as it
-        is written (the tracker's own events, screen view and timing, build no
-        SelfDescribingJson, whose constructor would check it a second time)."""
+        is written (with the tracker's ``json_encoder`` for values JSON cannot encode)."""
         return self._payload(
             "ue",
-            common,
+            options,
+            provided,
             {},
             json_field(
                 {"schema": UNSTRUCT_EVENT_SCHEMA, "data": {"schema": schema, "data": data}},
@@ -197,5 +259,47 @@ class EventBuilder:
                 name="the event's data",
                 # The event's data sits two levels down: {data: {data: ...}}.
                 max_depth=MAX_JSON_DEPTH + 2,
+                default=self.json_encoder,
             ),
         )
+
+    # -- storing: hooks, then every emitter ---------------------------------------------
+
+    def _route(self) -> None:
+        """Choose the path events take; called whenever the emitters or hooks change."""
+        members = self._emitters.members
+        self._direct = members[0] if len(members) == 1 and not self._hooks else None
+
+    def _store(self, payload: EncodedPayload) -> Awaitable[None]:
+        """Store one event in every emitter (a plain call: the common case, one emitter
+        and no hook, awaits the emitter's ``add`` itself)."""
+        direct = self._direct
+        if direct is not None:
+            return direct.add(payload)
+        return self._store_all([payload], together=False)
+
+    def _store_together(self, payloads: list[EncodedPayload]) -> Awaitable[None]:
+        """Store events together (all or none where the storage can) in every emitter."""
+        direct = self._direct
+        if direct is not None:
+            return direct.add_many(payloads)
+        return self._store_all(payloads, together=True)
+
+    async def _store_all(self, payloads: list[EncodedPayload], *, together: bool) -> None:
+        """Run the hooks once, then store the events in every emitter (``together``:
+        all or none, with ``add_many``)."""
+        if self._hooks:
+            kept = []
+            for payload in payloads:
+                changed = run_hooks(
+                    payload,
+                    self._hooks,
+                    base64_encode=self.base64_encode,
+                    json_encoder=self.json_encoder,
+                )
+                if changed is not None:
+                    kept.append(changed)
+            if not kept:
+                return
+            payloads = kept
+        await self._emitters.add(payloads, together=together)

@@ -27,11 +27,13 @@ __all__ = [
     "INT32_MIN",
     "MAX_TIMESTAMP_MS",
     "MIN_TIMESTAMP_MS",
+    "PLATFORMS",
     "epoch_ms",
     "finite_number",
     "flush_timeout",
     "int32",
     "lossy_utf8",
+    "platform",
     "text",
     "utf8_problem",
 ]
@@ -42,6 +44,9 @@ INT32_MIN = -(2**31)
 MIN_TIMESTAMP_MS = 10**12
 #: 2286-11-20T17:46:39.999Z: the last 13-digit one.
 MAX_TIMESTAMP_MS = 10**13 - 1
+
+#: The protocol's platform codes (``p``).
+PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
@@ -91,6 +96,13 @@ def setting_text(name: str, value: object) -> str:
     problem = utf8_problem(value)
     if problem is not None:
         raise ConfigurationError(f"{name} {problem}")
+    return value
+
+
+def platform(value: object) -> str:
+    """A platform code (``p``): ConfigurationError for anything but one of PLATFORMS."""
+    if not isinstance(value, str) or value not in PLATFORMS:
+        raise ConfigurationError(f"platform must be one of {sorted(PLATFORMS)}, got {value!r}")
     return value
 
 

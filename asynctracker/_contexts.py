@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TypeAlias
 
 from .exceptions import ConfigurationError, ContextProviderError, InvalidEventError
-from .payload import SelfDescribingJson, entity_json
+from .payload import JsonEncoder, SelfDescribingJson, entity_json
 
 __all__ = ["ContextProvider", "ProvidedContexts", "provide", "providers", "static_json"]
 
@@ -33,8 +33,11 @@ ProvidedContexts: TypeAlias = SelfDescribingJson | Sequence[SelfDescribingJson] 
 ContextProvider: TypeAlias = typing.Callable[[], ProvidedContexts | Awaitable[ProvidedContexts]]
 
 
-def static_json(contexts: Iterable[SelfDescribingJson] | None) -> tuple[str, ...]:
-    """The tracker's ``contexts=`` option as JSON text, written once for every event.
+def static_json(
+    contexts: Iterable[SelfDescribingJson] | None, default: JsonEncoder | None = None
+) -> tuple[str, ...]:
+    """The tracker's ``contexts=`` option as JSON text, written once for every event
+    (``default``: the tracker's ``json_encoder``).
 
     ConfigurationError names a bad entry. Being written here, a static entity's data
     is what it was when the tracker was made; entities that change belong in a provider.
@@ -52,7 +55,7 @@ def static_json(contexts: Iterable[SelfDescribingJson] | None) -> tuple[str, ...
                 f"contexts[{index}] must be a SelfDescribingJson, got {type(context).__name__}"
             )
         try:
-            texts.append(entity_json(context, name=f"contexts[{index}]"))
+            texts.append(entity_json(context, name=f"contexts[{index}]", default=default))
         except InvalidEventError as exc:
             raise ConfigurationError(str(exc)) from exc
     return tuple(texts)
@@ -77,8 +80,11 @@ def _name(provider: ContextProvider) -> str:
     return getattr(provider, "__qualname__", None) or repr(provider)
 
 
-async def provide(given: tuple[ContextProvider, ...]) -> list[str]:
-    """Ask every provider for its entities now; their JSON text, in order."""
+async def provide(
+    given: tuple[ContextProvider, ...], default: JsonEncoder | None = None
+) -> list[str]:
+    """Ask every provider for its entities now; their JSON text, in order (``default``:
+    the tracker's ``json_encoder``)."""
     found: list[str] = []
     for provider in given:
         try:
@@ -92,13 +98,21 @@ async def provide(given: tuple[ContextProvider, ...]) -> list[str]:
         if result is None:
             continue
         if isinstance(result, SelfDescribingJson):
-            found.append(entity_json(result, name=f"the entity of provider {_name(provider)}"))
+            found.append(
+                entity_json(
+                    result, name=f"the entity of provider {_name(provider)}", default=default
+                )
+            )
             continue
         if isinstance(result, Sequence) and not isinstance(result, (str, bytes)):
             for entity in result:
                 if not isinstance(entity, SelfDescribingJson):
                     break
-                found.append(entity_json(entity, name=f"an entity of provider {_name(provider)}"))
+                found.append(
+                    entity_json(
+                        entity, name=f"an entity of provider {_name(provider)}", default=default
+                    )
+                )
             else:
                 continue
         raise ContextProviderError(

@@ -5,6 +5,7 @@ AsyncTrackerError
 ├── ConfigurationError (ValueError)   bad options; a tracker used by two running loops
 ├── InvalidEventError (ValueError)    bad arguments to a track_* call or SelfDescribingJson
 ├── ContextProviderError (RuntimeError) a tracker's context provider raised or returned junk
+├── BeforeTrackError (RuntimeError)   a tracker's before_track hook raised or spoiled the event
 ├── StorageError (RuntimeError)       the storage could not store, read or delete events
 │   └── QueueFullError                the queue is at max_events and the policy is "raise"
 └── ClosedError (RuntimeError)        the tracker, emitter or storage was used after aclose()
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "AsyncTrackerError",
+    "BeforeTrackError",
     "ClosedError",
     "ConfigurationError",
     "ContextProviderError",
@@ -60,6 +62,15 @@ class ContextProviderError(AsyncTrackerError, RuntimeError):
     ``__cause__`` and the provider's name in the message; nothing was stored. A
     RuntimeError rather than a ValueError: the call's arguments were fine, the
     tracker's configuration code failed.
+    """
+
+
+class BeforeTrackError(AsyncTrackerError, RuntimeError):
+    """One of a tracker's ``before_track`` hooks raised, returned something (a hook
+    changes the event in place and returns None), or left the event unsendable.
+
+    Raised by the ``track*`` call whose event it was handling, naming the hook, with
+    the hook's own exception as ``__cause__``; nothing was stored, in any emitter.
     """
 
 

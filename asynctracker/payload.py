@@ -11,9 +11,9 @@ import base64
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from ._checks import finite_number, utf8_problem
 from .exceptions import InvalidEventError
@@ -26,6 +26,7 @@ __all__ = [
     "UNSTRUCT_EVENT_SCHEMA",
     "MAX_JSON_DEPTH",
     "JSONValue",
+    "JsonEncoder",
     "SelfDescribingJson",
     "encode_json",
 ]
@@ -40,6 +41,11 @@ JSONValue: TypeAlias = (
     "bool | int | float | str | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
 )
 
+#: A tracker's ``json_encoder``: like ``json.dumps``' ``default=``, it is called with each
+#: value JSON cannot encode (a datetime, a Decimal, a UUID) and returns one it can, or
+#: raises TypeError.
+JsonEncoder: TypeAlias = Callable[[Any], object]
+
 _IGLU_URI = re.compile(r"iglu:[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/[0-9]+-[0-9]+-[0-9]+")
 
 
@@ -49,24 +55,41 @@ _IGLU_URI = re.compile(r"iglu:[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/[0-9
 MAX_JSON_DEPTH = 100
 
 
-def encode_json(value: object, *, name: str = "data", max_depth: int = MAX_JSON_DEPTH) -> str:
+def encode_json(
+    value: object,
+    *,
+    name: str = "data",
+    max_depth: int = MAX_JSON_DEPTH,
+    default: JsonEncoder | None = None,
+) -> str:
     """Compact, key-sorted JSON: the form the protocol sends inside ``ue_px``/``cx``.
 
-    Raises InvalidEventError, naming ``name``, for values the pipeline cannot take:
-    objects that are not JSON types, NaN and infinities, integers of more than 4,300
-    digits, nesting deeper than ``max_depth``, and text that is not valid UTF-8 (lone
-    surrogates, in keys or values). The checks cost almost nothing for ordinary data:
-    the depth is only measured when the text is long and holds more than ``max_depth``
-    brackets, and ASCII text is never re-encoded.
+    ``default`` is a tracker's ``json_encoder``, called for values JSON cannot encode
+    (None: the C encoder alone, as fast as without one). Raises InvalidEventError,
+    naming ``name``, for values the pipeline cannot take: objects neither JSON nor the
+    encoder can encode (and any error the encoder raises), NaN and infinities, integers
+    of more than 4,300 digits, nesting deeper than ``max_depth``, and text that is not
+    valid UTF-8 (lone surrogates, in keys or values). The checks cost almost nothing for
+    ordinary data: the depth is only measured when the text is long and holds more than
+    ``max_depth`` brackets, and ASCII text is never re-encoded.
     """
     try:
         text = json.dumps(
-            value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+            value,
+            separators=(",", ":"),
+            sort_keys=True,
+            ensure_ascii=False,
+            allow_nan=False,
+            default=default,
         )
     except RecursionError:
         raise InvalidEventError(f"{name} is nested deeper than {max_depth} levels") from None
     except (TypeError, ValueError) as exc:
         raise InvalidEventError(f"{name} is not JSON-serialisable: {exc}") from exc
+    except Exception as exc:  # only a json_encoder raises anything else
+        raise InvalidEventError(
+            f"{name}: the json_encoder raised {type(exc).__name__}: {exc}"
+        ) from exc
     # Each level of nesting takes two brackets, so short text is shallow enough; and
     # each level opens one, so few brackets means shallow data too (brackets inside
     # strings only make the count larger). Only then is the depth measured.
@@ -165,10 +188,12 @@ class SelfDescribingJson:
     """A JSON value paired with the Iglu schema that describes it.
 
     Used for self-describing events and for contexts (entities). The schema must be an
-    ``iglu:vendor/name/format/M-R-A`` URI and the data must be JSON the pipeline can take
-    (see :func:`encode_json`: no NaN or infinity, valid UTF-8, at most ``MAX_JSON_DEPTH``
-    levels deep); both are checked here, when the value is made, so the mistake
-    surfaces at the line that wrote it rather than in the collector's bad rows.
+    ``iglu:vendor/name/format/M-R-A`` URI: checked here, when the value is made, so the
+    mistake surfaces at the line that wrote it. The data is checked when it is tracked
+    (see :func:`encode_json`: JSON, or values the tracker's ``json_encoder`` turns into
+    JSON; no NaN or infinity; valid UTF-8; at most ``MAX_JSON_DEPTH`` levels deep): the
+    ``track`` call raises InvalidEventError and stores nothing. So the data may hold a
+    datetime, a Decimal or a UUID for a tracker whose ``json_encoder`` encodes them.
     """
 
     schema: str
@@ -180,25 +205,29 @@ class SelfDescribingJson:
                 f"schema must be an Iglu URI like 'iglu:com.acme/event/jsonschema/1-0-0', "
                 f"got {self.schema!r}"
             )
-        encode_json(self.data, name=f"SelfDescribingJson data ({self.schema})")
 
     def to_dict(self) -> dict[str, JSONValue]:
         """The ``{"schema": ..., "data": ...}`` form sent on the wire."""
         return {"schema": self.schema, "data": self.data}
 
-    def to_json(self) -> str:
-        """Compact, key-sorted JSON of :meth:`to_dict`."""
-        return entity_json(self, name=f"SelfDescribingJson data ({self.schema})")
+    def to_json(self, json_encoder: JsonEncoder | None = None) -> str:
+        """Compact, key-sorted JSON of :meth:`to_dict`; InvalidEventError when the data
+        is not JSON (``json_encoder``: as a tracker's, for values JSON cannot encode)."""
+        return entity_json(
+            self, name=f"SelfDescribingJson data ({self.schema})", default=json_encoder
+        )
 
 
 #: The text that closes a contexts array: its members are written as text (see below).
 _CONTEXTS_END = f'],"schema":"{CONTEXTS_SCHEMA}"}}'
 
 
-def entity_json(entity: SelfDescribingJson, *, name: str) -> str:
-    """One entity's ``{"data":...,"schema":...}`` text, its data checked again (it may
-    have been changed since it was made)."""
-    return encode_json(entity.to_dict(), name=name, max_depth=MAX_JSON_DEPTH + 1)
+def entity_json(
+    entity: SelfDescribingJson, *, name: str, default: JsonEncoder | None = None
+) -> str:
+    """One entity's ``{"data":...,"schema":...}`` text, its data checked as it is written
+    (``default``: the tracker's ``json_encoder``)."""
+    return encode_json(entity.to_dict(), name=name, max_depth=MAX_JSON_DEPTH + 1, default=default)
 
 
 def contexts_json(entities: Sequence[str]) -> str:
@@ -211,16 +240,18 @@ def contexts_json(entities: Sequence[str]) -> str:
     return '{"data":[' + ",".join(entities) + _CONTEXTS_END
 
 
-def check_contexts(contexts: Sequence[SelfDescribingJson] | None) -> None:
+def check_contexts(
+    contexts: Sequence[SelfDescribingJson] | None, *, name: str = "contexts"
+) -> None:
     """Reject anything but a sequence of SelfDescribingJson, naming the bad position."""
     if contexts is None:
         return
     if isinstance(contexts, (str, bytes, Mapping)) or not isinstance(contexts, Sequence):
-        raise InvalidEventError("contexts must be a list of SelfDescribingJson")
+        raise InvalidEventError(f"{name} must be a list of SelfDescribingJson")
     for index, context in enumerate(contexts):
         if not isinstance(context, SelfDescribingJson):
             raise InvalidEventError(
-                f"contexts[{index}] must be a SelfDescribingJson, got {type(context).__name__}"
+                f"{name}[{index}] must be a SelfDescribingJson, got {type(context).__name__}"
             )
 
 
@@ -241,10 +272,11 @@ def json_field(
     raw_key: str,
     name: str,
     max_depth: int,
+    default: JsonEncoder | None = None,
 ) -> tuple[str, str]:
     """A JSON value as a payload field: ``(encoded_key, base64url)`` or ``(raw_key, json)``."""
     return json_text_field(
-        encode_json(value, name=name, max_depth=max_depth),
+        encode_json(value, name=name, max_depth=max_depth, default=default),
         base64_encode=base64_encode,
         encoded_key=encoded_key,
         raw_key=raw_key,

@@ -1,7 +1,8 @@
 """Subject: who and where an event is about (user, device, network).
 
 A Subject is a small mutable bag of protocol fields. The tracker holds one for all its
-events; a ``track_*`` call may pass another that replaces it for that one event.
+events; a ``track_*`` call's ``subject=`` replaces it for that one event, and an event
+object's ``event_subject`` is merged over it (see :class:`asynctracker.Tracker`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._checks import INT32_MAX, int32, setting_text
+from ._checks import INT32_MAX, int32, platform, setting_text
 from .exceptions import ConfigurationError
 
 __all__ = ["Subject"]
@@ -30,7 +31,9 @@ class Subject:
 
     Every setter returns the Subject, so calls chain:
     ``Subject().set_user_id("u-1").set_language("en")``. Keywords to the constructor
-    do the same as the setters. Empty values are not sent.
+    do the same as the setters. Empty values are not sent. The setters have
+    snowplow-tracker's names (``set_lang`` is ``set_language``), so its Subject code
+    runs unchanged.
     """
 
     __slots__ = ("_fields",)
@@ -50,8 +53,11 @@ class Subject:
         domain_session_id: str | None = None,
         domain_session_index: int | None = None,
         network_user_id: str | None = None,
+        platform: str | None = None,
     ) -> None:
         self._fields: dict[str, str] = {}
+        if platform is not None:
+            self.set_platform(platform)
         if user_id is not None:
             self.set_user_id(user_id)
         if screen_resolution is not None:
@@ -84,6 +90,12 @@ class Subject:
             self._fields.pop(key, None)
         return self
 
+    def set_platform(self, value: str) -> Subject:
+        """The platform code (``p``) of this Subject's events, one of ``"web"``, ``"mob"``,
+        ``"pc"``, ``"srv"``, ``"app"``, ``"tv"``, ``"cnsl"``, ``"iot"``; it wins over
+        the tracker's ``platform``."""
+        return self._set("p", platform(value))
+
     def set_user_id(self, user_id: str) -> Subject:
         """Your own id for the user (``uid``)."""
         return self._set("uid", setting_text("user_id", user_id))
@@ -114,6 +126,10 @@ class Subject:
     def set_language(self, language: str) -> Subject:
         """Language tag such as ``"en-GB"`` (``lang``)."""
         return self._set("lang", setting_text("language", language))
+
+    def set_lang(self, lang: str) -> Subject:
+        """snowplow-tracker's name for :meth:`set_language`."""
+        return self.set_language(lang)
 
     def set_ip_address(self, ip_address: str) -> Subject:
         """The user's IP address (``ip``); the collector uses it instead of the sender's."""

@@ -1,27 +1,34 @@
-"""The Tracker: turns ``track_*`` calls into protocol payloads and hands them to an Emitter.
+"""The Tracker: turns ``track(event)`` and ``track_*`` calls into protocol payloads and
+hands them to its emitters.
 
 Every argument is checked before anything is stored, so a bad call raises
-InvalidEventError at the call site and leaves the queue untouched. Each ``track_*``
-returns the new event's id once the event is in storage; delivery happens in the
-background and its problems are never raised here.
+InvalidEventError at the call site and leaves the queue untouched. Each call returns the
+new event's id once the event is in storage; delivery happens in the background and
+its problems are never raised here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal, TypeAlias, TypeVar
 
 from . import _contexts
-from ._build import EventBuilder, Timestamp, checked_event_id
-from ._checks import INT32_MIN, finite_number, flush_timeout, int32, setting_text
+from ._build import EventBuilder, Timestamp, call_options
+from ._checks import finite_number, flush_timeout, setting_text
+from ._checks import platform as check_platform
 from ._checks import text as _text
 from ._contexts import ContextProvider
+from ._ecommerce import EcommerceItem, checked_items, item_fields
+from ._emitters import EmitterGroup
+from ._event import Event, parts_of
+from ._hooks import BeforeTrack, checked_hooks
 from .emitter import Emitter
 from .exceptions import ConfigurationError, InvalidEventError
 from .payload import (
     SCREEN_VIEW_SCHEMA,
     TIMING_SCHEMA,
+    JsonEncoder,
     SelfDescribingJson,
     format_money,
     format_number,
@@ -31,67 +38,56 @@ from .subject import Subject
 __all__ = ["EcommerceItem", "Platform", "Timestamp", "Tracker"]
 
 Platform: TypeAlias = Literal["web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"]
-_PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot"})
 _TRACKER_FIELDS = frozenset({"namespace", "app_id", "platform"})
 
 _TrackerT = TypeVar("_TrackerT", bound="Tracker")
 
 
-@dataclass(frozen=True, slots=True)
-class EcommerceItem:
-    """One line of an ecommerce transaction (sent as its own ``e=ti`` event).
-
-    ``sku``, ``price`` and ``quantity`` are required; they are checked here so that
-    a bad item fails where it is written.
-    """
-
-    sku: str
-    price: float
-    quantity: int = 1
-    name: str | None = None
-    category: str | None = None
-    event_id: str | None = None
-
-    def __post_init__(self) -> None:
-        _text("EcommerceItem.sku", self.sku, required=True)
-        format_number(self.price, name="EcommerceItem.price")
-        # Enrich stores ti_quantity as a 32-bit int; returns may be negative.
-        int32("EcommerceItem.quantity", self.quantity, minimum=INT32_MIN, error=InvalidEventError)
-        _text("EcommerceItem.name", self.name)
-        _text("EcommerceItem.category", self.category)
-        if self.event_id is not None:
-            checked_event_id(self.event_id)
-
-
 class Tracker(EventBuilder):
-    """Builds events and passes them to its emitter.
+    """Builds events and passes them to its emitters.
 
     Args:
-        emitter: where events go. Several trackers may share one emitter.
+        emitters: where events go: one Emitter, or a list of them (snowplow-tracker's
+            ``emitters``). Each stores and sends every event, under the same event id;
+            one that fails (its storage raising, its collector down) never keeps the
+            others from getting the event: the call raises the first error after all
+            were tried. Several trackers may share an emitter.
         namespace: ``tna``, tells this tracker's events apart from other trackers'.
         app_id: ``aid``, the application the events belong to.
-        platform: ``p``, one of the protocol's platform codes (default ``"srv"``).
+        platform: ``p``, one of the protocol's platform codes (default ``"srv"``); a
+            Subject's ``set_platform`` wins over it.
         base64_encode: send self-describing JSON and contexts base64url-encoded
             (``ue_px``/``cx``, default) or as raw JSON (``ue_pr``/``co``).
-        subject: default Subject for every event. A ``track_*`` call's ``subject``
-            replaces it for that event, and so does the Subject bound to the current
-            request with :func:`asynctracker.bind_subject` (precedence: the call's
-            ``subject=``, then the bound one, then this one).
+            ``encode_base64`` is snowplow-tracker's name for it.
+        subject: default Subject for every event. Precedence, for one event: a
+            ``track_*`` call's ``subject=`` replaces it, and so does the Subject bound
+            to the current request with :func:`asynctracker.bind_subject` (the call's
+            first, then the bound one, then this one); an event object's
+            ``event_subject`` is merged over whichever of those applies, its fields
+            winning and the others filling in (as snowplow-tracker 1.x merges it).
         contexts: entities (SelfDescribingJson) added to every event, after the call's
             own contexts.
         context_providers: callables, sync or async, taking no arguments, asked once
-            per ``track_*`` call for entities to add after the static ``contexts``: a
+            per call for entities to add after the static ``contexts``: a
             SelfDescribingJson, a list of them, or None. They run on the event loop,
             so keep them quick; one that raises or returns anything else makes the
             call raise ContextProviderError and store nothing.
+        json_encoder: like ``json.dumps``' ``default=``, called with each value of
+            self-describing data or contexts that JSON cannot encode (a datetime, a
+            Decimal, a UUID), returning one it can or raising TypeError; a value nothing
+            encodes makes the call raise InvalidEventError and store nothing.
+        before_track: functions called with each event (a TrackedEvent) after it is
+            built and before any emitter stores it, in order: they may change its
+            fields, self-describing data and contexts, or drop it. One that raises
+            makes the call raise BeforeTrackError naming it; nothing is stored.
 
-    ``async with tracker:`` opens the emitter and, on the way out, flushes (bounded by
-    the emitter's ``close_timeout``) and closes it.
+    ``async with tracker:`` opens the emitters and, on the way out, flushes (each bounded
+    by its ``close_timeout``) and closes them.
     """
 
     def __init__(
         self,
-        emitter: Emitter,
+        emitters: Emitter | Sequence[Emitter],
         *,
         namespace: str | None = None,
         app_id: str | None = None,
@@ -100,29 +96,32 @@ class Tracker(EventBuilder):
         subject: Subject | None = None,
         contexts: Sequence[SelfDescribingJson] | None = None,
         context_providers: Sequence[ContextProvider] | None = None,
+        json_encoder: JsonEncoder | None = None,
+        before_track: Sequence[BeforeTrack] | None = None,
+        encode_base64: bool | None = None,
     ) -> None:
-        if not isinstance(emitter, Emitter):
-            raise ConfigurationError("emitter must be an asynctracker.Emitter")
         if subject is not None and not isinstance(subject, Subject):
             raise ConfigurationError("subject must be an asynctracker.Subject")
-        self.emitter = emitter
+        if json_encoder is not None and not callable(json_encoder):
+            raise ConfigurationError("json_encoder must be callable, like json.dumps' default")
+        self._emitters = EmitterGroup(emitters)
+        self._hooks = checked_hooks(before_track)
+        self._route()
         # Checked by __setattr__, here and whenever they are changed later.
         self.platform: Platform = platform
         self.namespace = namespace
         self.app_id = app_id
-        self.base64_encode = bool(base64_encode)
+        self.base64_encode = bool(base64_encode if encode_base64 is None else encode_base64)
         self.subject = subject
-        self._static_json = _contexts.static_json(contexts)
+        self.json_encoder = json_encoder
+        self._static_json = _contexts.static_json(contexts, json_encoder)
         self._static_members = {}
         self._context_providers = _contexts.providers(context_providers)
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in _TRACKER_FIELDS:
             if name == "platform":
-                if value not in _PLATFORMS:
-                    raise ConfigurationError(
-                        f"platform must be one of {sorted(_PLATFORMS)}, got {value!r}"
-                    )
+                check_platform(value)
             elif value is not None:
                 setting_text(name, value)
             # The JSON of these three is written into every event: made again on next use.
@@ -130,7 +129,28 @@ class Tracker(EventBuilder):
         object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
-        return f"<Tracker namespace={self.namespace!r} app_id={self.app_id!r} {self.emitter!r}>"
+        emitters = " ".join(repr(emitter) for emitter in self._emitters.members)
+        return f"<Tracker namespace={self.namespace!r} app_id={self.app_id!r} {emitters}>"
+
+    @property
+    def emitters(self) -> tuple[Emitter, ...]:
+        """The emitters every event goes to, in order."""
+        return self._emitters.members
+
+    @property
+    def emitter(self) -> Emitter:
+        """The tracker's one emitter (ConfigurationError when it has several)."""
+        members = self._emitters.members
+        if len(members) != 1:
+            raise ConfigurationError(f"this tracker has {len(members)} emitters: use .emitters")
+        return members[0]
+
+    def add_emitter(self, emitter: Emitter) -> Tracker:
+        """Send the events tracked from now on to ``emitter`` too (it opens on its first
+        event, and ``async with tracker`` closes it with the others)."""
+        self._emitters = self._emitters.added(emitter)
+        self._route()
+        return self
 
     def set_subject(self, subject: Subject | None) -> Tracker:
         """Replace the default Subject (None: no subject fields)."""
@@ -142,23 +162,45 @@ class Tracker(EventBuilder):
     # -- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self: _TrackerT) -> _TrackerT:
-        await self.emitter.open()
+        """Open every emitter (all or none)."""
+        await self._emitters.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.emitter.__aexit__(*exc_info)
+        await self._emitters.exit(*exc_info)
 
     async def flush(self, timeout: float | None = None) -> int:
-        """Wait for delivery; return the number of events still stored (Emitter.flush).
+        """Wait for delivery; return the number of events still stored (Emitter.flush),
+        summed over the emitters, which flush at the same time.
 
         ``timeout`` is in seconds; None or infinity wait without limit. NaN and negative
         values raise ConfigurationError (a ValueError).
         """
-        return await self.emitter.flush(flush_timeout(timeout))
+        return await self._emitters.flush(flush_timeout(timeout))
 
     async def aclose(self) -> None:
-        """Close the emitter (without flushing). Idempotent."""
-        await self.emitter.aclose()
+        """Close the emitters (without flushing). Idempotent."""
+        await self._emitters.aclose()
+
+    # -- the Event API ---------------------------------------------------------------
+
+    async def track(self, event: Event) -> str:
+        """Track an event object from :mod:`asynctracker.events` (``PageView(...)``, ...),
+        as snowplow-tracker 1.x's ``track`` does; returns the event id.
+
+        Its ``event_subject`` is merged over the tracker's Subject (see above). Its
+        self-describing data and contexts are encoded here, with ``json_encoder``: data
+        that cannot be encoded raises InvalidEventError, and nothing is stored.
+        """
+        parts = parts_of(event)
+        provided = await self._provide() if self._context_providers else None
+        described = parts.self_describing
+        if described is None:
+            payload = self._payload(parts.kind, parts.options, provided, parts.fields)
+        else:
+            payload = self._unstruct(described.schema, described.data, parts.options, provided)
+        await self._store(payload)
+        return payload.eid
 
     # -- track_* ------------------------------------------------------------------------
 
@@ -178,14 +220,15 @@ class Tracker(EventBuilder):
         provided = await self._provide() if self._context_providers else None
         payload = self._payload(
             "pv",
-            (contexts, subject, event_id, timestamp, true_timestamp, provided),
+            call_options(contexts, subject, event_id, timestamp, true_timestamp),
+            provided,
             {
                 "url": _text("page_url", page_url, required=True),
                 "page": _text("page_title", page_title),
                 "refr": _text("referrer", referrer),
             },
         )
-        await self.emitter.add(payload)
+        await self._store(payload)
         return payload.eid
 
     async def track_struct_event(
@@ -206,7 +249,8 @@ class Tracker(EventBuilder):
         provided = await self._provide() if self._context_providers else None
         payload = self._payload(
             "se",
-            (contexts, subject, event_id, timestamp, true_timestamp, provided),
+            call_options(contexts, subject, event_id, timestamp, true_timestamp),
+            provided,
             {
                 "se_ca": _text("category", category, required=True),
                 "se_ac": _text("action", action, required=True),
@@ -215,7 +259,7 @@ class Tracker(EventBuilder):
                 "se_va": None if value is None else format_number(value, name="value"),
             },
         )
-        await self.emitter.add(payload)
+        await self._store(payload)
         return payload.eid
 
     async def track_self_describing_event(
@@ -232,9 +276,10 @@ class Tracker(EventBuilder):
         provided = await self._provide() if self._context_providers else None
         payload = self._self_describing(
             event_json,
-            (contexts, subject, event_id, timestamp, true_timestamp, provided),
+            call_options(contexts, subject, event_id, timestamp, true_timestamp),
+            provided,
         )
-        await self.emitter.add(payload)
+        await self._store(payload)
         return payload.eid
 
     async def track_screen_view(
@@ -256,9 +301,10 @@ class Tracker(EventBuilder):
         payload = self._unstruct(
             SCREEN_VIEW_SCHEMA,
             {k: v for k, v in data.items() if v},
-            (contexts, subject, event_id, timestamp, true_timestamp, provided),
+            call_options(contexts, subject, event_id, timestamp, true_timestamp),
+            provided,
         )
-        await self.emitter.add(payload)
+        await self._store(payload)
         return payload.eid
 
     async def track_timing(
@@ -287,9 +333,12 @@ class Tracker(EventBuilder):
             data["label"] = label or ""
         provided = await self._provide() if self._context_providers else None
         payload = self._unstruct(
-            TIMING_SCHEMA, data, (contexts, subject, event_id, timestamp, true_timestamp, provided)
+            TIMING_SCHEMA,
+            data,
+            call_options(contexts, subject, event_id, timestamp, true_timestamp),
+            provided,
         )
-        await self.emitter.add(payload)
+        await self._store(payload)
         return payload.eid
 
     async def track_ecommerce_transaction(
@@ -317,20 +366,15 @@ class Tracker(EventBuilder):
         items are stored together: one bad item means nothing is stored at all.
         Returns the transaction's event id.
         """
-        # Materialise first: checking a generator with all() would consume it and
-        # silently store the transaction without its items.
-        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-            raise InvalidEventError("items must be a list of EcommerceItem")
-        items = tuple(items)
-        if not all(isinstance(item, EcommerceItem) for item in items):
-            raise InvalidEventError("items must be a list of EcommerceItem")
+        items = checked_items(items)
         order = _text("order_id", order_id, required=True)
         cur = _text("currency", currency)
         provided = await self._provide() if self._context_providers else None
-        common = (contexts, subject, event_id, timestamp, true_timestamp, provided)
+        options = call_options(contexts, subject, event_id, timestamp, true_timestamp)
         transaction = self._payload(
             "tr",
-            common,
+            options,
+            provided,
             {
                 "tr_id": order,
                 "tr_tt": format_money(total_value, name="total_value"),
@@ -345,20 +389,9 @@ class Tracker(EventBuilder):
         )
         payloads = [transaction]
         for item in items:
+            ti_options = replace(options, event_id=item.event_id)
             payloads.append(
-                self._payload(
-                    "ti",
-                    (*common[:2], item.event_id, *common[3:]),
-                    {
-                        "ti_id": order,
-                        "ti_sk": item.sku,
-                        "ti_nm": item.name,
-                        "ti_ca": item.category,
-                        "ti_pr": format_money(item.price, name="EcommerceItem.price"),
-                        "ti_qu": str(item.quantity),
-                        "ti_cu": cur,
-                    },
-                )
+                self._payload("ti", ti_options, provided, item_fields(order, item, cur))
             )
-        await self.emitter.add_many(payloads)
+        await self._store_together(payloads)
         return transaction.eid
