@@ -1,7 +1,8 @@
 """The ``asynctracker`` command (also ``python -m asynctracker``).
 
 Subcommands: ``track`` (one event), ``send`` (newline-delimited JSON), ``collector`` (a
-local collector with a web page) and ``demo`` (every event type, end to end). This module
+local collector with a web page), ``queue`` (a SQLite queue's waiting events) and
+``demo`` (every event type, end to end). This module
 only runs the parsed command (the parser is in ``_parser``, its value types in ``_args``)
 and maps outcomes to exit statuses; the work lives in ``_track``, ``_send``,
 ``_collector`` and ``_demo``, so each can be read (and tested) on its own.
@@ -75,6 +76,10 @@ def _run(args: argparse.Namespace) -> int:
             from ._collector import run_collector
 
             return asyncio.run(run_collector(args, out, err))
+        if args.command == "queue":
+            from ._queue import run_queue
+
+            return asyncio.run(run_queue(args, out, err))
         from ._demo import run_demo
 
         return asyncio.run(run_demo(db=args.db, events=args.events, out=out))

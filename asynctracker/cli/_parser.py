@@ -271,6 +271,47 @@ def _build() -> tuple[Parser, dict[str, Parser]]:
         "-q", "--quiet", action="store_true", help="do not print a line per event"
     )
 
+    queue = commands.add_parser(
+        "queue",
+        parents=[common],
+        formatter_class=raw,
+        help="list a SQLite queue's waiting events by destination; export or move them",
+        description="A SQLite file shared by programs for several collectors keeps each "
+        "event for the destination (collector URL, credentials, headers) it was tracked for, "
+        "and an emitter sends only its own. List what waits, export a destination's events "
+        "as newline-delimited JSON, or move them to another destination and deliver them.",
+        epilog=_examples(
+            """
+            asynctracker queue events.db
+            asynctracker queue events.db --export 2 > stranded.ndjson
+            asynctracker queue events.db --move 2 --to https://collector.acme.com \\
+                --header 'X-Api-Key: ...'
+            """
+        ),
+    )
+    queue.add_argument("file", type=sqlite_path, metavar="FILE", help="the SQLite queue file")
+    action = queue.add_mutually_exclusive_group()
+    action.add_argument("--export", type=count, metavar="N", help="print destination N's events")
+    action.add_argument(
+        "--move", type=count, metavar="N", help="send destination N's events to --to instead"
+    )
+    queue.add_argument("--to", metavar="URL", help="with --move: the collector to send them to")
+    queue.add_argument("--method", choices=("GET", "POST"), default="POST", help="default POST")
+    queue.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="with --move: a header the emitter sends (repeatable), e.g. an API key",
+    )
+    queue.add_argument(
+        "--timeout",
+        type=positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --move: give up after this long without any event delivered (default 10)",
+    )
+
     demo = commands.add_parser(
         "demo",
         parents=[common],
@@ -300,4 +341,10 @@ def _build() -> tuple[Parser, dict[str, Parser]]:
         metavar="N",
         help="extra structured events to show speed (default 1000)",
     )
-    return parser, {"track": track, "send": send, "collector": collector, "demo": demo}
+    return parser, {
+        "track": track,
+        "send": send,
+        "collector": collector,
+        "queue": queue,
+        "demo": demo,
+    }
