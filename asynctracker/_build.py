@@ -9,6 +9,7 @@ hands it to every emitter. The Tracker adds the options, the lifecycle and the p
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -84,6 +85,31 @@ class CallOptions:
 
 #: The options of a call that gives none: shared, so that the common call makes no object.
 NO_OPTIONS = CallOptions()
+#: A call's contexts are encoded this many at a time, the event loop's other tasks
+#: running in between, so one call with thousands of entities never holds the loop for
+#: all of them at once.
+CONTEXTS_PER_STEP = 100
+
+
+class _Unfinished(EncodedPayload):
+    """A payload whose many contexts are still to be written, in steps (see ``_finish``):
+    the text before them, the entities, the text after them."""
+
+    __slots__ = ("after", "before", "contexts", "provided")
+
+    def __init__(
+        self,
+        before: str,
+        contexts: Sequence[SelfDescribingJson],
+        provided: list[str] | None,
+        after: str,
+        eid: str,
+    ) -> None:
+        super().__init__("", eid)
+        self.before = before
+        self.contexts = contexts
+        self.provided = provided
+        self.after = after
 
 
 def call_options(
@@ -194,6 +220,9 @@ class EventBuilder:
         for key, value in fields.items():
             if value:
                 parts.append(member(key, value))
+        if contexts and len(contexts) > CONTEXTS_PER_STEP:
+            tail = "" if last is None else member(*last)
+            return _Unfinished("".join(parts), contexts, provided, tail + "}", eid)
         if contexts or provided:
             parts.append(self._contexts_member(contexts, provided))
         elif self._static_json:
@@ -207,21 +236,38 @@ class EventBuilder:
         parts.append("}")
         return EncodedPayload("".join(parts), eid)
 
+    def _entities(self, contexts: Sequence[SelfDescribingJson], start: int = 0) -> list[str]:
+        """The call's contexts as JSON text (``start``: the index of the first)."""
+        encoder = self.json_encoder
+        return [
+            entity_json(context, name=f"contexts[{index}] data", default=encoder)
+            for index, context in enumerate(contexts, start)
+        ]
+
+    async def _finish(self, payload: _Unfinished) -> EncodedPayload:
+        """Write a payload's many contexts, a step at a time (see CONTEXTS_PER_STEP)."""
+        contexts = payload.contexts
+        texts: list[str] = []
+        for start in range(0, len(contexts), CONTEXTS_PER_STEP):
+            if start:
+                await asyncio.sleep(0)
+            texts += self._entities(contexts[start : start + CONTEXTS_PER_STEP], start)
+        contexts_member = self._contexts_member(None, payload.provided, texts)
+        return EncodedPayload(payload.before + contexts_member + payload.after, payload.eid)
+
     def _contexts_member(
         self,
         contexts: Sequence[SelfDescribingJson] | None = None,
         provided: list[str] | None = None,
+        written: list[str] | None = None,
     ) -> str:
-        """``cx``/``co``: the call's contexts, the tracker's, then the providers'.
+        """``cx``/``co``: the call's contexts (or their ``written`` text), the
+        tracker's, then the providers'.
 
         Entities are written one by one: the tracker's static ones were written once,
         when it was made, and the providers' as they came.
         """
-        encoder = self.json_encoder
-        texts = [
-            entity_json(context, name=f"contexts[{index}] data", default=encoder)
-            for index, context in enumerate(contexts or ())
-        ]
+        texts = written if written is not None else self._entities(contexts or ())
         texts += self._static_json
         if provided:
             texts += provided
@@ -274,20 +320,21 @@ class EventBuilder:
         """Store one event in every emitter (a plain call: the common case, one emitter
         and no hook, awaits the emitter's ``add`` itself)."""
         direct = self._direct
-        if direct is not None:
+        if direct is not None and type(payload) is not _Unfinished:
             return direct.add(payload)
         return self._store_all([payload], together=False)
 
     def _store_together(self, payloads: list[EncodedPayload]) -> Awaitable[None]:
         """Store events together (all or none where the storage can) in every emitter."""
         direct = self._direct
-        if direct is not None:
+        if direct is not None and not any(type(p) is _Unfinished for p in payloads):
             return direct.add_many(payloads)
         return self._store_all(payloads, together=True)
 
     async def _store_all(self, payloads: list[EncodedPayload], *, together: bool) -> None:
-        """Run the hooks once, then store the events in every emitter (``together``:
-        all or none, with ``add_many``)."""
+        """Finish payloads with many contexts, run the hooks once, then store the events
+        in every emitter (``together``: all or none, with ``add_many``)."""
+        payloads = [await self._finish(p) if isinstance(p, _Unfinished) else p for p in payloads]
         if self._hooks:
             kept = []
             for payload in payloads:

@@ -15,6 +15,7 @@ with a WARNING once a minute.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import inspect
 import logging
@@ -31,6 +32,11 @@ _MAX_WAITING = 100
 _WARN_EVERY = 60.0
 
 _Report = tuple[list[CallbackResult], list[CallbackResult]]
+# The reporter whose callback the running code is in: set around each call, and copied
+# into the tasks the callback starts (asyncio.gather's, say), so they know too.
+_CALLING: contextvars.ContextVar[Reporter | None] = contextvars.ContextVar(
+    "asynctracker_callback", default=None
+)
 
 
 class Reporter:
@@ -66,6 +72,7 @@ class Reporter:
         try:
             while self._waiting:
                 successes, failures = self._waiting.popleft()
+                token = _CALLING.set(self)
                 try:
                     assert self.callback is not None
                     result = self.callback(successes, failures)
@@ -73,27 +80,30 @@ class Reporter:
                         await result
                 except Exception:
                     logger.exception("asynctracker callback raised; delivery continues")
+                finally:
+                    _CALLING.reset(token)
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
 
     def in_callback(self) -> bool:
-        """Is the running task the one calling the callback?"""
-        return self._task is not None and self._task is asyncio.current_task()
+        """Is the running code inside this reporter's callback (or a task it started)?"""
+        return _CALLING.get() is self
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until every report queued so far was handed to the callback (at once
         from inside the callback itself, which cannot wait for itself)."""
         task = self._task
-        if task is None or task is asyncio.current_task():
+        if task is None or self.in_callback():
             return
         await asyncio.wait([task], timeout=timeout)
 
     async def stop(self, timeout: float | None) -> None:
-        """Deliver what is queued for up to ``timeout`` seconds, then stop."""
+        """Deliver what is queued for up to ``timeout`` seconds, then stop (from inside
+        the callback: its task ends by itself once the callback returns)."""
         await self.drain(timeout)
         task = self._task
-        if task is not None and task is not asyncio.current_task():
+        if task is not None and not self.in_callback():
             task.cancel()
             await asyncio.wait([task])
         self.forget()

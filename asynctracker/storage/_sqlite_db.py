@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ WAL_SIZE_LIMIT = 16 * 1024 * 1024
 _ATTEMPT_WAIT_MS = 50
 
 _T = TypeVar("_T")
+_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
 def chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
@@ -63,6 +65,19 @@ def transaction(conn: ForkSafeConnection, body: Callable[[ForkSafeConnection], _
                 conn.execute("ROLLBACK")
             raise
         return result
+
+
+def _is_mount_point(path: Path) -> bool:
+    """Is ``path`` itself mounted (Linux: listed in /proc/self/mountinfo)? A file bound
+    from the same filesystem keeps its folder's device number, so this is asked too."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+            points = {line.split()[4] for line in mounts if len(line.split()) > 4}
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    # mountinfo escapes space, tab, newline and backslash as octal (\040 ...).
+    return any(_OCTAL.sub(lambda m: chr(int(m[1], 8)), point) == real for point in points)
 
 
 class Database:
@@ -147,7 +162,7 @@ class Database:
                 "keeps a write-ahead log per name, and two logs for one database corrupt "
                 "it. Give the file one name (or copy it)."
             )
-        if stat.st_dev != os.stat(self.path.parent).st_dev:
+        if stat.st_dev != os.stat(self.path.parent).st_dev or _is_mount_point(self.path):
             raise StorageError(
                 f"SQLite storage {self.path} is mounted on its own (a single-file bind "
                 "mount?): its write-ahead log and lock index live in the folder, which "
