@@ -16,15 +16,14 @@ share, and the disk space a drained backlog leaves behind.
 * Space: once many rows were deleted and a claim finds nothing to send, free pages go
   back to the file system (incremental auto_vacuum, on files this version created).
 
-Local schedules (the next reclaim) run on the monotonic clock; ``wall`` and ``mono``
-are injectable so tests can step them.
+Local schedules (the next reclaim) run on the monotonic clock.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..exceptions import StorageError
 from ._owner import BOOT, dead_owners, new_owner_id
@@ -47,18 +46,9 @@ _UNCLAIM = "owner = NULL, claimed_until = NULL, claim_boot = NULL, claim_mono = 
 class Claims:
     """One storage's claims on the rows of its file (see the module)."""
 
-    def __init__(
-        self,
-        db: Database,
-        claim_ttl: float,
-        *,
-        wall: Callable[[], float] = time.time,
-        mono: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, db: Database, claim_ttl: float) -> None:
         self._db = db
         self._claim_ttl = claim_ttl
-        self._wall = wall
-        self._mono = mono
         self.owner = new_owner_id()
         self._next_reclaim = 0.0
         self._last_stamp = 0.0
@@ -85,7 +75,7 @@ class Claims:
             await self.delete(list(self._undeleted))
         if self._unreleased:
             await self.release(list(self._unreleased))
-        mono = self._mono()
+        mono = time.monotonic()
         if mono >= self._next_reclaim:
             self._next_reclaim = mono + _RECLAIM_INTERVAL
             await self.reclaim_abandoned()
@@ -97,7 +87,7 @@ class Claims:
             "UPDATE events SET owner = ?, claimed_until = ?, claim_boot = ?, claim_mono = ? "
             "WHERE id IN (SELECT id FROM events WHERE owner IS NULL "
             "AND (dest IS NULL OR dest = ?) ORDER BY id LIMIT ?)",
-            (self.owner, self._wall() + self._claim_ttl, BOOT, stamp, dest, max(limit, 0)),
+            (self.owner, time.time() + self._claim_ttl, BOOT, stamp, dest, max(limit, 0)),
         )
         if not claimed:
             if self._deleted_since_vacuum >= _VACUUM_AFTER_DELETES:
@@ -183,7 +173,7 @@ class Claims:
             f"owner IN ({dead_list}) "
             "OR (ifnull(claim_boot = ?2, 0) AND claim_mono < ?3) "
             "OR (NOT ifnull(claim_boot = ?2, 0) AND claimed_until < ?4))",
-            [me if self._undeleted else "", BOOT, self._mono(), self._wall(), *dead],
+            [me if self._undeleted else "", BOOT, time.monotonic(), time.time(), *dead],
         )
         return released
 
