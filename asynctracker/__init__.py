@@ -32,6 +32,7 @@ from .events import (
 from .exceptions import (
     AsyncTrackerError,
     BeforeTrackError,
+    BlockingCallError,
     ClosedError,
     ConfigurationError,
     ContextProviderError,
@@ -40,7 +41,7 @@ from .exceptions import (
     StorageError,
 )
 from .payload import MAX_JSON_DEPTH, JsonEncoder, SelfDescribingJson
-from .storage import EventRow, MemoryStorage, SQLiteStorage, Storage
+from .storage import EventRow, MemoryStorage, SQLiteStorage, Storage, WaitingEvents
 from .subject import Subject
 from .tracker import EcommerceItem, Tracker
 
@@ -50,6 +51,7 @@ __all__ = [
     "AsyncTrackerError",
     "BeforeTrack",
     "BeforeTrackError",
+    "BlockingCallError",
     "CallbackResult",
     "ClosedError",
     "ConfigurationError",
@@ -89,6 +91,7 @@ __all__ = [
     "Subject",
     "TrackedEvent",
     "Tracker",
+    "WaitingEvents",
     "__version__",
     "bind_subject",
     "bound_subject",

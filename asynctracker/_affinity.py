@@ -42,6 +42,10 @@ class Affinity:
         """Is ``loop`` (the running loop) this process's home loop?"""
         return self.loop is loop and self.forks == _process.forks
 
+    def home_process(self) -> bool:
+        """Is this the process the home loop belongs to (no fork since)?"""
+        return self.forks == _process.forks
+
     def move_here(self) -> Move:
         """Make the running loop of this process the home, and say what changed.
 

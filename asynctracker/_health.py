@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.request
 from collections.abc import Callable
+
+from ._wire import redact
 
 __all__ = ["SUMMARY_INTERVAL", "DeliveryLog"]
 
@@ -27,8 +30,11 @@ SUMMARY_INTERVAL = 60.0
 class DeliveryLog:
     """Delivery state for one emitter, turned into few, informative log lines."""
 
-    def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, url: str, *, hint: str = "", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._url = url
+        self._hint = hint
         self._clock = clock
         self._failing_since: float | None = None
         self._failed_attempts = 0
@@ -48,10 +54,11 @@ class DeliveryLog:
             self._last_warning = now
             self._unlogged_attempts = 0
             logger.warning(
-                "delivery to %s is failing: %s; %d event(s) kept for retry",
+                "delivery to %s is failing: %s; %d event(s) kept for retry%s",
                 self._url,
                 cause,
                 waiting,
+                self._hint,
             )
             return
         self._unlogged_attempts += 1
@@ -152,6 +159,21 @@ class DeliveryLog:
         )
         entry[0] = 0
         entry[1] = now
+
+
+def proxy_hint(url: str) -> str:
+    """A note for the first failure when the environment routes ``url`` through a
+    proxy (the owned client follows HTTP_PROXY and the like, as httpx does)."""
+    proxies = urllib.request.getproxies()
+    scheme = url.partition("://")[0]
+    proxy = proxies.get(scheme) or proxies.get("all")
+    host = url.partition("://")[2].split("/")[0].rsplit("@", 1)[-1].split(":")[0]
+    if not proxy or urllib.request.proxy_bypass(host):
+        return ""
+    return (
+        f" (sent through the proxy {redact(proxy)} from the environment; "
+        "Emitter(trust_env=False) ignores it)"
+    )
 
 
 def _plural(count: int) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 
 from ._health import DeliveryLog
 from ._isolate import RowMemory
@@ -26,7 +27,8 @@ from ._reports import Reporter
 from ._retry import RetryPolicy
 from ._sender import NOT_SENT, Sender
 from ._settle import CallbackResult, settle
-from .storage._rowstore import Overflow, RowStore, Stored
+from ._threads import call_on_loop
+from .storage._rowstore import RowStore, Stored
 from .storage.base import EventRow
 
 __all__ = ["SendLoop"]
@@ -56,13 +58,11 @@ class SendLoop:
         *,
         send_limit: int,
         retry: RetryPolicy,
-        overflow: Overflow,
         reporter: Reporter,
         delivery_log: DeliveryLog,
     ) -> None:
         self._store = store
         self._send_limit = send_limit
-        self._overflow = overflow
         self.retry = retry
         self.reporter = reporter
         self.delivery_log = delivery_log
@@ -84,6 +84,8 @@ class SendLoop:
         self._hurry = False  # flush() waits: send without lingering
         self._failures_in_a_row = 0
         self.memory = RowMemory()
+        self._elsewhere: list[Stored] = []  # see stored_elsewhere
+        self._elsewhere_lock = threading.Lock()
 
     def stored(self, outcome: Stored) -> None:
         """The listener of every insert (see ``storage._rowstore``): count what it
@@ -97,13 +99,29 @@ class SendLoop:
         if outcome.evicted:
             self.queued = max(self.queued - outcome.evicted, 0)
             self._report_overflow(outcome.evicted, "queue full (drop_oldest)")
-        if outcome.refused and self._overflow != "raise":
+        if outcome.refused and outcome.refused_by != "raise":  # "raise": the caller's error
             self._report_overflow(
                 outcome.refused,
                 "queue full (drop_newest)"
-                if self._overflow == "drop_newest"
+                if outcome.refused_by == "drop_newest"
                 else "queue full of events being sent (drop_oldest)",
             )
+
+    def stored_elsewhere(self, loop: asyncio.AbstractEventLoop, outcome: Stored) -> None:
+        """The listener of inserts made on other threads (``Emitter.add_blocking``),
+        ``loop`` being this send loop's: thread-safe, the outcomes counted on the loop,
+        many in one wake-up (one per insert would cost the loop more than the inserts)."""
+        with self._elsewhere_lock:
+            self._elsewhere.append(outcome)
+            if len(self._elsewhere) > 1:
+                return  # a wake-up is on its way
+        call_on_loop(loop, self._count_elsewhere)
+
+    def _count_elsewhere(self) -> None:
+        with self._elsewhere_lock:
+            outcomes, self._elsewhere = self._elsewhere, []
+        for outcome in outcomes:
+            self.stored(outcome)
 
     async def recount(self, *, opening: bool = False) -> int:
         """Count the stored events afresh (other processes send and store too); at

@@ -28,16 +28,16 @@ from typing import Literal, TypeAlias, TypeVar
 import httpx
 
 from ._checks import flush_timeout
-from ._headers import check_headers
-from ._health import DeliveryLog
+from ._health import DeliveryLog, proxy_hint
 from ._lifecycle import Destination, Lifecycle, State, new_client
+from ._options import Options, positive_int
 from ._reports import Reporter
 from ._retry import RetryPolicy
 from ._send_loop import SendLoop
 from ._sender import Sender
 from ._settle import Callback, EmitterStats
-from ._wire import Endpoints, redact
-from .exceptions import ConfigurationError, QueueFullError
+from ._wire import redact
+from .exceptions import ClosedError, ConfigurationError, QueueFullError
 from .storage._rowstore import Bound, Overflow, Stored, row_store
 from .storage.base import Storage
 from .storage.sqlite import SQLiteStorage
@@ -56,17 +56,6 @@ OverflowPolicy: TypeAlias = Overflow
 DB_PATH_VARIABLE = "ASYNCTRACKER_DB_PATH"
 _DEFAULT_MAX_EVENTS_MEMORY = 100_000
 _DEFAULT_MAX_EVENTS_DURABLE = 1_000_000
-# Requests in flight by default. A GET carries one event, and httpx's CPU per request
-# grows with the connections in flight, while a real network's round trip wants a few
-# in flight (benchmarks/README.md).
-_DEFAULT_CONCURRENCY_POST = 16
-_DEFAULT_CONCURRENCY_GET = 8
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class Emitter:
@@ -118,75 +107,54 @@ class Emitter:
         get_path: str | None = None,
         trust_env: bool = True,
     ) -> None:
-        if request_type not in ("GET", "POST"):
-            raise ConfigurationError(f"request_type must be 'GET' or 'POST', got {request_type!r}")
-        if protocol not in ("http", "https"):
-            raise ConfigurationError(f"protocol must be 'http' or 'https', got {protocol!r}")
-        self._endpoints = Endpoints.parse(
-            collector_uri, protocol, post_path=post_path, get_path=get_path
+        options = Options.check(
+            collector_uri,
+            request_type=request_type,
+            protocol=protocol,
+            send_limit=send_limit,
+            byte_limit_get=byte_limit_get,
+            byte_limit_post=byte_limit_post,
+            storage=storage,
+            callback=callback,
+            http_client=http_client,
+            timeout=timeout,
+            retry=retry,
+            overflow=overflow,
+            close_timeout=close_timeout,
+            max_concurrent_requests=max_concurrent_requests,
+            headers=headers,
+            anonymous=anonymous,
+            post_path=post_path,
+            get_path=get_path,
+            trust_env=trust_env,
         )
-        if not isinstance(anonymous, bool):
-            raise ConfigurationError(f"anonymous must be True or False, got {anonymous!r}")
-        self.headers = check_headers(headers, anonymous=anonymous)
-        self.anonymous = anonymous
+        self._endpoints = endpoints = options.endpoints
         self.collector_uri = collector_uri
         self.request_type: RequestType = request_type
-        self.send_limit = _positive_int("send_limit", send_limit)
-        self.byte_limit_get = _positive_int("byte_limit_get", byte_limit_get)
-        self.byte_limit_post = _positive_int("byte_limit_post", byte_limit_post)
-        if storage is not None and not isinstance(storage, Storage):
-            raise ConfigurationError(
-                "storage must implement the Storage protocol (add_event_row, "
-                "delete_all_event_rows, delete_event_rows, get_all_event_rows, "
-                "get_event_rows_within_range)"
-            )
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise ConfigurationError("http_client must be an httpx.AsyncClient")
-        if callback is not None and not callable(callback):
-            raise ConfigurationError("callback must be callable")
-        if not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ConfigurationError(f"timeout must be positive seconds, got {timeout!r}")
-        if not isinstance(close_timeout, (int, float)) or not close_timeout >= 0:
-            raise ConfigurationError(f"close_timeout must be >= 0 seconds, got {close_timeout!r}")
-        if overflow not in ("drop_oldest", "drop_newest", "raise"):
-            raise ConfigurationError(
-                f"overflow must be 'drop_oldest', 'drop_newest' or 'raise', got {overflow!r}"
-            )
+        self.headers = options.headers
+        self.anonymous = anonymous
+        self.send_limit = options.send_limit
+        self.byte_limit_get = options.byte_limit_get
+        self.byte_limit_post = options.byte_limit_post
+        self.max_concurrent_requests = options.max_concurrent_requests
+        self.timeout = options.timeout
+        self.close_timeout = options.close_timeout
         if storage is None:  # the pytest plugin sets the variable to each test's own file
             storage = SQLiteStorage(db_name or os.environ.get(DB_PATH_VARIABLE) or "events.db")
         self._storage: Storage = storage
-        self._store = row_store(self._storage)
+        self._store = row_store(storage)
         if max_events is None:
-            max_events = (
-                _DEFAULT_MAX_EVENTS_MEMORY
-                if self._store.location is None
-                else _DEFAULT_MAX_EVENTS_DURABLE
-            )
-        self.max_events = _positive_int("max_events", max_events)
-        self.overflow: OverflowPolicy = overflow
-        self._bound = Bound(self.max_events, overflow)
-        if max_concurrent_requests is None:
-            max_concurrent_requests = (
-                _DEFAULT_CONCURRENCY_GET if request_type == "GET" else _DEFAULT_CONCURRENCY_POST
-            )
-        self.max_concurrent_requests = _positive_int(
-            "max_concurrent_requests", max_concurrent_requests
-        )
-        if retry is None:
-            retry = RetryPolicy()
-        if not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry must be a RetryPolicy")
-        if not isinstance(trust_env, bool):
-            raise ConfigurationError(f"trust_env must be True or False, got {trust_env!r}")
-        self.timeout = float(timeout)
-        self.close_timeout = float(close_timeout)
+            durable = self._store.location is not None
+            max_events = _DEFAULT_MAX_EVENTS_DURABLE if durable else _DEFAULT_MAX_EVENTS_MEMORY
+        self._bound = Bound(positive_int("max_events", max_events), overflow)
         self._send = SendLoop(
             self._store,
             send_limit=self.send_limit,
-            retry=retry,
-            overflow=overflow,
+            retry=options.retry,
             reporter=Reporter(callback),
-            delivery_log=DeliveryLog(self._endpoints.shown),
+            delivery_log=DeliveryLog(
+                endpoints.shown, hint=proxy_hint(endpoints.post) if http_client is None else ""
+            ),
         )
         # The owned client gets the whole-request deadline and follows redirects; a
         # user's client keeps its own timeouts and redirect settings (a 3xx it returns
@@ -194,8 +162,8 @@ class Emitter:
         owned = http_client is None
         new_sender = functools.partial(
             Sender,
-            endpoints=self._endpoints,
-            request_type=self.request_type,
+            endpoints=endpoints,
+            request_type=request_type,
             byte_limit_post=self.byte_limit_post,
             byte_limit_get=self.byte_limit_get,
             max_concurrent=self.max_concurrent_requests,
@@ -203,19 +171,18 @@ class Emitter:
             deadline=self.timeout if owned else None,
             follow_redirects=owned,
         )
-        shown = self._endpoints.shown
         self._life = Lifecycle(
             self._store,
             self._send,
             client=http_client,
             new_client=functools.partial(
-                new_client, self.timeout, self.max_concurrent_requests, trust_env
+                new_client, self.timeout, self.max_concurrent_requests, options.trust_env
             ),
             new_sender=new_sender,
             destination=Destination(
-                self._endpoints.identity(request_type, self.headers),
-                shown,
-                legacy="***@" not in shown and not headers,
+                endpoints.identity(request_type, self.headers),
+                endpoints.shown,
+                legacy="***@" not in endpoints.shown and not headers,
             ),
             close_timeout=self.close_timeout,
         )
@@ -229,6 +196,26 @@ class Emitter:
     def storage(self) -> Storage:
         """The storage events wait in (the one given, or the SQLite file)."""
         return self._storage
+
+    @property
+    def max_events(self) -> int:
+        """The queue bound: at most this many events stored."""
+        return self._bound.max_events
+
+    @max_events.setter
+    def max_events(self, value: int) -> None:
+        self._bound = Bound(positive_int("max_events", value), self._bound.overflow)
+
+    @property
+    def overflow(self) -> OverflowPolicy:
+        """What gives way at the bound: ``drop_oldest``, ``drop_newest`` or ``raise``."""
+        return self._bound.overflow
+
+    @overflow.setter
+    def overflow(self, value: OverflowPolicy) -> None:
+        if value not in ("drop_oldest", "drop_newest", "raise"):
+            raise ConfigurationError("overflow must be 'drop_oldest', 'drop_newest' or 'raise'")
+        self._bound = Bound(self._bound.max_events, value)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -318,7 +305,7 @@ class Emitter:
         done = self._store.insert((payload,), self._bound, self._send.stored)
         if not isinstance(done, Stored):
             done = await done
-        if done.refused and self.overflow == "raise":
+        if done.refused_by == "raise":
             raise self._queue_full()
         if pacing.started is None:
             pacing.start_turn()
@@ -331,8 +318,34 @@ class Emitter:
         done = self._store.insert(payloads, self._bound, self._send.stored)
         if not isinstance(done, Stored):
             done = await done
-        if done.refused and self.overflow == "raise":
+        if done.refused_by == "raise":
             raise self._queue_full()
+
+    def add_blocking(self, payloads: Sequence[Mapping[str, str]]) -> None:
+        """Store events, all or none, from a thread that runs no event loop, while the
+        emitter is open on another thread's loop (``asynctracker.sync`` does this);
+        returns once they are stored (committed, with SQLite).
+
+        A SQLiteStorage commits them on the calling thread, or with others on its own
+        thread; any other storage is reached through the emitter's loop. Raises as
+        ``add_many`` does, and ClosedError when the emitter is not open on a loop of
+        this process.
+        """
+        life = self._life
+        loop = life.affinity.loop
+        if life.state is not State.OPEN or loop is None or not life.affinity.home_process():
+            raise ClosedError("this emitter is not open on an event loop of this process")
+        if not payloads:
+            return
+        store = self._store
+        if isinstance(store, SQLiteStorage):
+            done = store.insert_blocking(
+                payloads, self._bound, functools.partial(self._send.stored_elsewhere, loop)
+            )
+            if done.refused_by == "raise":
+                raise self._queue_full()
+        else:
+            asyncio.run_coroutine_threadsafe(self.add_many(payloads), loop).result()
 
     def _queue_full(self) -> QueueFullError:
         return QueueFullError(

@@ -8,7 +8,8 @@ AsyncTrackerError
 ├── BeforeTrackError (RuntimeError)   a tracker's before_track hook raised or spoiled the event
 ├── StorageError (RuntimeError)       the storage could not store, read or delete events
 │   └── QueueFullError                the queue is at max_events and the policy is "raise"
-└── ClosedError (RuntimeError)        the tracker, emitter or storage was used after aclose()
+├── ClosedError (RuntimeError)        the tracker, emitter or storage was used after aclose()
+└── BlockingCallError (RuntimeError)  asynctracker.sync called where it would block a loop
 ```
 
 Delivery problems (collector down, timeouts, 5xx) are never raised from ``track_*``: they
@@ -92,3 +93,11 @@ class QueueFullError(StorageError):
 
 class ClosedError(AsyncTrackerError, RuntimeError):
     """A tracker, emitter or storage was used after ``aclose()``."""
+
+
+class BlockingCallError(AsyncTrackerError, RuntimeError):
+    """A blocking call of :mod:`asynctracker.sync` was made from a thread that runs an
+    event loop: it would block that loop, or wait for itself when the loop is the
+    engine's own (a callback). Raised at once, before anything is stored; use the async
+    Tracker there.
+    """

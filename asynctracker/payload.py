@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from . import _process
 from ._checks import finite_number, utf8_problem
 from .exceptions import InvalidEventError
 
@@ -140,14 +141,17 @@ class _EventIds:
     def __init__(self) -> None:
         self._ready: list[str] = []
         # A forked child must not reuse the parent's unused ids.
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._ready.clear)
+        _process.at_fork(after_in_child=self._ready.clear)
 
     def __call__(self) -> str:
+        # pop() and extend() are each atomic: threads (the sync API) may race for the
+        # last id of a batch, and the loser makes the next batch.
         ready = self._ready
-        if not ready:
-            ready.extend(_uuid4_batch())
-        return ready.pop()
+        while True:
+            try:
+                return ready.pop()
+            except IndexError:
+                ready.extend(_uuid4_batch())
 
 
 _BATCH = 256

@@ -2,6 +2,6 @@
 
 from .base import EventRow, Storage
 from .memory import MemoryStorage
-from .sqlite import SQLiteStorage
+from .sqlite import SQLiteStorage, WaitingEvents
 
-__all__ = ["EventRow", "MemoryStorage", "SQLiteStorage", "Storage"]
+__all__ = ["EventRow", "MemoryStorage", "SQLiteStorage", "Storage", "WaitingEvents"]

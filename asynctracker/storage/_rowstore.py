@@ -52,11 +52,13 @@ class Bound:
 class Stored:
     """What one insert did: ``stored`` new rows committed; ``evicted`` old rows dropped
     to make room for them (``drop_oldest``); ``refused`` new rows not stored because the
-    queue was full. One caller's rows are stored all together or not at all."""
+    queue was full, under the policy ``refused_by``. One caller's rows are stored all
+    together or not at all."""
 
     stored: int
     evicted: int = 0
     refused: int = 0
+    refused_by: Overflow | None = None
 
 
 #: Called with each insert's outcome, in the step that commits it (see the module).
@@ -71,11 +73,9 @@ def apply_bound(count: int, rows: int, bound: Bound | None, evictable: int) -> S
     storage follows. Never more than ``max_events`` rows; one caller's rows all or none."""
     if bound is None or count + rows <= bound.max_events:
         return Stored(rows)
-    if bound.overflow != "drop_oldest" or rows > bound.max_events:
-        return Stored(0, refused=rows)
     need = count + rows - bound.max_events
-    if need > evictable:
-        return Stored(0, refused=rows)
+    if bound.overflow != "drop_oldest" or rows > bound.max_events or need > evictable:
+        return Stored(0, refused=rows, refused_by=bound.overflow)
     return Stored(rows, evicted=need)
 
 
@@ -253,7 +253,7 @@ class StorageAdapter(RowStore):
                 if outcome.evicted:
                     evicted = await self._evict(outcome.evicted)
                     if evicted < outcome.evicted:  # rows being sent cannot be dropped
-                        outcome = Stored(0, evicted=evicted, refused=len(payloads))
+                        outcome = Stored(0, evicted, len(payloads), "drop_oldest")
                 if outcome.stored:
                     await self._add(payloads)
             except AsyncTrackerError:

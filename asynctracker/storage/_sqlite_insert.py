@@ -76,7 +76,7 @@ class _Entry:
     dest: int | None
     bound: Bound | None
     listener: Listener
-    loop: asyncio.AbstractEventLoop  # where the listener runs
+    loop: asyncio.AbstractEventLoop | None  # where the listener runs (None: any thread)
     reply: asyncio.Future[Stored] | concurrent.futures.Future[Stored]
 
     def gave_up(self) -> bool:
@@ -135,12 +135,12 @@ def _answer(entries: list[_Entry], outcomes: list[Stored] | BaseException) -> No
         outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[index]
         reply = entry.reply
         if isinstance(reply, asyncio.Future):
-            by_loop.setdefault(entry.loop, []).append((entry, outcome))
+            by_loop.setdefault(reply.get_loop(), []).append((entry, outcome))
         elif reply.set_running_or_notify_cancel():  # a thread blocks on it (sync API)
             if isinstance(outcome, BaseException):
                 reply.set_exception(outcome)
             else:
-                call_on_loop(entry.loop, entry.listener, outcome)
+                entry.listener(outcome)  # thread-safe (see insert_blocking)
                 reply.set_result(outcome)
     for loop, settled in by_loop.items():
         call_on_loop(loop, _settle, settled)
@@ -307,18 +307,18 @@ class Inserts:
         dest: int | None,
         bound: Bound | None,
         listener: Listener,
-        loop: asyncio.AbstractEventLoop,
     ) -> Stored:
         """From any other thread (the sync API): the same decision; blocks until the
-        rows are committed. ``listener`` runs on ``loop``."""
+        rows are committed. ``listener`` must be thread-safe: it is called on the
+        calling thread (inline) or on the storage's (group commit)."""
         raws = [encode_event(payload) for payload in payloads]
         if len(raws) == 1:
             done = self._try_inline(raws[0], dest, bound, None)
             if done is not None:
-                call_on_loop(loop, listener, done)
+                listener(done)
                 return done
         reply: concurrent.futures.Future[Stored] = concurrent.futures.Future()
-        self._queue(_Entry(raws, dest, bound, listener, loop, reply))
+        self._queue(_Entry(raws, dest, bound, listener, None, reply))
         return reply.result()
 
     def _try_inline(
@@ -344,7 +344,7 @@ class Inserts:
                 self._db.worker.submit(self._checkpoint)
             return ONE
         if done == _FULL and bound is not None and bound.overflow != "drop_oldest":
-            return Stored(0, refused=1)
+            return Stored(0, refused=1, refused_by=bound.overflow)
         return None  # locked, failed, or room to make: the worker's turn
 
     def _queue(self, entry: _Entry) -> None:

@@ -189,13 +189,13 @@ class SQLiteStorage(RowStore, builtin=True):
         payloads: Sequence[Mapping[str, str]],
         bound: Bound | None,
         listener: Listener,
-        loop: asyncio.AbstractEventLoop,
     ) -> Stored:
         """From a thread that runs no event loop (the sync API), once the storage is
-        open: store events, blocking until committed; ``listener`` runs on ``loop``."""
+        open: store events, blocking until committed. ``listener`` must be thread-safe
+        (it is called on the calling thread, or on the storage's)."""
         if not self._ready():
             raise StorageError(f"{self!r} is not open in this process")
-        return self._inserts.insert_blocking(payloads, self._dest, bound, listener, loop)
+        return self._inserts.insert_blocking(payloads, self._dest, bound, listener)
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         """Store one event; returns True once it is committed to the file."""
