@@ -1,6 +1,6 @@
 """Payloads written straight into the JSON text that storages keep.
 
-Every stored event is compact ASCII JSON (``storage.base.encode_event``). Building a
+Every stored event is compact ASCII JSON (:func:`encode_event`). Building a
 dict per event and then encoding it quoted every key and every value; the tracker
 knows its keys in advance, so it writes the text itself: keys quoted once and cached,
 values escaped by the json module's C function, no dict in between. On the hot path of
@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator, Mapping
 from json.encoder import encode_basestring_ascii
 
-__all__ = ["EncodedPayload", "member", "plain", "quote"]
+__all__ = ["EncodedPayload", "encode_event", "member", "plain", "quote"]
 
 #: A str as a JSON string literal, non-ASCII and control characters escaped.
 quote = encode_basestring_ascii
@@ -71,3 +71,21 @@ def plain(payload: Mapping[str, str]) -> Mapping[str, str]:
         decoded: dict[str, str] = json.loads(payload.raw)
         return decoded
     return payload
+
+
+def encode_event(payload: Mapping[str, str]) -> str:
+    """Compact ASCII JSON of a payload: its length in characters is its length in bytes.
+
+    Storing events already encoded lets the send loop build POST bodies by joining
+    strings and measure them with ``len``. A flat map of strings is written by joining
+    C-escaped strings; anything else falls back to the json module.
+    """
+    if type(payload) is EncodedPayload:
+        return payload.raw  # built as text by the tracker
+    try:
+        return "{" + ",".join([quote(k) + ":" + quote(v) for k, v in payload.items()]) + "}"
+    except TypeError:
+        return _encode(payload)
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode

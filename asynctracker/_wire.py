@@ -1,6 +1,6 @@
 """Turning stored rows into HTTP requests: endpoints, POST chunking, bodies, GET queries.
 
-Rows carry their payload as compact ASCII JSON (see ``storage.base.encode_event``), so a
+Rows carry their payload as compact ASCII JSON (see ``_encoded.encode_event``), so a
 POST body is built by string joins and measured with ``len``: no event is decoded or
 re-encoded on the way out. ``stm`` (the send time) is spliced into each event here,
 because the protocol wants it set when the request leaves, never stored.

@@ -9,7 +9,7 @@ task is running. The parts live beside it:
 * ``_send_loop``: the send task (claim, send, settle, retry later) and its counters;
 * ``_reports``: the callback, called from a task of its own;
 * ``storage._rowstore``: the one interface the emitter calls a storage through; a
-  user's five-method Storage is adapted to it here, once.
+  user's five-method Storage is adapted to it once (``_adapter``).
 
 Data flows one way: emitter -> lifecycle -> send loop -> sender / storage.
 """
@@ -27,6 +27,7 @@ from typing import Literal, TypeAlias, TypeVar
 
 import httpx
 
+from ._adapter import row_store
 from ._checks import flush_timeout
 from ._health import DeliveryLog, proxy_hint
 from ._lifecycle import Destination, Lifecycle, State, new_client
@@ -38,7 +39,7 @@ from ._sender import Sender
 from ._settle import Callback, EmitterStats
 from ._wire import redact
 from .exceptions import ClosedError, ConfigurationError, QueueFullError
-from .storage._rowstore import Bound, Overflow, Stored, row_store
+from .storage._rowstore import Bound, Overflow, Stored
 from .storage.base import Storage
 from .storage.sqlite import SQLiteStorage
 

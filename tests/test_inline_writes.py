@@ -237,13 +237,10 @@ async def test_threads_without_a_loop_commit_inline_alone_and_together_on_the_th
     """The sync API's path: insert_blocking from plain threads, never a loop."""
     path = tmp_path / "threads.db"
     counted: list[int] = []
-    loop = asyncio.get_running_loop()
     async with at.SQLiteStorage(path) as storage:
 
         def insert(n: int) -> None:
-            done = storage.insert_blocking(
-                [payload(n)], None, lambda o: counted.append(o.stored), loop
-            )
+            done = storage.insert_blocking([payload(n)], None, lambda o: counted.append(o.stored))
             assert done.stored == 1
 
         await asyncio.to_thread(insert, 0)  # alone: inline, on that thread

@@ -391,7 +391,7 @@ async def test_unwritable_location_raises_storage_error(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     emitter = at.Emitter("http://127.0.0.1:9", db_name=not_a_dir / "events.db")
-    with pytest.raises(at.StorageError, match="cannot open"):
+    with pytest.raises(at.StorageError, match="cannot be opened"):
         async with emitter:
             pass
     await emitter.aclose()

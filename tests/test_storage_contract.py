@@ -19,9 +19,9 @@ from examples_support import ROOT, load_file
 from iglu import check_received
 
 import asynctracker as at
+from asynctracker import _adapter
 from asynctracker._encoded import EncodedPayload
 from asynctracker.collector import Collector, Reply
-from asynctracker.storage import _rowstore
 from asynctracker.storage._rowstore import Bound, RowStore, Stored
 
 # The user-written storage of the typing quickstart (checked by mypy --strict as users
@@ -473,7 +473,7 @@ async def row_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         if request.param == "built-in-subclass"
         else make_storage(request.param, tmp_path)
     )
-    store = _rowstore.row_store(made)
+    store = _adapter.row_store(made)
     await store.open()
     yield store
     await store.aclose()
@@ -481,13 +481,13 @@ async def row_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 
 async def test_each_storage_gets_the_row_store_its_kind_needs(tmp_path: Path) -> None:
     built_in = at.SQLiteStorage(tmp_path / "kind.db")
-    assert _rowstore.row_store(built_in) is built_in
+    assert _adapter.row_store(built_in) is built_in
     user = UserStorage()
-    adapted = _rowstore.row_store(user)
-    assert isinstance(adapted, _rowstore.StorageAdapter)
+    adapted = _adapter.row_store(user)
+    assert isinstance(adapted, _adapter.StorageAdapter)
     assert adapted.storage is user
     overriding = _OverridingMemoryStorage()
-    wrapped = _rowstore.row_store(overriding)
+    wrapped = _adapter.row_store(overriding)
     assert wrapped is not overriding
     assert isinstance(wrapped, RowStore)
 
@@ -518,7 +518,7 @@ async def test_row_store_insert_applies_the_bound_all_or_nothing(row_store: RowS
     raising = Bound(4, "raise")
     assert (await insert(row_store, [payload(3)], raising))[0] == Stored(1)
     done, heard = await insert(row_store, [payload(4), payload(5)], raising)
-    assert done == Stored(0, refused=2)
+    assert done == Stored(0, refused=2, refused_by="raise")
     assert heard == [done]
     dropping = Bound(4, "drop_oldest")
     done, _ = await insert(row_store, [payload(6), payload(7)], dropping)
@@ -529,7 +529,9 @@ async def test_row_store_insert_applies_the_bound_all_or_nothing(row_store: RowS
     # Every row is being sent now: nothing can be dropped for a new one. (A user's
     # storage has no claims: the emitter's one reader is all it knows.)
     user_written = not isinstance(getattr(row_store, "storage", row_store), RowStore)
-    expected = Stored(1, evicted=1) if user_written else Stored(0, refused=1)
+    expected = (
+        Stored(1, evicted=1) if user_written else Stored(0, refused=1, refused_by="drop_oldest")
+    )
     assert (await insert(row_store, [payload(8)], dropping))[0] == expected
 
 
@@ -562,15 +564,15 @@ async def test_row_store_drops_the_oldest_rows(row_store: RowStore) -> None:
 async def test_row_store_names_where_undelivered_events_stay(tmp_path: Path) -> None:
     sqlite = at.SQLiteStorage(tmp_path / "where.db")
     user = UserStorage()
-    assert _rowstore.row_store(sqlite).location == str(tmp_path / "where.db")
-    assert _rowstore.row_store(user).location == repr(user)
-    assert _rowstore.row_store(at.MemoryStorage()).location is None  # this process only
-    assert _rowstore.row_store(_OverridingMemoryStorage()).location is None
+    assert _adapter.row_store(sqlite).location == str(tmp_path / "where.db")
+    assert _adapter.row_store(user).location == repr(user)
+    assert _adapter.row_store(at.MemoryStorage()).location is None  # this process only
+    assert _adapter.row_store(_OverridingMemoryStorage()).location is None
 
 
 async def test_an_overriding_subclass_sees_every_event_as_a_plain_dict() -> None:
     storage = _OverridingMemoryStorage()
-    store = _rowstore.row_store(storage)
+    store = _adapter.row_store(storage)
     encoded = encoded_payload(payload(7))
     assert (await insert(store, [encoded]))[0] == Stored(1)
     await store.add_event_rows([encoded])

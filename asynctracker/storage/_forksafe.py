@@ -1,31 +1,17 @@
 """The sqlite3 connections SQLiteStorage uses, safe across fork.
 
-SQLite keeps per-process bookkeeping of the locks each open file holds. A child forked
-while a connection is open inherits that bookkeeping but not the operating-system locks
-it describes (POSIX locks are not inherited), and its own new connection to the same
-file then skips the locks it believes the process already holds: a child forked while
-a statement was in flight stayed locked out of the file, and one forked while the
-connection was idle could lose the commits it made after the parent closed. SQLite
-documents the hazard: https://www.sqlite.org/howtocorrupt.html section 2.6.
-
-So, three rules:
-
-* every call into SQLite runs inside the connection's gate, rows fetched, and a
-  transaction is one call: the gate is never held while waiting for the event loop,
-  nor while waiting for another process's lock (the connection's own busy timeout is
-  short; the storage waits out a longer lock between attempts, outside the gate);
-* ``os.fork()`` waits at the gate of every open connection, so none is inside SQLite
-  when the process is copied;
-* the child closes its copies first thing (they are idle), before anything in it can
-  open the file again, so its bookkeeping starts empty.
-
-The sqlite3.Connection contract is kept: ``execute`` returns a cursor as usual; the
-gated calls have names of their own.
+SQLite keeps per-process bookkeeping of its file locks; a child forked while a
+connection is open inherits it without the locks, and can be locked out or lose
+commits (https://www.sqlite.org/howtocorrupt.html, 2.6). So every call into SQLite runs
+inside the connection's gate (never while waiting for the loop or another process's
+lock), ``os.fork()`` waits at every gate, and the child closes its idle copies first.
+``execute`` keeps sqlite3's contract; the gated calls have names of their own.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -41,9 +27,8 @@ logger = logging.getLogger("asynctracker")
 
 # sqlite3.SQLITE_BUSY and SQLITE_LOCKED exist from Python 3.11 only.
 _BUSY_CODES = (5, 6)
-# How long a fork waits for a statement in progress before it copies the process anyway
-# (a statement never waits for a lock inside the gate, so this is only ever reached by
-# a very slow disk).
+# How long a fork waits for a statement in progress (one never waits for a lock inside
+# the gate: only a very slow disk gets here).
 _FORK_WAIT = 2.0
 
 
@@ -74,17 +59,11 @@ class ForkSafeConnection(sqlite3.Connection):
             _open.add(self)
 
     def rows(self, sql: str, parameters: Sequence[object] = ()) -> tuple[list[Any], int]:
-        """Run one statement: its rows, and how many rows it changed itself (not
-        counting what its triggers changed)."""
+        """One statement: its rows, and how many rows it changed (its triggers' not)."""
         with self._gate:
             cursor = self.execute(sql, parameters)
             rows = cursor.fetchall()
             return rows, max(cursor.rowcount, 0)
-
-    def run_only(self, sql: str, parameters: Sequence[object] = ()) -> None:
-        """Run a statement that returns no rows (an INSERT), with no rows object made."""
-        with self._gate:
-            self.execute(sql, parameters)
 
     def script(self, sql_script: str) -> None:
         """Run a script with ``sqlite3_exec``, which steps each statement to its end."""
@@ -111,43 +90,30 @@ def _before_fork() -> None:
             logger.warning("forking while a SQLite statement still runs; the child keeps its copy")
 
 
-def _after_fork_in_parent() -> None:
+def _after_fork(*, child: bool) -> None:
+    """Open the gates again; in the child, close the (idle) copies of the parent's
+    connections first."""
     for conn in _held:
-        conn._gate.release()
-    _held.clear()
-    _registry.release()
-
-
-def _after_fork_in_child() -> None:
-    """Close the copies of the parent's connections (idle: see _before_fork)."""
-    for conn in _held:
-        try:
-            sqlite3.Connection.close(conn)
-        except sqlite3.Error:
-            logger.debug("could not close a connection inherited from the parent", exc_info=True)
-        _open.discard(conn)
+        if child:
+            with contextlib.suppress(sqlite3.Error):
+                sqlite3.Connection.close(conn)
+            _open.discard(conn)
         conn._gate.release()
     _held.clear()
     _registry.release()
 
 
 def _close_at_exit() -> None:
-    """Close the connections of storages never closed, when the interpreter exits.
-
-    Their threads are daemons and would simply stop; closing here (after a statement
-    in flight, at the gate) lets SQLite checkpoint the WAL and remove its files, as a
-    normal close does.
-    """
+    """At exit, close the connections of storages never closed (their threads are
+    daemons): SQLite checkpoints the WAL and removes its files, as a normal close does."""
     for conn in list(_open):
-        try:
+        with contextlib.suppress(sqlite3.Error):
             conn.close()
-        except sqlite3.Error:
-            logger.debug("could not close a SQLite connection at exit", exc_info=True)
 
 
 atexit.register(_close_at_exit)
 _process.at_fork(
     before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
+    after_in_parent=lambda: _after_fork(child=False),
+    after_in_child=lambda: _after_fork(child=True),
 )

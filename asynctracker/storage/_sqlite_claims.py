@@ -1,22 +1,11 @@
-"""The rows one SQLiteStorage has claimed for sending, in a file several processes may
-share, and the disk space a drained backlog leaves behind.
+"""The rows one SQLiteStorage has claimed for sending, in a file processes may share.
 
-* A claim marks rows with this storage's owner id (``_owner``) and an expiry, so no
-  other process sends them meanwhile. Rows claimed by a process that died are taken
-  back at once. A claim of this boot expires by the host's monotonic clock, so a
-  wall-clock step never hands rows still in flight to another process (nor keeps a
-  dead one's rows for an hour); the wall-clock expiry is kept for earlier versions
-  sharing the file, and decides for claims whose boot is unknown.
-* Deletes of claimed rows (delivered or dropped) and releases (to be sent again) only
-  touch rows this storage still holds: a row whose claim lapsed was taken by another
-  process, and its id may since have been given to a new row.
-* A delete or release that fails (the file stayed locked, the disk is full) is done by
-  the next claim: the rows come back to this process, not only to the next one, and
-  delivered rows are never sent again.
-* Space: once many rows were deleted and a claim finds nothing to send, free pages go
-  back to the file system (incremental auto_vacuum, on files this version created).
-
-Local schedules (the next reclaim) run on the monotonic clock.
+A claim marks rows with the owner id (``_process``) and an expiry: a dead owner's rows
+come back at once; a claim of this boot expires by the monotonic clock, which wall-clock
+steps never move (the wall-clock expiry is kept for earlier versions and unknown boots).
+Deletes and releases touch only rows still held, and one that fails is done by the next
+claim: delivered rows are never sent again. Once many rows were deleted and a claim
+finds nothing, free pages go back to the file system (incremental auto_vacuum).
 """
 
 from __future__ import annotations
@@ -25,15 +14,15 @@ import functools
 import time
 from collections.abc import Sequence
 
+from .._process import BOOT, dead_owners, new_owner_id
 from ..exceptions import StorageError
-from ._owner import BOOT, dead_owners, new_owner_id
 from ._sqlite_db import MAX_PARAMS, Database, chunks, placeholders
 from .base import EventRow
 
 __all__ = ["Claims"]
 
-# Once this many rows were deleted, an empty claim checks for free pages; above
-# _VACUUM_MIN_FREE it returns them to the file system, _VACUUM_CHUNK pages per trip.
+# After this many deletes, an empty claim returns free pages (above _VACUUM_MIN_FREE)
+# to the file system, _VACUUM_CHUNK per trip.
 _VACUUM_AFTER_DELETES = 10_000
 _VACUUM_MIN_FREE = 1024
 _VACUUM_CHUNK = 2048
@@ -49,28 +38,25 @@ class Claims:
     def __init__(self, db: Database, claim_ttl: float) -> None:
         self._db = db
         self._claim_ttl = claim_ttl
+        self._last_stamp = 0.0
+        self._deleted_since_vacuum = 0
+        self.forked()
+
+    def forked(self) -> None:
+        """Start as a new owner (in a forked child, the parent settles its own rows)."""
         self.owner = new_owner_id()
         self._next_reclaim = 0.0
-        self._last_stamp = 0.0
         # Claimed rows whose delete (after delivery) or release failed; see claim.
         self._undeleted: set[int] = set()
         self._unreleased: set[int] = set()
-        self._deleted_since_vacuum = 0
-
-    def forked(self) -> None:
-        """A forked child: a new owner; the parent settles its own rows."""
-        self.owner = new_owner_id()
-        self._undeleted.clear()
-        self._unreleased.clear()
-        self._next_reclaim = 0.0
 
     def deleted(self, count: int) -> None:
         """``count`` rows were deleted (by any path): space to give back later."""
         self._deleted_since_vacuum += count
 
     async def claim(self, limit: int, dest: int | None) -> list[EventRow]:
-        """Claim and return up to ``limit`` of the oldest unclaimed rows of ``dest``
-        (and of no destination), settling failed deletes and releases first."""
+        """Claim up to ``limit`` of the oldest unclaimed rows of ``dest`` (and of none),
+        settling failed deletes and releases first."""
         if self._undeleted:
             await self.delete(list(self._undeleted))
         if self._unreleased:
@@ -99,22 +85,19 @@ class Claims:
             (self.owner, stamp),
         )
 
+    def _owned(self, sql: str, ids: Sequence[int]) -> list[tuple[str, Sequence[object]]]:
+        """``sql ... WHERE owner = me AND id IN (ids)``, in statements of few enough ids."""
+        return [
+            (f"{sql} WHERE owner = ? AND id IN ({placeholders(len(part))})", [self.owner, *part])
+            for part in chunks(list(ids), MAX_PARAMS - 1)
+        ]
+
     async def delete(self, ids: Sequence[int]) -> int:
         """Delete these rows if this storage still holds their claim; return how many.
-
-        If it fails, the rows stay claimed and are neither released nor sent again:
-        the next claim deletes them first. They were delivered (or dropped); a resend
-        would duplicate them.
-        """
-        statements = [
-            (
-                f"DELETE FROM events WHERE owner = ? AND id IN ({placeholders(len(chunk))})",
-                [self.owner, *chunk],
-            )
-            for chunk in chunks(list(ids), MAX_PARAMS - 1)
-        ]
+        If that fails, they stay claimed, never sent again (they were delivered or
+        dropped): the next claim deletes them first."""
         try:
-            deleted = await self._db.changed(statements)
+            deleted = await self._db.changed(self._owned("DELETE FROM events", ids))
         except StorageError:
             self._undeleted.update(ids)
             raise
@@ -123,22 +106,11 @@ class Claims:
         return deleted
 
     async def release(self, ids: Sequence[int]) -> None:
-        """Give back claimed rows (their send failed) so they can be claimed again.
-
-        Rows whose delete failed are kept (see ``delete``). If the release fails, the
-        next claim releases them first.
-        """
+        """Give back claimed rows (their send failed), but those waiting for their
+        delete; if that fails, the next claim releases them first."""
         ids = [row_id for row_id in ids if row_id not in self._undeleted]
-        statements = [
-            (
-                f"UPDATE events SET {_UNCLAIM} WHERE owner = ? AND id IN "
-                f"({placeholders(len(chunk))})",
-                [self.owner, *chunk],
-            )
-            for chunk in chunks(ids, MAX_PARAMS - 1)
-        ]
         try:
-            await self._db.changed(statements)
+            await self._db.changed(self._owned(f"UPDATE events SET {_UNCLAIM}", ids))
         except StorageError:
             self._unreleased.update(ids)
             raise
@@ -151,18 +123,19 @@ class Claims:
         await self._db.execute(f"UPDATE events SET {_UNCLAIM} WHERE owner = ?", (self.owner,))
 
     async def reclaim_abandoned(self) -> int:
-        """Release rows whose owner process is dead or whose claim expired, this
-        storage's own expired claims included (a send never takes ``claim_ttl``),
-        except while some of its rows wait for their delete (see ``delete``)."""
+        """Release rows whose owner is dead or whose claim expired (this storage's own
+        too, but while some of its rows wait for their delete)."""
         me = self.owner
         db = self._db
         owners = [
             (str(owner), boot)
-            for owner, boot in await db.fetch(
-                "SELECT DISTINCT owner, claim_boot FROM events "
-                "WHERE owner IS NOT NULL AND owner != ?",
-                (me,),
-            )
+            for owner, boot in (
+                await db.execute(
+                    "SELECT DISTINCT owner, claim_boot FROM events "
+                    "WHERE owner IS NOT NULL AND owner != ?",
+                    (me,),
+                )
+            )[0]
         ]
         dead = await db.worker.call(functools.partial(dead_owners, owners, me=me)) if owners else []
         # ?1 the owner kept (none, unless rows wait for their delete), ?2 this boot,
@@ -178,23 +151,23 @@ class Claims:
         return released
 
     async def _reclaim_space(self) -> None:
-        """The queue is empty after many deletes: shrink the file. A chunk of pages per
-        trip, so inserts and other processes get the lock in between."""
+        """The queue is empty after many deletes: shrink the file, a chunk of pages per
+        trip (inserts and other processes get the lock in between)."""
         self._deleted_since_vacuum = 0
-        if (await self._db.fetch("PRAGMA auto_vacuum"))[0][0] != 2:
+        if (await self._db.execute("PRAGMA auto_vacuum"))[0][0][0] != 2:
             return  # an older file, made without incremental auto_vacuum
-        while (await self._db.fetch("PRAGMA freelist_count"))[0][0] >= _VACUUM_MIN_FREE:
-            await self._db.script(f"PRAGMA incremental_vacuum({_VACUUM_CHUNK})")
+        while (await self._db.execute("PRAGMA freelist_count"))[0][0][0] >= _VACUUM_MIN_FREE:
+            # sqlite3_exec steps the pragma to its end (it frees pages one step at a time).
+            await self._db.run(
+                lambda conn: conn.script(f"PRAGMA incremental_vacuum({_VACUUM_CHUNK})")
+            )
 
 
 async def event_rows(db: Database, select: str, params: Sequence[object]) -> list[EventRow]:
-    """The ``(id, event)`` rows of ``select``, oldest first, fetched as ONE row.
-
-    group_concat folds them into two strings (see Database.execute for why). Stored
-    events are ASCII JSON with control characters escaped, so the record separator
-    (0x1E) never occurs inside one.
-    """
-    rows = await db.fetch(
+    """The ``(id, event)`` rows of ``select``, oldest first, fetched as ONE row that
+    group_concat folds them into (stored events are ASCII JSON: the record separator
+    0x1E never occurs inside one)."""
+    rows, _ = await db.execute(
         f"SELECT group_concat(id), group_concat(event, char(30)) FROM ({select})", params
     )
     ids, events = rows[0]

@@ -1,15 +1,9 @@
 """One SQLite file as SQLiteStorage uses it: its worker thread, opening, statements.
 
-* Every statement runs on the storage's own daemon thread (``_threads.Worker``), so the
-  event loop never waits for the disk. The thread runs one job at a time, in order: a
-  job is a function over the connection, and a transaction is one job.
-* Another process holding the write lock is waited out between attempts, outside the
-  fork gate (``_forksafe``), for up to ``busy_timeout`` seconds; then StorageError.
-* The file must be one file with one WAL beside it. A hard link or a file bind-mounted
-  on its own (``docker -v host/events.db:/app/events.db``) gives each name its own WAL
-  and its own lock index, and corrupts the database: both are refused at opening.
-* The connection belongs to the process that opened it: the storage opens a new one
-  in a forked child (see SQLiteStorage).
+Statements run on the storage's own daemon thread, one job (a transaction is one) at a
+time; another process's lock is waited out between attempts, outside the fork gate. A
+hard link or a file bind-mounted on its own (``docker -v host/x.db:/app/x.db``) gives
+each name its own WAL and lock index and corrupts the database: both are refused.
 """
 
 from __future__ import annotations
@@ -68,16 +62,15 @@ def transaction(conn: ForkSafeConnection, body: Callable[[ForkSafeConnection], _
 
 
 def _is_mount_point(path: Path) -> bool:
-    """Is ``path`` itself mounted (Linux: listed in /proc/self/mountinfo)? A file bound
-    from the same filesystem keeps its folder's device number, so this is asked too."""
+    """Is ``path`` a mount point (/proc/self/mountinfo, whose paths escape space, tab,
+    newline and backslash as octal)? A file bound from the same filesystem keeps its
+    folder's device number."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
-            points = {line.split()[4] for line in mounts if len(line.split()) > 4}
-    except OSError:
+            points = {_OCTAL.sub(lambda m: chr(int(m[1], 8)), line.split()[4]) for line in mounts}
+    except (OSError, IndexError):
         return False
-    real = os.path.realpath(path)
-    # mountinfo escapes space, tab, newline and backslash as octal (\040 ...).
-    return any(_OCTAL.sub(lambda m: chr(int(m[1], 8)), point) == real for point in points)
+    return os.path.realpath(path) in points
 
 
 class Database:
@@ -96,63 +89,59 @@ class Database:
         return self._conn is not None
 
     def forget(self) -> None:
-        """In a forked child: the parent's connection was closed at the fork (see
-        ``_forksafe``) and its thread does not exist here. The next open starts over."""
+        """In a forked child: the parent's connection is closed and its thread gone."""
         self._conn = None
 
     # -- on the worker thread --------------------------------------------------------
 
-    def attempt(self, function: Callable[[ForkSafeConnection], _T]) -> _T:
-        """Run ``function`` on the open connection, again while another connection
-        holds a lock, until ``busy_timeout``. sqlite3 errors become StorageError."""
+    def _retry(self, function: Callable[[], _T], doing: str) -> _T:
+        """Run ``function`` again while another connection holds a lock, up to
+        ``busy_timeout`` (waiting between attempts); sqlite3 errors become StorageError."""
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.002
         while True:
-            conn = self._conn
-            if conn is None:
-                raise StorageError(f"SQLite storage {self.path} is not open")
             try:
-                return function(conn)
+                return function()
             except sqlite3.Error as exc:
                 if not is_busy(exc) or time.monotonic() >= deadline:
-                    raise self.error(exc) from exc
+                    raise self.error(exc, doing) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def attempt(self, function: Callable[[ForkSafeConnection], _T]) -> _T:
+        """Run ``function`` on the open connection (see ``_retry``)."""
+
+        def once() -> _T:
+            if self._conn is None:
+                raise StorageError(f"SQLite storage {self.path} is not open")
+            return function(self._conn)
+
+        return self._retry(once, "failed")
+
     def _open(self) -> None:
-        """Open the file (created if need be), set it up, check it is one file."""
-        if self._conn is not None:
-            return
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            conn: ForkSafeConnection | None = None
-            try:
-                conn = ForkSafeConnection(
-                    self.path,
-                    timeout=_ATTEMPT_WAIT_MS / 1000,
-                    isolation_level=None,
-                    check_same_thread=False,  # a fork and the exit close it elsewhere
-                )
-                self._check_one_file()
-                # auto_vacuum: new files only (a no-op once a table exists).
-                conn.script(
-                    "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; "
-                    f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}; "
-                    f"PRAGMA synchronous={self.synchronous};"
-                )
-                transaction(conn, _sqlite_schema.migrate)
-                self._conn = conn
-                return
-            except BaseException as exc:
-                if conn is not None:
-                    conn.close()
-                busy = isinstance(exc, sqlite3.Error) and is_busy(exc)
-                if busy and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                    continue
-                if isinstance(exc, sqlite3.Error):
-                    raise StorageError(f"cannot open SQLite storage {self.path}: {exc}") from exc
-                raise
+        if self._conn is None:
+            self._conn = self._retry(self._connect, "cannot be opened")
+
+    def _connect(self) -> ForkSafeConnection:
+        """Open the file (created if need be), check it is one file, set it up."""
+        conn = ForkSafeConnection(
+            self.path,
+            timeout=_ATTEMPT_WAIT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,  # a fork and the exit close it elsewhere
+        )
+        try:
+            self._check_one_file()
+            conn.script(  # auto_vacuum: new files only (a no-op once a table exists)
+                "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; "
+                f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}; "
+                f"PRAGMA synchronous={self.synchronous};"
+            )
+            transaction(conn, _sqlite_schema.migrate)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _check_one_file(self) -> None:
         stat = os.stat(self.path)
@@ -195,27 +184,9 @@ class Database:
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> tuple[list[Any], int]:
         """One statement as its own transaction: its rows and how many rows it changed.
-
-        Keep result sets to a row or two on hot paths: the sqlite3 module takes the GIL
-        back for every row, and while the event loop is busy each of those waits for
-        the interpreter's switch interval. Aggregate rows in SQL instead.
-        """
+        Keep result sets to a row or two on hot paths (the sqlite3 module takes the GIL
+        back for every row): aggregate in SQL instead."""
         return await self.run(lambda conn: conn.rows(sql, params))
-
-    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        """One statement's rows (see ``execute``)."""
-        rows, _ = await self.execute(sql, params)
-        return rows
-
-    async def transaction(
-        self, statements: Sequence[tuple[str, Sequence[object]]]
-    ) -> list[list[Any]]:
-        """Statements in one transaction (all or nothing); their rows, in order."""
-
-        def body(conn: ForkSafeConnection) -> list[list[Any]]:
-            return [conn.execute(sql, params).fetchall() for sql, params in statements]
-
-        return await self.run(lambda conn: transaction(conn, body))
 
     async def changed(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
         """Statements in one transaction; how many rows they changed themselves, in
@@ -225,11 +196,6 @@ class Database:
             return sum(max(conn.execute(sql, params).rowcount, 0) for sql, params in statements)
 
         return await self.run(lambda conn: transaction(conn, body)) if statements else 0
-
-    async def script(self, script: str) -> None:
-        """A script run by ``sqlite3_exec``, which steps each statement to its end (a
-        pragma such as ``incremental_vacuum`` does its work one step at a time)."""
-        await self.run(lambda conn: conn.script(script))
 
     def lost(self) -> bool:
         """Was the file deleted or replaced since it was opened?"""
@@ -241,11 +207,11 @@ class Database:
             return True
         return (stat.st_dev, stat.st_ino) != self._identity
 
-    def error(self, exc: sqlite3.Error) -> StorageError:
+    def error(self, exc: sqlite3.Error, doing: str = "failed") -> StorageError:
         """A sqlite3 error as the StorageError callers catch."""
         if is_busy(exc):
             return StorageError(
-                f"SQLite storage {self.path} stayed locked by another connection for "
-                f"more than {self.busy_timeout}s: {exc}"
+                f"SQLite storage {self.path} {doing}: it stayed locked by another "
+                f"connection for more than {self.busy_timeout}s: {exc}"
             )
-        return StorageError(f"SQLite storage {self.path} failed: {exc}")
+        return StorageError(f"SQLite storage {self.path} {doing}: {exc}")

@@ -1,29 +1,14 @@
-"""The SQLite file's layout, its version, and bringing older files up to it.
+"""The SQLite file's layout, its version (``PRAGMA user_version``: a newer one is
+refused, an older one brought up to date once, in one transaction), and why.
 
-``PRAGMA user_version`` says which layout a file has. A file of a newer layout than
-this version knows is refused (an older asynctracker must not write rows a newer one
-reads differently); an older file is brought up to date once, in one transaction, by
-whichever process opens it first.
-
-The layout, and why:
-
-* ``events``: one row per event. ``id`` is a plain rowid, never AUTOINCREMENT (that
-  keeps a counter row written by every insert, a second page per commit): a new row's
-  id is the largest id + 1, so once the newest rows are deleted their ids come back,
-  and nothing remembers a row by its id alone. ``owner``/``claimed_until`` mark rows
-  being sent (``_sqlite_claims``); ``claim_boot``/``claim_mono`` carry the claim's
-  expiry on the host's monotonic clock, which wall-clock steps do not move. ``dest``:
-  the destination the row was tracked for (``destinations.id``).
-* ``destinations``: ``url`` is the destination's identity, ``key:`` and a keyed hash
-  of everything that decides who receives and is billed (never a secret in clear);
-  rows written by earlier versions hold the URL without credentials. ``shown`` is the
-  URL without secrets, for messages.
-* ``queue_state``: one row. ``holes`` makes the row count a constant-time read inside
-  any transaction: ids are dense but for the rows deleted between the oldest and the
-  newest, so ``count = max(id) - min(id) + 1 - holes``. An insert takes ``max + 1`` and
-  leaves ``holes`` alone; the trigger keeps it right on every delete, whoever deletes
-  (an older asynctracker, a user's sqlite3 shell). The queue bound reads the count in
-  the transaction that inserts. ``salt`` keys the destination hashes.
+* ``events``: plain rowids (a new row takes the largest id + 1, so ids come back once
+  the newest rows are deleted: nothing remembers a row by its id alone); the claim
+  (``owner`` .. ``claim_mono``); ``dest``, its destination.
+* ``destinations``: ``url`` is ``key:`` and a keyed hash of the identity (earlier
+  versions: the URL without credentials); ``shown``, for messages.
+* ``queue_state``: ``holes`` makes the row count a constant-time read in any
+  transaction, ``max(id) - min(id) + 1 - holes``: an insert leaves it alone, a trigger
+  keeps it right on every delete, whoever deletes. ``salt`` keys the hashes.
 """
 
 from __future__ import annotations
@@ -44,26 +29,19 @@ COUNT = (
     " - (SELECT holes FROM main.queue_state)"
 )
 
-_EVENTS = """CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    event TEXT NOT NULL,
-    owner TEXT,
-    claimed_until REAL,
-    dest INTEGER,
-    claim_boot TEXT,
-    claim_mono REAL
-)"""
+_EVENTS = (
+    "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, event TEXT NOT NULL, "
+    "owner TEXT, claimed_until REAL, dest INTEGER, claim_boot TEXT, claim_mono REAL)"
+)
 _OWNER_INDEX = "CREATE INDEX IF NOT EXISTS events_owner ON events(owner) WHERE owner IS NOT NULL"
-_DESTINATIONS = """CREATE TABLE IF NOT EXISTS destinations (
-    id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,
-    shown TEXT
-)"""
-_QUEUE_STATE = """CREATE TABLE IF NOT EXISTS queue_state (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    holes INTEGER NOT NULL,
-    salt BLOB NOT NULL
-)"""
+_DESTINATIONS = (
+    "CREATE TABLE IF NOT EXISTS destinations (id INTEGER PRIMARY KEY, url TEXT NOT NULL "
+    "UNIQUE, shown TEXT)"
+)
+_QUEUE_STATE = (
+    "CREATE TABLE IF NOT EXISTS queue_state (id INTEGER PRIMARY KEY CHECK (id = 0), "
+    "holes INTEGER NOT NULL, salt BLOB NOT NULL)"
+)
 # After deleting row o, with a = max(id) and b = min(id) of the rows left:
 # holes' = (a - b + 1) - ((max(a, o) - min(b, o) + 1) - holes - 1); 0 once empty.
 _HOLES_TRIGGER = """CREATE TRIGGER IF NOT EXISTS events_holes AFTER DELETE ON events BEGIN

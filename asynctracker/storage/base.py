@@ -1,52 +1,20 @@
-"""The Storage protocol and the row type every storage returns.
-
-A storage is where events wait between ``track_*`` and delivery. The emitter only needs
-the five methods of :class:`Storage` (the Go tracker's interface, made async), so a
-user's own class with those methods works: the emitter adapts it, once, to the fuller
-interface it calls (``_rowstore.RowStore``). The built-in storages implement that
-interface themselves: a batched insert, a cheap count, and row claims that let several
-processes share one SQLite file without sending an event twice.
-"""
+"""The Storage protocol (the Go tracker's five methods, made async: a user's class with
+them works) and the row type every storage returns."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from json.encoder import encode_basestring_ascii
 from typing import Protocol, runtime_checkable
 
-from .._encoded import EncodedPayload
+from .._encoded import EncodedPayload, encode_event
 
-__all__ = ["EventRow", "Storage", "encode_event"]
-
-
-def encode_event(payload: Mapping[str, str]) -> str:
-    """Compact ASCII JSON of a payload: its length in characters is its length in bytes.
-
-    Storing events already encoded means the send loop can build POST bodies by joining
-    strings and measure them with ``len`` instead of re-encoding every event. Payloads
-    are flat maps of strings, so this joins C-escaped strings directly, about three
-    times faster than ``json.dumps``; anything else falls back to the json module.
-    """
-    if type(payload) is EncodedPayload:
-        return payload.raw  # built as text by the tracker (see asynctracker._encoded)
-    try:
-        return "{" + ",".join([_quote(k) + ":" + _quote(v) for k, v in payload.items()]) + "}"
-    except TypeError:
-        return _encode(payload)
-
-
-_quote = encode_basestring_ascii
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+__all__ = ["EventRow", "Storage"]
 
 
 class EventRow:
-    """One stored event: its storage id and its payload.
-
-    ``event`` is a fresh ``dict`` on every access, so callers may change it freely.
-    Storages that keep events as JSON text pass ``raw`` instead of ``event``; the
-    emitter then sends that text without decoding it.
-    """
+    """One stored event: its storage id and its payload, ``event`` (a fresh dict on each
+    access) or ``raw`` (its JSON text, which the emitter sends without decoding)."""
 
     __slots__ = ("_event", "_raw", "id")
 
@@ -90,11 +58,8 @@ class EventRow:
 
 @runtime_checkable
 class Storage(Protocol):
-    """What the emitter needs from a storage. Rows must come back oldest first.
-
-    Implementations may also define ``async def aclose(self) -> None``; the emitter
-    calls it when it closes.
-    """
+    """What the emitter needs from a storage; rows oldest first. An implementation may
+    also define ``async def aclose(self) -> None``: the emitter calls it on closing."""
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         """Store one event; return True once it is stored."""

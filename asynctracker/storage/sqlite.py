@@ -1,19 +1,11 @@
 """SQLiteStorage: the durable default. Events survive restarts, crashes and ``kill -9``.
 
-It is made of three parts, each with one job:
-
-* ``_sqlite_db.Database``: the file, its worker thread and its statements;
-* ``_sqlite_insert.Inserts``: where an insert is committed (inline or group commit),
-  under the queue bound;
-* ``_sqlite_claims.Claims``: rows claimed for sending, so several processes can share
-  one file without sending a row twice.
-
-WAL journal with ``synchronous=NORMAL`` by default: a committed event survives the
-process being killed (the WAL is in the OS page cache); only an OS crash or power loss
-can lose the last commits. ``synchronous="FULL"`` closes that window at the cost of an
-fsync per commit. Nothing here is bound to an event loop: the storage works from any
-loop, and from other threads (the sync API), in one process at a time; a forked child
-opens its own connections.
+Three parts, one job each: ``Database`` (the file, its worker thread, its statements),
+``Inserts`` (where an insert is committed, under the queue bound) and ``Claims`` (rows
+claimed for sending, so processes can share a file). Nothing here is bound to an event
+loop: any loop, or plain threads (the sync API), in one process; a forked child opens
+its own connections. WAL with ``synchronous="NORMAL"``: a commit survives the process
+being killed; ``"FULL"`` survives power loss too, an fsync per commit.
 """
 
 from __future__ import annotations
@@ -30,7 +22,7 @@ from typing import Any, Literal
 from .. import _process
 from ..exceptions import ClosedError, ConfigurationError, StorageError
 from ._forksafe import ForkSafeConnection
-from ._rowstore import Bound, Listener, RowStore, Stored
+from ._rowstore import Bound, Listener, RowStore, Stored, ignore
 from ._sqlite_claims import Claims, event_rows
 from ._sqlite_db import MAX_PARAMS, Database, chunks, placeholders, transaction
 from ._sqlite_insert import Inserts
@@ -40,20 +32,15 @@ __all__ = ["SQLiteStorage", "WaitingEvents"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
-# Work factor of the keyed hash that names a destination in the file: a file that
-# leaks must not give away a collector password or API key cheaply.
+# Work factor of the keyed hash naming a destination in the file: a leaked file must
+# not give away a collector password or API key cheaply.
 _HASH_ROUNDS = 100_000
-
-
-def _ignore(outcome: Stored) -> None:
-    """The listener of inserts made outside an emitter: nothing counts them."""
 
 
 @dataclass(frozen=True, slots=True)
 class WaitingEvents:
-    """Events in a file waiting for a destination: ``number`` names it in this file
-    (for ``Emitter.adopt_events`` and ``asynctracker queue``), ``collector`` is its URL
-    without secrets, ``events`` how many wait."""
+    """``events`` waiting in a file for ``collector`` (its URL without secrets), the
+    destination ``number`` names there (``Emitter.adopt_events``, ``asynctracker queue``)."""
 
     number: int
     collector: str
@@ -61,24 +48,18 @@ class WaitingEvents:
 
 
 class SQLiteStorage(RowStore, builtin=True):
-    """Durable storage in one SQLite file (created on first use).
+    """Durable storage in one SQLite file, opened (and created) on first use.
 
     Args:
-        path: the database file. Its folder must exist and be writable. Give it one
-            name (no hard links), and mount its folder, never the file alone.
-        synchronous: SQLite's ``synchronous`` level. ``"NORMAL"`` (default) survives
-            process crashes; ``"FULL"`` also survives power loss, slower.
-        busy_timeout: seconds to wait for another process's lock before a call fails
-            with StorageError.
+        path: the file; its folder must exist. One name (no hard links); mount its
+            folder, never the file alone.
+        synchronous: ``"NORMAL"`` survives process crashes; ``"FULL"`` power loss too.
+        busy_timeout: seconds to wait for another process's lock (then StorageError).
         claim_ttl: seconds after which rows claimed by a process that cannot be
             checked become sendable again.
         inline_writes: commit a lone caller's insert on its own thread, on a
-            connection that never waits for a lock (see ``_sqlite_insert``); ``False``
-            runs every statement on the storage's thread. Ignored (always the thread)
-            with ``synchronous="FULL"`` or ``"EXTRA"``, which fsync on every commit.
-
-    The five Storage methods work on their own (the storage opens itself on first
-    use); ``aclose()`` releases the file and the rows this storage had claimed.
+            connection that never waits (``_sqlite_insert``); False, or ``"FULL"``:
+            every statement on the storage's thread.
     """
 
     def __init__(
@@ -104,8 +85,7 @@ class SQLiteStorage(RowStore, builtin=True):
         self._claims = Claims(self._db, claim_ttl)
         self._forks = _process.forks
         self._closed = False
-        # The destination this storage's rows are for (see bind_destination); None
-        # until an emitter binds it: rows are then stored for, and taken from, nobody's.
+        # The destination this storage's rows are for; None until an emitter binds it.
         self._dest: int | None = None
 
     def __repr__(self) -> str:
@@ -113,18 +93,18 @@ class SQLiteStorage(RowStore, builtin=True):
 
     @property
     def location(self) -> str:
-        """The database file, where undelivered events wait for the next emitter."""
         return str(self.path)
+
+    @property
+    def lost(self) -> bool:
+        return self._db.lost()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open (creating if needed) the database. Called for you on first use.
-
-        Several processes may open the same file at the same moment: lock contention
-        is retried until busy_timeout. Raises StorageError when the file cannot be
-        opened, is not a database, has a newer layout, or stays locked.
-        """
+        """Open (creating if needed) the file; called for you on first use. Raises
+        StorageError when it cannot be opened or used, stays locked past busy_timeout,
+        or has a newer layout; ClosedError after ``aclose()``."""
         if self._closed:
             raise ClosedError(f"{self!r} was closed")
         if self._forks != _process.forks:
@@ -140,24 +120,17 @@ class SQLiteStorage(RowStore, builtin=True):
         return not self._closed and self._forks == _process.forks and self._db.is_open
 
     async def aclose(self) -> None:
-        """Wait for pending inserts, release this storage's claims, close. Idempotent."""
+        """Release this storage's claims and close the file. Idempotent."""
         if self._closed:
             return
         self._closed = True
         if self._forks != _process.forks or not self._db.is_open:
             self._db.worker.stop()  # a failed or never finished open
             return
-        # On failure the claims still come back: they expire, or we are seen dead.
-        with contextlib.suppress(StorageError):
+        with contextlib.suppress(StorageError):  # else they expire, or we are seen dead
             await self._claims.release_all()
         await self._db.worker.call(self._inserts.close)
         await self._db.close()
-
-    @property
-    def lost(self) -> bool:
-        """True when the file was deleted or replaced while this storage had it open:
-        the events it held are gone."""
-        return self._db.lost()
 
     async def __aenter__(self) -> SQLiteStorage:
         await self.open()
@@ -171,7 +144,7 @@ class SQLiteStorage(RowStore, builtin=True):
     def insert(
         self, payloads: Sequence[Mapping[str, str]], bound: Bound | None, listener: Listener
     ) -> Stored | Awaitable[Stored]:
-        """Store events under ``bound`` (see ``_sqlite_insert``): the emitter's insert."""
+        """The emitter's insert, under ``bound`` (see ``_sqlite_insert``)."""
         if not self._ready():
             return self._open_and_insert(payloads, bound, listener)
         loop = asyncio.get_running_loop()
@@ -185,17 +158,15 @@ class SQLiteStorage(RowStore, builtin=True):
         return done if isinstance(done, Stored) else await done
 
     def insert_blocking(
-        self,
-        payloads: Sequence[Mapping[str, str]],
-        bound: Bound | None,
-        listener: Listener,
+        self, payloads: Sequence[Mapping[str, str]], bound: Bound | None, listener: Listener
     ) -> Stored:
-        """From a thread that runs no event loop (the sync API), once the storage is
-        open: store events, blocking until committed. ``listener`` must be thread-safe
-        (it is called on the calling thread, or on the storage's)."""
+        """``insert`` from a plain thread (the sync API), once open: blocks until
+        committed; ``listener`` must be thread-safe."""
         if not self._ready():
             raise StorageError(f"{self!r} is not open in this process")
-        return self._inserts.insert_blocking(payloads, self._dest, bound, listener)
+        done = self._inserts.insert(payloads, self._dest, bound, listener, None)
+        assert isinstance(done, Stored)  # a plain thread waits for the outcome
+        return done
 
     async def add_event_row(self, payload: Mapping[str, str]) -> bool:
         """Store one event; returns True once it is committed to the file."""
@@ -206,34 +177,45 @@ class SQLiteStorage(RowStore, builtin=True):
         """Store several events in one transaction: all of them or none."""
         if not payloads:
             return 0
-        done = self.insert(payloads, None, _ignore)
-        if not isinstance(done, Stored):
-            done = await done
-        return done.stored
+        done = self.insert(payloads, None, ignore)
+        return (done if isinstance(done, Stored) else await done).stored
 
-    # -- the Storage protocol ------------------------------------------------------------
+    # -- the Storage protocol, and what the emitter uses besides ----------------------
 
     async def _run(self, sql: str, params: Sequence[object] = ()) -> tuple[list[Any], int]:
         await self.open()
         return await self._db.execute(sql, params)
 
-    async def delete_all_event_rows(self) -> int:
-        """Delete every stored event (claimed ones too); return how many."""
-        _, deleted = await self._run("DELETE FROM events")
+    async def _deleted(self, statements: list[tuple[str, Sequence[object]]]) -> int:
+        await self.open()
+        deleted = await self._db.changed(statements)
         self._claims.deleted(deleted)
         return deleted
 
+    async def delete_all_event_rows(self) -> int:
+        """Delete every stored event, claimed ones too; return how many."""
+        return await self._deleted([("DELETE FROM events", ())])
+
     async def delete_event_rows(self, ids: Sequence[int]) -> int:
         """Delete the events with these ids, claimed or not; return how many existed."""
-        await self.open()
-        deleted = await self._db.changed(
+        return await self._deleted(
             [
                 (f"DELETE FROM events WHERE id IN ({placeholders(len(chunk))})", chunk)
                 for chunk in chunks(list(ids), MAX_PARAMS)
             ]
         )
-        self._claims.deleted(deleted)
-        return deleted
+
+    async def delete_oldest_event_rows(self, count: int) -> int:
+        """Delete up to ``count`` of the oldest unclaimed rows of this destination."""
+        return await self._deleted(
+            [
+                (
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE owner IS "
+                    "NULL AND (dest IS NULL OR dest = ?) ORDER BY id LIMIT ?)",
+                    (self._dest, max(count, 0)),
+                )
+            ]
+        )
 
     async def get_all_event_rows(self) -> list[EventRow]:
         """Every stored event, oldest first."""
@@ -243,108 +225,69 @@ class SQLiteStorage(RowStore, builtin=True):
     async def get_event_rows_within_range(self, event_range: int) -> list[EventRow]:
         """Up to ``event_range`` stored events, oldest first (claimed ones included)."""
         await self.open()
-        return await event_rows(
-            self._db, "SELECT id, event FROM events ORDER BY id LIMIT ?", (max(event_range, 0),)
-        )
-
-    # -- what the emitter uses besides -----------------------------------------------------
+        select = "SELECT id, event FROM events ORDER BY id LIMIT ?"
+        return await event_rows(self._db, select, (max(event_range, 0),))
 
     async def count(self) -> int:
-        """How many events wait for this storage's destination (and for none), claimed
-        ones included. The queue bound counts every event in the file instead."""
+        """Events waiting for this destination (and for none), claimed ones included;
+        the queue bound counts every event in the file."""
         rows, _ = await self._run(
             "SELECT count(*) FROM events WHERE dest IS NULL OR dest = ?", (self._dest,)
         )
         return int(rows[0][0])
 
     async def claim_event_rows(self, limit: int) -> list[EventRow]:
-        """Claim and return up to ``limit`` of the oldest unclaimed rows.
-
-        A claimed row is invisible to other claimers until this storage deletes or
-        releases it, closes, dies, or the claim expires.
-        """
+        """Claim up to ``limit`` of the oldest unclaimed rows (``_sqlite_claims``)."""
         await self.open()
         return await self._claims.claim(limit, self._dest)
 
     async def release_event_rows(self, ids: Sequence[int]) -> None:
-        """Give back claimed rows (their send failed) so they can be claimed again.
-        If that fails, the next claim by this storage releases them first."""
+        """Give back claimed rows (their send failed); retried at the next claim."""
         await self.open()
         await self._claims.release(ids)
 
     async def delete_claimed_rows(self, ids: Sequence[int]) -> int:
-        """Delete rows this storage still holds the claim on (delivered or dropped).
-        If that fails, they are neither released nor sent again: the next claim
-        deletes them first."""
+        """Delete rows still claimed here (delivered or dropped); never sent again."""
         await self.open()
         return await self._claims.delete(ids)
 
     async def reclaim_abandoned_rows(self) -> int:
-        """Release rows whose owner process is dead or whose claim expired; return how
-        many. Claims run it every few seconds."""
+        """Release rows whose owner is dead or whose claim expired; how many."""
         await self.open()
         return await self._claims.reclaim_abandoned()
-
-    async def delete_oldest_event_rows(self, count: int) -> int:
-        """Delete up to ``count`` of the oldest unclaimed rows of this storage's
-        destination (and of none)."""
-        _, deleted = await self._run(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE owner IS NULL "
-            "AND (dest IS NULL OR dest = ?) ORDER BY id LIMIT ?)",
-            (self._dest, max(count, 0)),
-        )
-        self._claims.deleted(deleted)
-        return deleted
 
     # -- destinations ----------------------------------------------------------------------
 
     async def bind_destination(self, identity: str, shown: str, *, legacy: bool = False) -> None:
-        """Store and send only the rows of this destination from now on.
-
-        Several programs may share one file while sending to different collectors, or
-        to one collector as different tenants: each row records the destination it was
-        tracked for, and this storage claims, counts toward its own sends and drops
-        only its own rows (and rows of none: stored outside an emitter). ``identity``
-        is everything that decides who receives and is billed (the emitter's effective
-        endpoint, credentials and headers); the file keeps only a keyed hash of it.
-        ``legacy``: also take over the rows an earlier version stored for ``shown``
-        (it recorded the URL alone; only for an emitter without credentials or
-        headers, whose rows those can be).
-        """
+        """Store, claim and drop only this destination's rows (and rows of none) from
+        now on: programs for different collectors, or tenants, may share a file. The
+        file keeps a keyed hash of ``identity`` (endpoint, credentials, headers), and
+        ``shown``. ``legacy``: take over an earlier version's rows for ``shown``."""
         await self.open()
 
         def bind(conn: ForkSafeConnection) -> int:
             (salt,) = conn.rows("SELECT salt FROM queue_state")[0][0]
-            key = (
-                "key:"
-                + hashlib.pbkdf2_hmac(
-                    "sha256", identity.encode("utf-8", "surrogatepass"), salt, _HASH_ROUNDS
-                ).hex()[:40]
-            )
+            secret = identity.encode("utf-8", "surrogatepass")
+            key = "key:" + hashlib.pbkdf2_hmac("sha256", secret, salt, _HASH_ROUNDS).hex()[:40]
             return transaction(conn, lambda c: _bind(c, key, shown, legacy))
 
         self._dest = await self._db.run(bind)
 
     async def destinations(self) -> list[WaitingEvents]:
-        """Every destination events wait for in this file, this storage's own first."""
+        """Every destination events wait for in the file, this storage's first."""
         rows, _ = await self._run(
             "SELECT d.id, ifnull(d.shown, d.url), count(e.id) FROM destinations AS d "
-            "JOIN events AS e ON e.dest = d.id GROUP BY d.id "
-            "ORDER BY d.id != ?, d.id",
+            "JOIN events AS e ON e.dest = d.id GROUP BY d.id ORDER BY d.id != ?, d.id",
             (self._dest,),
         )
         return [WaitingEvents(int(n), str(shown), int(count)) for n, shown, count in rows]
 
     async def waiting_elsewhere(self) -> dict[str, tuple[str, int]]:
-        return {
-            str(waiting.number): (waiting.collector, waiting.events)
-            for waiting in await self.destinations()
-            if waiting.number != self._dest
-        }
+        waiting = await self.destinations()
+        return {str(w.number): (w.collector, w.events) for w in waiting if w.number != self._dest}
 
     async def adopt_events(self, number: int) -> int:
-        """Make the events waiting for destination ``number`` (see ``destinations``)
-        this storage's own, to be sent by its emitter; return how many moved."""
+        """Make destination ``number``'s waiting events this storage's; how many moved."""
         if self._dest is None:
             raise StorageError(f"{self!r} has no destination yet: open an emitter on it first")
         _, moved = await self._run(
@@ -353,8 +296,7 @@ class SQLiteStorage(RowStore, builtin=True):
         return moved
 
     async def export_events(self, number: int) -> list[EventRow]:
-        """The events waiting for destination ``number``, oldest first (a copy: they
-        stay in the file; delete them with ``delete_event_rows``)."""
+        """The events waiting for destination ``number``, oldest first (a copy)."""
         rows, _ = await self._run(
             "SELECT id, event FROM events WHERE dest = ? ORDER BY id", (number,)
         )
