@@ -3,7 +3,7 @@
 pytest loads this module in every run of an environment where asynctracker is installed
 (the ``pytest11`` entry point ``asynctracker``), used or not. So it imports nothing but
 pytest (and pytest-asyncio's fixture decorator when it is installed): asynctracker (and
-httpx, aiosqlite...) is imported by the first fixture a test asks for. That is also why
+httpx...) is imported by the first fixture a test asks for. That is also why
 it is a top-level module rather than ``asynctracker.pytest_plugin``: importing anything
 inside the package would import the whole package first. ``-p no:asynctracker``
 switches it off. See docs/testing.md.

@@ -1,9 +1,8 @@
 """Be told when the event loop shuts down, while it still runs.
 
 A tracker made at import time outlives the loop it was first used on: ``asyncio.run``
-returns, its loop closes, and the tracker's send task, HTTP connections and SQLite
-connection go with it, sockets unclosed and aiosqlite's thread replying to a closed
-loop (which kills that thread). asyncio gives no "loop closing" callback, but
+returns, its loop closes, and the tracker's send task and HTTP connections go with it,
+sockets left unclosed. asyncio gives no "loop closing" callback, but
 ``asyncio.run`` (and ``asyncio.Runner``) close every async generator still suspended
 on the loop before closing it, awaiting each. So a generator parked at its ``yield``
 runs its ``finally`` at exactly that moment, with the loop still running: there the

@@ -13,11 +13,11 @@ therefore gives each loop turn a budget of adding time:
   waits: it has nothing to give back.
 
 Why sit out a whole turn rather than ``await asyncio.sleep(0)``: every task that yields
-with sleep(0) runs again in the very next turn, so with 100 such tasks every turn held
-100 adds plus the send task's steps, and a task sleeping 1 ms (which wakes two turns
-after its timer is due) was 6-9 ms late at p99 in ``benchmarks/loop_lag.py``. Sitting
-out leaves every other turn to the rest of the application; resuming 100 such tasks in
-one turn still made that turn about 2 ms long, hence the batches of 25.
+with sleep(0) runs again in the very next turn, so with many such tasks every turn holds
+all their adds plus the send task's steps, and other tasks' timers fire late (measured
+by ``benchmarks/loop_lag.py``). Sitting out leaves every other turn to the rest of the
+application; resuming a crowd of them in one turn still makes that turn long, hence the
+batches of 25.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 
 __all__ = ["Pacing"]
 
-# Waiting tasks resumed per loop turn: each adds an event (~15 us) before it waits again,
+# Waiting tasks resumed per loop turn: each adds an event before it waits again,
 # so 25 of them take about as long as the turn budget.
 _RESUMED_PER_TURN = 25
 _Sitters = tuple[asyncio.AbstractEventLoop, list["asyncio.Future[None]"]]

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from . import _process
 
-__all__ = ["Worker", "run_and_reply"]
+__all__ = ["Worker", "call_on_loop", "run_and_reply"]
 
 logger = logging.getLogger("asynctracker")
 

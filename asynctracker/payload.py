@@ -128,9 +128,9 @@ def nesting_exceeds(value: object, limit: int) -> bool:
 class _EventIds:
     """UUID v4 strings, made 256 at a time from one ``os.urandom`` call.
 
-    ``str(uuid.uuid4())`` costs a system call and a UUID object per event (2.8 us
-    here); this is the same randomness source and format (version 4, RFC 4122 variant)
-    at 0.4 us, on the hot path of every ``track_*`` call. No Python code runs per id:
+    ``str(uuid.uuid4())`` costs a system call and a UUID object per event; this is the
+    same randomness source and format (version 4, RFC 4122 variant) at a fraction of the
+    cost, on the hot path of every ``track_*`` call. No Python code runs per id:
     each of the five groups of all 256 ids is hex-encoded and split in one C call
     each, the version and variant bits are set by ``translate`` on a whole column, and
     ``"-".join`` over ``zip`` assembles the ids.

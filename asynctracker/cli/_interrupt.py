@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-from .._threads import run_and_reply
+from .._threads import Worker
 
 __all__ = ["Interrupt", "in_daemon_thread", "unless"]
 
@@ -71,14 +70,13 @@ async def unless(event: asyncio.Event, awaitable: Awaitable[_T]) -> _T | None:
     return task.result()
 
 
+_READER = Worker("asynctracker-read")
+
+
 async def in_daemon_thread(func: Callable[[], _T]) -> _T:
-    """Run a blocking read off the event loop on a daemon thread.
+    """Run a blocking read off the event loop on a daemon thread, one at a time.
 
     Not ``run_in_executor``: executor threads are joined at interpreter exit, so a read
     blocked on an idle terminal would keep Ctrl-C from ending the process.
     """
-    future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-    threading.Thread(
-        target=run_and_reply, args=(future, func), name="asynctracker-read", daemon=True
-    ).start()
-    return await future
+    return await _READER.call(func)
