@@ -28,29 +28,48 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import httpx
-
 from . import tracker as _async_tracker
-from ._contexts import ContextProvider
 from ._home import home, refuse_on_a_loop
-from ._hooks import BeforeTrack
-from ._retry import RetryPolicy
-from ._settle import Callback, EmitterStats
+from ._settle import EmitterStats
 from .emitter import Emitter as _AsyncEmitter
-from .emitter import HttpProtocol, OverflowPolicy, RequestType
 from .exceptions import BlockingCallError, ClosedError, ConfigurationError
-from .payload import JsonEncoder, SelfDescribingJson
 from .storage.base import Storage
-from .subject import Subject
 
 __all__ = ["Emitter", "Tracker"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+
+def _same_arguments(
+    init: Callable[Concatenate[Any, _P], None],
+) -> Callable[[Callable[..., None]], Callable[Concatenate[Any, _P], None]]:
+    """Give a constructor the async one's parameters (for type checkers and ``help``)."""
+
+    def decorate(function: Callable[..., None]) -> Callable[Concatenate[Any, _P], None]:
+        function.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
+        return function
+
+    return decorate
+
+
+def _tracker_arguments(
+    init: Callable[Concatenate[Any, Any, _P], None],
+) -> Callable[
+    [Callable[..., None]], Callable[Concatenate[Any, Emitter | Sequence[Emitter], _P], None]
+]:
+    """The async Tracker's parameters after its first, ``emitters``, which are sync."""
+
+    def decorate(
+        function: Callable[..., None],
+    ) -> Callable[Concatenate[Any, Emitter | Sequence[Emitter], _P], None]:
+        function.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
+        return function
+
+    return decorate
 
 
 class _ThreadEmitter(_AsyncEmitter):
@@ -92,54 +111,9 @@ class Emitter:
     on the way out (flushing first, within ``close_timeout``).
     """
 
-    def __init__(
-        self,
-        collector_uri: str,
-        *,
-        request_type: RequestType = "POST",
-        protocol: HttpProtocol = "https",
-        send_limit: int = 500,
-        byte_limit_get: int = 40_000,
-        byte_limit_post: int = 40_000,
-        db_name: str | os.PathLike[str] | None = None,
-        storage: Storage | None = None,
-        callback: Callback | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        timeout: float = 5.0,
-        retry: RetryPolicy | None = None,
-        max_events: int | None = None,
-        overflow: OverflowPolicy = "drop_oldest",
-        close_timeout: float = 10.0,
-        max_concurrent_requests: int | None = None,
-        headers: Mapping[str, str] | None = None,
-        anonymous: bool = False,
-        post_path: str | None = None,
-        get_path: str | None = None,
-        trust_env: bool = True,
-    ) -> None:
-        self.emitter = _ThreadEmitter(
-            collector_uri,
-            request_type=request_type,
-            protocol=protocol,
-            send_limit=send_limit,
-            byte_limit_get=byte_limit_get,
-            byte_limit_post=byte_limit_post,
-            db_name=db_name,
-            storage=storage,
-            callback=callback,
-            http_client=http_client,
-            timeout=timeout,
-            retry=retry,
-            max_events=max_events,
-            overflow=overflow,
-            close_timeout=close_timeout,
-            max_concurrent_requests=max_concurrent_requests,
-            headers=headers,
-            anonymous=anonymous,
-            post_path=post_path,
-            get_path=get_path,
-            trust_env=trust_env,
-        )
+    @_same_arguments(_AsyncEmitter.__init__)
+    def __init__(self, *args: Any, **options: Any) -> None:
+        self.emitter = _ThreadEmitter(*args, **options)
 
     def __repr__(self) -> str:
         return f"<sync.{repr(self.emitter)[1:]}"
@@ -213,48 +187,23 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
 
 class Tracker:
     """An :class:`asynctracker.Tracker` for synchronous code: the same arguments, with
-    ``sync.Emitter`` emitters (one, or a list), and context providers that are plain
+    ``sync.Emitter`` emitters (one, or a list) and context providers that are plain
     functions. ``with tracker:`` and ``close()`` flush (within each emitter's
     ``close_timeout``) and close its emitters."""
 
-    def __init__(
-        self,
-        emitters: Emitter | Sequence[Emitter],
-        *,
-        namespace: str | None = None,
-        app_id: str | None = None,
-        platform: _async_tracker.Platform = "srv",
-        base64_encode: bool = True,
-        subject: Subject | None = None,
-        contexts: Sequence[SelfDescribingJson] | None = None,
-        context_providers: Sequence[ContextProvider] | None = None,
-        json_encoder: JsonEncoder | None = None,
-        before_track: Sequence[BeforeTrack] | None = None,
-        encode_base64: bool | None = None,
-    ) -> None:
+    @_tracker_arguments(_async_tracker.Tracker.__init__)
+    def __init__(self, emitters: Any, *args: Any, **options: Any) -> None:
         given = [emitters] if isinstance(emitters, Emitter) else list(emitters)
         if not given or not all(isinstance(emitter, Emitter) for emitter in given):
             raise ConfigurationError("a sync.Tracker's emitters are asynctracker.sync.Emitter")
-        for provider in context_providers or ():
+        for provider in options.get("context_providers") or ():
             if inspect.iscoroutinefunction(provider):
                 raise ConfigurationError(
                     "a sync.Tracker's context providers must be plain functions, "
                     f"not the coroutine function {provider!r}"
                 )
-        self.emitters = tuple(given)
-        self.tracker = _async_tracker.Tracker(
-            [emitter.emitter for emitter in given],
-            namespace=namespace,
-            app_id=app_id,
-            platform=platform,
-            base64_encode=base64_encode,
-            subject=subject,
-            contexts=contexts,
-            context_providers=context_providers,
-            json_encoder=json_encoder,
-            before_track=before_track,
-            encode_base64=encode_base64,
-        )
+        self.emitters: tuple[Emitter, ...] = tuple(given)
+        self.tracker = _async_tracker.Tracker([e.emitter for e in given], *args, **options)
 
     def __repr__(self) -> str:
         return f"<sync.{repr(self.tracker)[1:]}"
