@@ -28,8 +28,8 @@ __all__ = ["MAX_PARAMS", "WAL_SIZE_LIMIT", "Database", "chunks", "placeholders",
 MAX_PARAMS = 999
 # Bytes the WAL is cut back to after a checkpoint that emptied it.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
-# How long one attempt waits for a lock inside SQLite (and so inside the fork gate);
-# longer waits happen between attempts.
+# How long one attempt waits for a lock inside SQLite (inside the fork gate); longer
+# waits happen between attempts.
 _ATTEMPT_WAIT_MS = 50
 
 _T = TypeVar("_T")

@@ -34,17 +34,16 @@ _EVENTS = (
     "owner TEXT, claimed_until REAL, dest INTEGER, claim_boot TEXT, claim_mono REAL)"
 )
 _OWNER_INDEX = "CREATE INDEX IF NOT EXISTS events_owner ON events(owner) WHERE owner IS NOT NULL"
-_DESTINATIONS = (
-    "CREATE TABLE IF NOT EXISTS destinations (id INTEGER PRIMARY KEY, url TEXT NOT NULL "
-    "UNIQUE, shown TEXT)"
-)
-_QUEUE_STATE = (
-    "CREATE TABLE IF NOT EXISTS queue_state (id INTEGER PRIMARY KEY CHECK (id = 0), "
-    "holes INTEGER NOT NULL, salt BLOB NOT NULL)"
-)
-# After deleting row o, with a = max(id) and b = min(id) of the rows left:
-# holes' = (a - b + 1) - ((max(a, o) - min(b, o) + 1) - holes - 1); 0 once empty.
-_HOLES_TRIGGER = """CREATE TRIGGER IF NOT EXISTS events_holes AFTER DELETE ON events BEGIN
+_DESTINATIONS = "CREATE TABLE IF NOT EXISTS destinations (id INTEGER PRIMARY KEY, url TEXT"
+_DESTINATIONS += " NOT NULL UNIQUE, shown TEXT)"
+_QUEUE_STATE = "CREATE TABLE IF NOT EXISTS queue_state (id INTEGER PRIMARY KEY CHECK"
+_QUEUE_STATE += " (id = 0), holes INTEGER NOT NULL, salt BLOB NOT NULL)"
+# After deleting row o, with a = max(id), b = min(id) of the rows left: holes' = (a - b +
+# 1) - ((max(a, o) - min(b, o) + 1) - holes - 1), 0 once empty; unchanged (skipped) when
+# o was the oldest with b = o + 1 (a drain) or the newest with a = o - 1.
+_HOLES_TRIGGER = """CREATE TRIGGER IF NOT EXISTS events_holes AFTER DELETE ON events
+WHEN NOT (ifnull((SELECT min(id) FROM events) = OLD.id + 1, 0)
+          OR ifnull((SELECT max(id) FROM events) = OLD.id - 1, 0)) BEGIN
     UPDATE queue_state SET holes = CASE WHEN (SELECT max(id) FROM events) IS NULL THEN 0 ELSE
         ((SELECT max(id) FROM events) - (SELECT min(id) FROM events) + 1)
         - ((max((SELECT max(id) FROM events), OLD.id)
