@@ -150,8 +150,13 @@ def hanging_collector() -> tuple[str, Any]:
 
 def isolated(driver: str, url: str, threads: int, events: int) -> dict[str, Any]:
     output = subprocess.run(
-        [sys.executable, __file__, "--one", driver, "--url", url]
-        + ["--threads", str(threads), "--events", str(events)],
+        [
+            *(sys.executable, __file__, "--one", driver, "--url", url),
+            "--threads",
+            str(threads),
+            "--events",
+            str(events),
+        ],
         capture_output=True,
         text=True,
         check=True,
