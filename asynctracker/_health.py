@@ -38,17 +38,20 @@ class DeliveryLog:
         self._clock = clock
         self._failing_since: float | None = None
         self._failed_attempts = 0
+        self._failed_sends = 0
         self._unlogged_attempts = 0
         self._last_warning = 0.0
         self._cause = ""
         # reason -> [events dropped since the last line, time of the last line]
         self._drops: dict[str, list[float]] = {}
 
-    def failed(self, cause: str, waiting: int) -> None:
-        """A send in which nothing was delivered and events were kept for retry."""
+    def failed(self, cause: str, waiting: int, sends: int) -> None:
+        """A send in which nothing was delivered: ``sends`` events failed (what
+        ``stats().failed`` adds up), kept for retry with the rest of ``waiting``."""
         now = self._clock()
         self._cause = cause
         self._failed_attempts += 1
+        self._failed_sends += sends
         if self._failing_since is None:
             self._failing_since = now
             self._last_warning = now
@@ -65,11 +68,13 @@ class DeliveryLog:
         if now - self._last_warning >= SUMMARY_INTERVAL:
             logger.warning(
                 "delivery to %s still failing: %d more failed attempt(s) in %.0f s "
-                "(%d since %.0f s ago; last cause: %s); %d event(s) waiting",
+                "(%d attempts, %d failed event sends, since %.0f s ago; last cause: %s); "
+                "%d event(s) waiting",
                 self._url,
                 self._unlogged_attempts,
                 now - self._last_warning,
                 self._failed_attempts,
+                self._failed_sends,
                 now - self._failing_since,
                 cause,
                 waiting,
@@ -83,14 +88,17 @@ class DeliveryLog:
         now = self._clock()
         if self._failing_since is not None:
             logger.info(
-                "delivery to %s recovered after %d failed attempt(s) over %.1f s (last cause: %s)",
+                "delivery to %s recovered after %d failed attempt(s) (%d failed event sends) "
+                "over %.1f s (last cause: %s)",
                 self._url,
                 self._failed_attempts,
+                self._failed_sends,
                 now - self._failing_since,
                 self._cause,
             )
             self._failing_since = None
             self._failed_attempts = 0
+            self._failed_sends = 0
         self._tick(now)
 
     def dropped(self, count: int, reason: str) -> None:

@@ -296,7 +296,7 @@ class SendLoop:
             self.delivery_log.delivered()
         elif result.release:
             cause = next((o.error for o in outcomes if o.error), "unknown error")
-            self.delivery_log.failed(cause, self.queued)
+            self.delivery_log.failed(cause, self.queued, result.failed)
         self.reporter.report(result.successes, result.failures)
         return result.delivered, result.retry_hint
 

@@ -85,7 +85,8 @@ class EmitterStats:
 
     ``queued`` is the number of events waiting in storage (as last known to this
     emitter); ``sent`` events were accepted by the collector; ``failed`` counts failed
-    send attempts per event; ``retried`` the failed ones kept for another try;
+    event sends (120 events failing in 5 attempts count 600; the log says both);
+    ``retried`` the failed ones kept for another try;
     ``dropped`` events discarded undelivered (non-retryable status, too large,
     unsendable, queue overflow, max_attempts, poison). Each dropped event is also logged
     and reported to the callback, with its reason.

@@ -108,3 +108,24 @@ async def test_the_library_installs_no_handler() -> None:
     emitter = at.Emitter("http://127.0.0.1:9", storage=at.MemoryStorage())
     await emitter.aclose()
     assert logging.getLogger("asynctracker").handlers == []
+
+
+def test_the_log_counts_failed_event_sends_as_stats_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """stats().failed counts failed event sends (120 events failing 5 times: 600); the
+    log's attempts come with that same figure, so the two never seem to disagree."""
+    now = [0.0]
+    log = _health.DeliveryLog("http://collector.test", clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="asynctracker"):
+        for _ in range(5):
+            log.failed("status 503", waiting=120, sends=120)
+            now[0] += 61
+        log.delivered()
+    summary = [r.getMessage() for r in caplog.records if "still failing" in r.getMessage()]
+    assert "5 attempts, 600 failed event sends" in summary[-1]
+    recovered = [r.getMessage() for r in caplog.records if "recovered" in r.getMessage()]
+    assert recovered == [
+        "delivery to http://collector.test recovered after 5 failed attempt(s) "
+        "(600 failed event sends) over 305.0 s (last cause: status 503)"
+    ]
