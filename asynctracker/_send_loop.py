@@ -26,7 +26,7 @@ from ._isolate import RowMemory
 from ._reports import Reporter
 from ._retry import RetryPolicy
 from ._sender import NOT_SENT, Sender
-from ._settle import CallbackResult, settle
+from ._settle import CallbackResult, EmitterStats, settle
 from ._threads import call_on_loop
 from .storage._rowstore import RowStore, Stored
 from .storage.base import EventRow
@@ -122,6 +122,10 @@ class SendLoop:
             outcomes, self._elsewhere = self._elsewhere, []
         for outcome in outcomes:
             self.stored(outcome)
+
+    def stats(self) -> EmitterStats:
+        """A snapshot of the counters (no I/O)."""
+        return EmitterStats(self.queued, self.sent, self.failed, self.retried, self.dropped)
 
     async def recount(self, *, opening: bool = False) -> int:
         """Count the stored events afresh (other processes send and store too); at

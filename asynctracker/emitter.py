@@ -306,8 +306,7 @@ class Emitter:
         done = self._store.insert((payload,), self._bound, self._send.stored)
         if not isinstance(done, Stored):
             done = await done
-        if done.refused_by == "raise":
-            raise self._queue_full()
+        self._check(done)
         if pacing.started is None:
             pacing.start_turn()
 
@@ -319,8 +318,7 @@ class Emitter:
         done = self._store.insert(payloads, self._bound, self._send.stored)
         if not isinstance(done, Stored):
             done = await done
-        if done.refused_by == "raise":
-            raise self._queue_full()
+        self._check(done)
 
     def add_blocking(self, payloads: Sequence[Mapping[str, str]]) -> None:
         """Store events, all or none, from a thread that runs no event loop, while the
@@ -343,16 +341,17 @@ class Emitter:
             done = store.insert_blocking(
                 payloads, self._bound, functools.partial(self._send.stored_elsewhere, loop)
             )
-            if done.refused_by == "raise":
-                raise self._queue_full()
+            self._check(done)
         else:
             asyncio.run_coroutine_threadsafe(self.add_many(payloads), loop).result()
 
-    def _queue_full(self) -> QueueFullError:
-        return QueueFullError(
-            f"the queue holds max_events={self.max_events} events (overflow='raise'); "
-            "the event was not stored"
-        )
+    def _check(self, done: Stored) -> None:
+        """Raise QueueFullError for events the bound refused under ``overflow="raise"``."""
+        if done.refused_by == "raise":
+            raise QueueFullError(
+                f"the queue holds max_events={self.max_events} events (overflow='raise'); "
+                "the event was not stored"
+            )
 
     async def adopt_events(self, destination: int) -> int:
         """Make the events waiting in this emitter's SQLite file for another destination
@@ -396,11 +395,4 @@ class Emitter:
 
     def stats(self) -> EmitterStats:
         """A snapshot of the emitter's counters (cheap: no I/O)."""
-        send = self._send
-        return EmitterStats(
-            queued=send.queued,
-            sent=send.sent,
-            failed=send.failed,
-            retried=send.retried,
-            dropped=send.dropped,
-        )
+        return self._send.stats()
