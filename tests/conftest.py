@@ -3,7 +3,8 @@ and an httpx client whose collector refuses everything."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,15 @@ import respx
 from iglu import IGLU_DIR, IGLU_FOUND, IGLU_MISSING_REASON, IGLU_REQUIRED
 
 from asynctracker.collector import Collector
+
+
+@pytest.fixture
+def cli_logging() -> Iterator[None]:
+    """main() configures the "asynctracker" logger for the process: put it back."""
+    logger = logging.getLogger("asynctracker")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture

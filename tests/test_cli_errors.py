@@ -6,8 +6,6 @@ read and a script can log, never a traceback or a page of usage.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -153,15 +151,6 @@ async def test_send_refuses_an_app_id_that_is_not_utf8(collector: Collector) -> 
     assert result.code == 2
     assert_one_line_error(result.err, "--app-id is not valid UTF-8 text")
     assert collector.requests == []
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """main() configures the "asynctracker" logger for the process: put it back."""
-    logger = logging.getLogger("asynctracker")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.mark.usefixtures("cli_logging")

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,15 +92,6 @@ async def test_every_error_line_of_a_failed_send_names_the_command() -> None:
         "dropped (HTTP 400 is not retried)",
         "asynctracker send: error: 1 bad line was skipped",
     ]
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """main() configures the "asynctracker" logger for the process: put it back."""
-    logger = logging.getLogger("asynctracker")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.mark.usefixtures("cli_logging")

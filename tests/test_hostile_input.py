@@ -349,14 +349,10 @@ async def test_bad_calls_leave_a_real_file_and_a_real_collector_with_only_good_e
 async def raw_request_to_aiohttp(app: Any, request: bytes) -> bytes:
     """Serve ``app`` on 127.0.0.1 and send it ``request`` as raw bytes (header bytes
     that are not UTF-8 cannot be sent through an HTTP client); return the answer."""
-    from aiohttp import web
+    from web_support import aiohttp_serving
 
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
+    async with aiohttp_serving(app) as url:
+        host, port = httpx.URL(url).host, httpx.URL(url).port
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(request)
         await writer.drain()
@@ -364,8 +360,6 @@ async def raw_request_to_aiohttp(app: Any, request: bytes) -> bytes:
         writer.close()
         await writer.wait_closed()
         return answer
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_user_agent_that_is_not_utf8_neither_breaks_the_request_nor_the_queue(

@@ -614,18 +614,7 @@ def test_two_tests_making_a_default_emitter_no_longer_see_each_others_events(
 
     # The same tests without the plugin share ./events.db: the second one sends the
     # event the first one left behind.
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:asynctracker",
-        "-W",
-        "error",
-        "-o",
-        "asyncio_mode=auto",
-        "-o",
-        "asyncio_default_fixture_loop_scope=function",
-    )
+    result = users_pytest(pytester, "-p", "no:asynctracker")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         ["*At index 0 diff: 'https://acme.test/first' != 'https://acme.test/second'"]
