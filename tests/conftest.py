@@ -3,13 +3,14 @@ and an httpx client whose collector refuses everything."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import respx
 from iglu import IGLU_DIR, IGLU_FOUND, IGLU_MISSING_REASON, IGLU_REQUIRED
+from sync_support import ThreadedCollector
 
 from asynctracker.collector import Collector
 
@@ -25,6 +26,15 @@ async def collector() -> AsyncIterator[Collector]:
     """A real Snowplow collector listening on 127.0.0.1 on a free port."""
     async with Collector() as running:
         yield running
+
+
+@pytest.fixture
+def threaded_collector() -> Iterator[ThreadedCollector]:
+    """A real collector on 127.0.0.1 served from a thread of its own, for plain threads
+    and subprocesses (the test itself runs no event loop)."""
+    running = ThreadedCollector()
+    yield running
+    running.close()
 
 
 @pytest.fixture
