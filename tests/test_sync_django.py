@@ -4,6 +4,7 @@ URLconf of the settings it configures; under gunicorn: tests/test_sync_framework
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 
 import django
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.test import Client, override_settings
+from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 from examples_support import DUID, sp_id_cookie
 from sync_support import ThreadedCollector
@@ -66,6 +68,16 @@ def buy(request: HttpRequest, sku: str) -> JsonResponse:
     return JsonResponse({"event_id": get_tracker().track_struct_event("shop", "buy", label=sku)})
 
 
+async def async_buy(request: HttpRequest, sku: str) -> JsonResponse:
+    refused = False
+    try:
+        get_tracker().track_struct_event("shop", "buy", label=sku)
+    except at.BlockingCallError:
+        refused = True  # it would have blocked the event loop serving every request
+    track = sync_to_async(get_tracker().track_struct_event)
+    return JsonResponse({"refused": refused, "event_id": await track("shop", "buy", label=sku)})
+
+
 def page(request: HttpRequest, name: str) -> HttpResponse:
     return HttpResponse(name)
 
@@ -78,6 +90,7 @@ urlpatterns = [
     path("subject", subject_view),
     path("peer", peer_view),
     path("buy/<str:sku>", buy),
+    path("async-buy/<str:sku>", async_buy),
     path("page/<str:name>", page),
     path("old", lambda request: HttpResponseRedirect("/page/new")),
     path("health", lambda request: HttpResponse("ok")),
@@ -221,3 +234,23 @@ def test_without_the_middleware_get_subject_builds_one_from_the_peer() -> None:
     with tracking(collector="http://127.0.0.1:9"), override_settings(MIDDLEWARE=[]):
         answer = Client().get("/peer", HTTP_X_FORWARDED_FOR="198.51.100.7").json()
     assert answer == {"fields": {"ip": "127.0.0.1"}, "bound": False}
+
+
+async def test_under_asgi_views_see_the_requests_subject_and_async_ones_move_calls_off_the_loop(
+    threaded_collector: ThreadedCollector, shop: dict[str, Any]
+) -> None:
+    with tracking(**shop, track_page_views=True):
+        client, agent = AsyncClient(), {"User-Agent": "asgi-agent"}
+        fields = (await client.get("/subject", headers=agent)).json()
+        bought = (await client.post("/buy/mug", headers=agent)).json()["event_id"]
+        from_async = (await client.post("/async-buy/cup", headers=agent)).json()
+        await asyncio.to_thread(get_tracker().flush, 10)
+    assert fields["ua"] == "asgi-agent"
+    assert from_async["refused"] is True
+    events = {
+        e.payload.get("se_la", e.payload["e"]): e.payload
+        for e in threaded_collector.collector.events
+    }
+    assert sorted(events) == ["cup", "mug", "pv"]
+    assert (events["mug"]["eid"], events["cup"]["eid"]) == (bought, from_async["event_id"])
+    assert {payload["ua"] for payload in events.values()} == {"asgi-agent"}

@@ -39,6 +39,7 @@ Only Django is imported, and only when this module is.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,7 +50,7 @@ from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
 from .._request_scope import bind_subject
-from ..exceptions import ConfigurationError
+from ..exceptions import BlockingCallError, ConfigurationError
 from ..subject import Subject
 from ..sync import Emitter, Tracker
 from . import PageViewFilter, parse_trusted_proxies
@@ -135,13 +136,18 @@ def get_tracker() -> Tracker:
 
 def _settings_changed(*, setting: str, **kwargs: object) -> None:
     """``override_settings(ASYNCTRACKER=...)`` in tests: close the tracker made from the
-    old settings (flushing within its close_timeout); the next use makes a new one."""
+    old settings (flushing within its close_timeout); the next use makes a new one.
+    Changed from async code (an async test), the close runs on a thread of its own."""
     global _tracker
     if setting != SETTING:
         return
     old, _tracker = _tracker, LazyTracker(tracker_from_settings, f"settings.{SETTING}")
-    if old.made is not None:
+    if old.made is None:
+        return
+    try:
         old.made.close()
+    except BlockingCallError:
+        threading.Thread(target=old.made.close, name="asynctracker-close").start()
 
 
 setting_changed.connect(_settings_changed, dispatch_uid="asynctracker.integrations.django")
