@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 from iglu import IGLU_DIR, IGLU_FOUND, IGLU_MISSING_REASON, IGLU_REQUIRED
+from sync_support import ThreadedCollector
 
 from asynctracker.collector import Collector
 
@@ -35,6 +36,15 @@ async def collector() -> AsyncIterator[Collector]:
     """A real Snowplow collector listening on 127.0.0.1 on a free port."""
     async with Collector() as running:
         yield running
+
+
+@pytest.fixture
+def threaded_collector() -> Iterator[ThreadedCollector]:
+    """A real collector on 127.0.0.1 served from a thread of its own, for plain threads
+    and subprocesses (the test itself runs no event loop)."""
+    running = ThreadedCollector()
+    yield running
+    running.close()
 
 
 @pytest.fixture

@@ -8,71 +8,22 @@ never-closed programs run in subprocesses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sync_support import ThreadedCollector, stored
 
 import asynctracker as at
 from asynctracker import sync
-from asynctracker.collector import Collector, Reply
+from asynctracker.collector import Reply
 from asynctracker.events import PageView, StructuredEvent
 
 DOWN = "http://127.0.0.1:9"
-
-
-class ThreadedCollector:
-    """A Collector running on an event loop in a thread of its own."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.collector = self._call(self._start())
-
-    async def _start(self) -> Collector:
-        collector = Collector()
-        await collector.__aenter__()
-        return collector
-
-    def _call(self, coroutine: object) -> Collector:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)  # type: ignore[arg-type]
-
-    @property
-    def url(self) -> str:
-        return self.collector.url
-
-    def actions(self) -> list[str]:
-        return sorted(
-            event.payload.get("se_ac", event.payload["e"]) for event in self.collector.events
-        )
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(
-            self.collector.__aexit__(None, None, None), self.loop
-        ).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
-@pytest.fixture
-def threaded_collector() -> Iterator[ThreadedCollector]:
-    running = ThreadedCollector()
-    yield running
-    running.close()
-
-
-def stored(path: Path) -> int:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
 
 def test_each_call_returns_the_event_id_once_the_event_is_committed(
@@ -120,6 +71,7 @@ def test_errors_raise_in_the_calling_thread_and_store_nothing(db_path: Path) -> 
     unwritable = sync.Tracker(sync.Emitter(DOWN, db_name=db_path.parent / "missing" / "x.db"))
     with pytest.raises(at.StorageError):
         unwritable.track_struct_event("c", "a")
+    unwritable.close()
 
 
 async def test_a_call_from_a_running_event_loop_raises_at_once(db_path: Path) -> None:

@@ -1,11 +1,14 @@
 """Web framework integrations: open the tracker with the app, attribute events to requests.
 
 The framework modules are opt-in and import their framework only when imported
-themselves, so ``import asynctracker`` never needs Starlette or aiohttp:
+themselves, so ``import asynctracker`` never needs any of those frameworks:
 
 - :mod:`asynctracker.integrations.fastapi`: FastAPI and Starlette (the ``fastapi`` extra,
   or ``starlette`` for Starlette alone).
 - :mod:`asynctracker.integrations.aiohttp`: aiohttp.web (the ``aiohttp`` extra).
+- :mod:`asynctracker.integrations.flask`, :mod:`~asynctracker.integrations.django` and
+  :mod:`~asynctracker.integrations.celery`: synchronous code, with
+  :mod:`asynctracker.sync` (the ``flask``, ``django`` and ``celery`` extras).
 
 See the README's "Installation" for installing with an extra.
 
