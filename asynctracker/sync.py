@@ -33,6 +33,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import tracker as _async_tracker
 from ._home import home, refuse_on_a_loop
+from ._lifecycle import State
 from ._settle import EmitterStats
 from .emitter import Emitter as _AsyncEmitter
 from .exceptions import BlockingCallError, ClosedError, ConfigurationError
@@ -98,7 +99,7 @@ class _ThreadEmitter(_AsyncEmitter):
     async def closing(self, timeout: float | None = None) -> None:
         """On the home loop: flush (for ``timeout``, default ``close_timeout``), close."""
         try:
-            if not self.closed:
+            if self._life.state is State.OPEN:  # never opens (or reopens) to close
                 await self.flush(self.close_timeout if timeout is None else timeout)
         finally:
             await self.aclose()

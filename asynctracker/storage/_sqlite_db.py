@@ -168,8 +168,14 @@ class Database:
     # -- from the event loop ---------------------------------------------------------
 
     async def open(self) -> None:
-        """Open on the worker thread (idempotent; concurrent callers queue behind)."""
-        await self.worker.call(self._open)
+        """Open on the worker thread (idempotent; concurrent callers queue behind); a
+        failed open ends the thread, so nothing outlives it (the next open starts one)."""
+        try:
+            await self.worker.call(self._open)
+        except BaseException:
+            if self._conn is None:
+                self.worker.stop()
+            raise
 
     async def close(self) -> None:
         """Close the connection after the work queued before it, and end the thread."""

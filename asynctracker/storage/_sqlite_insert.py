@@ -25,7 +25,7 @@ from .._threads import call_on_loop
 from ._forksafe import ForkSafeConnection, is_busy
 from ._rowstore import ONE, Bound, Listener, Stored, apply_bound
 from ._sqlite_db import WAL_SIZE_LIMIT, Database, chunks, transaction
-from ._sqlite_schema import COUNT
+from ._sqlite_schema import COUNT, EVICTABLE
 
 __all__ = ["Inserts"]
 
@@ -42,7 +42,6 @@ _CHECKPOINT_EVERY = 2000
 _CROWDED_TURNS = 8
 _FULL = "asynctracker: queue full"
 _ROWS_PER_STATEMENT = 499  # two parameters a row, under SQLite's 999
-_EVICTABLE = "SELECT id FROM events WHERE owner IS NULL AND (dest IS NULL OR dest = ?) ORDER BY id"
 
 
 @dataclass(slots=True)
@@ -71,12 +70,12 @@ def _store_group(conn: ForkSafeConnection, entries: list[_Entry]) -> list[Stored
         ):
             need = count + rows - bound.max_events
             (evictable,) = conn.execute(
-                f"SELECT count(*) FROM ({_EVICTABLE} LIMIT ?)", (entry.dest, need)
+                f"SELECT count(*) FROM ({EVICTABLE} LIMIT ?)", (entry.dest, need)
             ).fetchone()
         outcome = apply_bound(count, rows, bound, evictable)
         if outcome.evicted:
             conn.execute(
-                f"DELETE FROM events WHERE id IN ({_EVICTABLE} LIMIT ?)",
+                f"DELETE FROM events WHERE id IN ({EVICTABLE} LIMIT ?)",
                 (entry.dest, outcome.evicted),
             )
         if outcome.stored:

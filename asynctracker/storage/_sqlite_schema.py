@@ -28,6 +28,8 @@ COUNT = (
     "SELECT ifnull((SELECT max(id) FROM main.events) - (SELECT min(id) FROM main.events) + 1, 0)"
     " - (SELECT holes FROM main.queue_state)"
 )
+#: A destination's rows ``drop_oldest`` may drop, oldest first (none being sent).
+EVICTABLE = "SELECT id FROM events WHERE owner IS NULL AND (dest IS NULL OR dest = ?) ORDER BY id"
 
 _EVENTS = (
     "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, event TEXT NOT NULL, "

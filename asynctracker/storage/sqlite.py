@@ -26,6 +26,7 @@ from ._rowstore import Bound, Listener, RowStore, Stored, ignore
 from ._sqlite_claims import Claims, event_rows
 from ._sqlite_db import MAX_PARAMS, Database, chunks, placeholders, transaction
 from ._sqlite_insert import Inserts
+from ._sqlite_schema import EVICTABLE
 from .base import EventRow
 
 __all__ = ["SQLiteStorage", "WaitingEvents"]
@@ -207,15 +208,8 @@ class SQLiteStorage(RowStore, builtin=True):
 
     async def delete_oldest_event_rows(self, count: int) -> int:
         """Delete up to ``count`` of the oldest unclaimed rows of this destination."""
-        return await self._deleted(
-            [
-                (
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE owner IS "
-                    "NULL AND (dest IS NULL OR dest = ?) ORDER BY id LIMIT ?)",
-                    (self._dest, max(count, 0)),
-                )
-            ]
-        )
+        oldest = f"DELETE FROM events WHERE id IN ({EVICTABLE} LIMIT ?)"
+        return await self._deleted([(oldest, (self._dest, max(count, 0)))])
 
     async def get_all_event_rows(self) -> list[EventRow]:
         """Every stored event, oldest first."""
