@@ -157,6 +157,7 @@ class Emitter:
                 endpoints.shown, hint=proxy_hint(endpoints.post) if http_client is None else ""
             ),
         )
+        self._stored = self._send.stored  # the insert listener, made once
         # The owned client gets the whole-request deadline and follows redirects; a
         # user's client keeps its own timeouts and redirect settings (a 3xx it returns
         # is a retryable failure).
@@ -303,10 +304,11 @@ class Emitter:
         started = pacing.started
         if started is not None and time.perf_counter() - started > pacing.budget:
             await pacing.take_turn(started)
-        done = self._store.insert((payload,), self._bound, self._send.stored)
+        done = self._store.insert((payload,), self._bound, self._stored)
         if not isinstance(done, Stored):
             done = await done
-        self._check(done)
+        if done.refused_by is not None:
+            self._check(done)
         if pacing.started is None:
             pacing.start_turn()
 
@@ -315,7 +317,7 @@ class Emitter:
         await self._ensure_open()
         if not payloads:
             return
-        done = self._store.insert(payloads, self._bound, self._send.stored)
+        done = self._store.insert(payloads, self._bound, self._stored)
         if not isinstance(done, Stored):
             done = await done
         self._check(done)

@@ -97,7 +97,7 @@ class Claims:
         If that fails, they stay claimed, never sent again (they were delivered or
         dropped): the next claim deletes them first."""
         try:
-            deleted = await self._db.changed(self._owned("DELETE FROM events", ids))
+            deleted = await self._db.delete(self._owned("DELETE FROM events", ids))
         except StorageError:
             self._undeleted.update(ids)
             raise

@@ -9,6 +9,7 @@ each name its own WAL and lock index and corrupts the database: both are refused
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import sqlite3
@@ -195,12 +196,17 @@ class Database:
         return await self.run(lambda conn: conn.rows(sql, params))
 
     async def changed(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
-        """Statements in one transaction; how many rows they changed themselves, in
-        all (what triggers changed is not counted)."""
+        """UPDATE statements in one transaction; how many rows they changed, in all."""
 
         def body(conn: ForkSafeConnection) -> int:
             return sum(max(conn.execute(sql, params).rowcount, 0) for sql, params in statements)
 
+        return await self.run(lambda conn: transaction(conn, body)) if statements else 0
+
+    async def delete(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
+        """DELETE statements in one transaction, the row count kept right (every
+        delete goes through ``_sqlite_schema.delete``); how many rows they deleted."""
+        body = functools.partial(_sqlite_schema.delete, statements=statements)
         return await self.run(lambda conn: transaction(conn, body)) if statements else 0
 
     def lost(self) -> bool:

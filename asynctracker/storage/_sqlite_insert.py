@@ -1,10 +1,11 @@
 """Where a SQLiteStorage insert is committed: the one decision (docs/design.md's table).
 
 One event from a caller alone is committed **inline** on its own thread by an INSERT
-that never waits (``busy_timeout=0``, no automatic checkpoint, a temporary trigger
-refusing it at the bound, a watchdog for a slow disk); anything else joins the **group
-commit**: the worker writes every entry queued by the time it is free in one
-transaction, each caller's bound applied in order. A caller that gave up before then is
+that never waits (``busy_timeout=0``, no automatic checkpoint, the bound checked in the
+same statement, a watchdog for a slow disk); anything else joins a **group commit**,
+one transaction with each caller's bound applied in order: gathered for a few turns on
+the callers' event loop and committed there when small (up to 64 rows, never waiting
+either), else on the worker. A caller that gave up before its group was taken is
 skipped; one cancelled later is stored and counted all the same.
 """
 
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from .._threads import call_on_loop
 from ._forksafe import ForkSafeConnection, is_busy
 from ._rowstore import ONE, Bound, Listener, Stored, apply_bound
 from ._sqlite_db import WAL_SIZE_LIMIT, Database, chunks, transaction
-from ._sqlite_schema import COUNT, EVICTABLE
+from ._sqlite_schema import COUNT, EVICTABLE, delete
 
 __all__ = ["Inserts"]
 
@@ -40,7 +42,11 @@ _AVERAGE_WEIGHT = 0.01
 _PAUSE = 2.0
 _CHECKPOINT_EVERY = 2000
 _CROWDED_TURNS = 8
-_FULL = "asynctracker: queue full"
+_GATHER_TURNS = 3  # loop turns a group waits, at most, for callers about to insert
+_GROUP_ROWS = 64  # a group this small is committed on its callers' loop
+_FULL = "full"
+_INSERT_ONE = "INSERT INTO events(event, dest) VALUES (?, ?)"
+_INSERT_BELOW = f"INSERT INTO events(event, dest) SELECT ?, ? WHERE ({COUNT}) < ?"
 _ROWS_PER_STATEMENT = 499  # two parameters a row, under SQLite's 999
 
 
@@ -53,6 +59,26 @@ class _Entry:
     bound: Bound | None
     listener: Listener
     reply: asyncio.Future[Stored] | concurrent.futures.Future[Stored]
+
+
+def _store_at_once(conn: ForkSafeConnection, entries: list[_Entry]) -> list[Stored] | None:
+    """Every entry's rows in ONE statement when they share a destination and bound and
+    all fit under it, which holds the write lock for one step, never across a hand-over
+    of the GIL to another thread; else None, and nothing stored (``_store_group``'s turn)."""
+    first = entries[0]
+    if any(entry.dest != first.dest or entry.bound != first.bound for entry in entries):
+        return None
+    values = [value for entry in entries for raw in entry.raws for value in (raw, entry.dest)]
+    rows = len(values) // 2
+    if rows > _ROWS_PER_STATEMENT:
+        return None
+    sql = "INSERT INTO events(event, dest) SELECT column1, column2 FROM (VALUES "
+    sql += ",".join(["(?, ?)"] * rows) + ")"
+    if first.bound is not None:
+        sql += f" WHERE ({COUNT}) + {rows} <= {int(first.bound.max_events)}"
+    if conn.execute(sql, values).rowcount != rows:
+        return None
+    return [Stored(len(entry.raws)) for entry in entries]
 
 
 def _store_group(conn: ForkSafeConnection, entries: list[_Entry]) -> list[Stored]:
@@ -74,10 +100,8 @@ def _store_group(conn: ForkSafeConnection, entries: list[_Entry]) -> list[Stored
             ).fetchone()
         outcome = apply_bound(count, rows, bound, evictable)
         if outcome.evicted:
-            conn.execute(
-                f"DELETE FROM events WHERE id IN ({EVICTABLE} LIMIT ?)",
-                (entry.dest, outcome.evicted),
-            )
+            oldest = f"DELETE FROM events WHERE id IN ({EVICTABLE} LIMIT ?)"
+            delete(conn, [(oldest, (entry.dest, outcome.evicted))])
         if outcome.stored:
             values += [value for raw in entry.raws for value in (raw, entry.dest)]
         count += outcome.stored - outcome.evicted
@@ -88,13 +112,29 @@ def _store_group(conn: ForkSafeConnection, entries: list[_Entry]) -> list[Stored
     return outcomes
 
 
+def _store(conn: ForkSafeConnection, entries: list[_Entry]) -> list[Stored]:
+    """On the worker: at once if it can be, else in a transaction."""
+    with conn.in_gate():
+        done = _store_at_once(conn, entries)
+    return done if done is not None else transaction(conn, lambda c: _store_group(c, entries))
+
+
 def _settle(settled: list[tuple[_Entry, Stored | BaseException]]) -> None:
     """Count, then wake each caller that still waits (on the callers' loop, or on the
-    worker for a blocked thread, whose listener is thread-safe)."""
+    worker for a blocked thread, whose listener is thread-safe). Plain stores are told
+    to each listener once, summed."""
+    plain: dict[Listener, int] = {}
+    for entry, outcome in settled:
+        if isinstance(outcome, BaseException):
+            continue
+        if outcome.evicted or outcome.refused:
+            entry.listener(outcome)
+        else:
+            plain[entry.listener] = plain.get(entry.listener, 0) + outcome.stored
+    for listener, stored in plain.items():
+        listener(Stored(stored))
     for entry, outcome in settled:
         reply = entry.reply
-        if not isinstance(outcome, BaseException):
-            entry.listener(outcome)
         if not reply.done():
             if isinstance(outcome, BaseException):
                 reply.set_exception(outcome)
@@ -102,8 +142,12 @@ def _settle(settled: list[tuple[_Entry, Stored | BaseException]]) -> None:
                 reply.set_result(outcome)
 
 
-def _answer(entries: list[_Entry], outcomes: list[Stored] | BaseException) -> None:
-    """On the worker: each entry's outcome, one wake-up per event loop."""
+def _answer(
+    entries: list[_Entry],
+    outcomes: list[Stored] | BaseException,
+    here: asyncio.AbstractEventLoop | None = None,
+) -> None:
+    """Each entry's outcome, one wake-up per event loop (``here``: this thread's)."""
     by_loop: dict[asyncio.AbstractEventLoop | None, list[tuple[_Entry, Stored | BaseException]]]
     by_loop = {}
     for index, entry in enumerate(entries):
@@ -111,7 +155,7 @@ def _answer(entries: list[_Entry], outcomes: list[Stored] | BaseException) -> No
         loop = entry.reply.get_loop() if isinstance(entry.reply, asyncio.Future) else None
         by_loop.setdefault(loop, []).append((entry, outcome))
     for loop, settled in by_loop.items():
-        if loop is None:
+        if loop is None or loop is here:
             _settle(settled)
         else:
             call_on_loop(loop, _settle, settled)
@@ -132,7 +176,6 @@ class _Inline:
         except BaseException:
             self.conn.close()
             raise
-        self._bound: int | None = -1
         self._average = 0.0
         self._paused_until = 0.0
         self.since_checkpoint = 0
@@ -157,27 +200,38 @@ class _Inline:
         self._turn_task = None
         self._crowded = max(self._crowded - 1, 0)
 
-    def insert(self, raw: str, dest: int | None, bound: Bound | None) -> bool | str | None:
-        """Commit one row now: True, or ``_FULL`` (the queue is full), or None (in use,
-        or locked), or False (any other error: logged, the worker then reports it)."""
+    def insert(self, raw: str, dest: int | None, bound: Bound | None) -> object:
+        """Commit one row now, unless the queue is full: True, or ``_FULL``, or None (in
+        use, or locked), or False (any other error: logged, the worker then reports it)."""
+        sql, params = (
+            (_INSERT_ONE, (raw, dest))
+            if bound is None
+            else (_INSERT_BELOW, (raw, dest, bound.max_events))
+        )
+        return self._run(lambda conn: conn.execute(sql, params).rowcount == 1 or _FULL, 1)
+
+    def group(self, entries: list[_Entry], rows: int) -> list[Stored] | None:
+        """Commit a small group now, in one statement: the outcomes, or None (paused,
+        in use, locked, over the bound, failed: the worker's turn)."""
+        if time.perf_counter() < self._paused_until:
+            return None
+
+        done = self._run(lambda conn: _store_at_once(conn, entries), rows)
+        return done if isinstance(done, list) else None
+
+    def _run(self, work: Callable[[ForkSafeConnection], object], rows: int) -> object:
+        """``work(conn)`` now, under the watchdog: its result, or None (in use, or
+        locked) or False (any other error: logged, inline writes pause)."""
         gate = self.conn.in_gate()
         if not gate.acquire(blocking=False):
             return None
         try:
-            limit = None if bound is None else bound.max_events
-            if limit != self._bound:  # the trigger that refuses a row at the bound
-                self.conn.execute("DROP TRIGGER IF EXISTS temp.asynctracker_bound")
-                if limit is not None:
-                    self.conn.execute(
-                        "CREATE TEMP TRIGGER asynctracker_bound BEFORE INSERT ON main.events "
-                        f"WHEN ({COUNT}) >= {int(limit)} BEGIN SELECT RAISE(ABORT, '{_FULL}'); END"
-                    )
-                self._bound = limit
             started = time.perf_counter()
-            self.conn.execute("INSERT INTO events(event, dest) VALUES (?, ?)", (raw, dest))
+            done = work(self.conn)
         except sqlite3.Error as exc:
-            if str(exc) == _FULL:
-                return _FULL
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
             if is_busy(exc):
                 return None
             logger.warning("inline SQLite insert failed, using the thread: %s", exc)
@@ -195,8 +249,8 @@ class _Inline:
             )
             self._paused_until = started + took + _PAUSE
             self._average = 0.0
-        self.since_checkpoint += 1
-        return True
+        self.since_checkpoint += rows
+        return done
 
 
 class Inserts:
@@ -213,6 +267,8 @@ class Inserts:
         self._lock = threading.Lock()
         self._pending: list[_Entry] = []
         self._scheduled = False
+        self._turn = 0  # which write of the pending entries is the current one
+        self._gathering: asyncio.AbstractEventLoop | None = None
         self._checkpointing = False
 
     def opened(self) -> None:
@@ -224,7 +280,9 @@ class Inserts:
                 logger.warning("SQLite inserts will run on a thread only: %s", exc)
 
     def close(self) -> None:
-        """On the worker: close the inline connection (pending entries were written)."""
+        """On the worker: write what is pending, close the inline connection."""
+        if self._pending:
+            self._write_pending()
         inline, self._inline = self._inline, None
         if inline is not None:
             inline.conn.close()
@@ -240,18 +298,21 @@ class Inserts:
         """Store ``payloads`` for ``dest``. From the event loop ``loop``: a Stored when
         done inline, else a future. From a plain thread (``loop`` None, the sync API):
         blocks until committed; ``listener`` must then be thread-safe."""
-        raws = [encode_event(payload) for payload in payloads]
-        if len(raws) == 1:
-            done = self._try_inline(raws[0], dest, bound, loop)
-            if done is not None:
-                listener(done)
-                return done
+        if len(payloads) == 1:
+            raws = [encode_event(payloads[0])]
+            if not self._scheduled and not self._checkpointing:
+                done = self._try_inline(raws[0], dest, bound, loop)
+                if done is not None:
+                    listener(done)
+                    return done
+        else:
+            raws = [encode_event(payload) for payload in payloads]
         if loop is not None:
             future: asyncio.Future[Stored] = loop.create_future()
-            self._queue(_Entry(raws, dest, bound, listener, future))
+            self._queue(_Entry(raws, dest, bound, listener, future), loop)
             return future
         reply: concurrent.futures.Future[Stored] = concurrent.futures.Future()
-        self._queue(_Entry(raws, dest, bound, listener, reply))
+        self._queue(_Entry(raws, dest, bound, listener, reply), None)
         return reply.result()
 
     def _try_inline(
@@ -262,7 +323,7 @@ class Inserts:
         loop: asyncio.AbstractEventLoop | None,
     ) -> Stored | None:
         inline = self._inline
-        if inline is None or self._checkpointing or self._scheduled or not inline.alone(loop):
+        if inline is None or not inline.alone(loop):
             return None
         done = inline.insert(raw, dest, bound)
         if done is True:
@@ -275,26 +336,65 @@ class Inserts:
             return Stored(0, refused=1, refused_by=bound.overflow)
         return None  # locked, failed, or room to make: the worker's turn
 
-    def _queue(self, entry: _Entry) -> None:
+    def _queue(self, entry: _Entry, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Join the next group: gathered on the caller's loop when there is an inline
+        connection (and no gathering loop stopped meanwhile), else by the worker."""
         with self._lock:
             self._pending.append(entry)
-            if self._scheduled:
+            gathering = self._gathering
+            if self._scheduled and (gathering is None or gathering.is_running()):
                 return
+            self._scheduled = True
+            self._turn += 1
+            turn = self._turn
+            self._gathering = loop if loop is not None and self._inline is not None else None
+        if self._gathering is not None and loop is not None:
+            loop.call_soon(self._gather, loop, turn, 0, 1)
+        else:
+            self._db.worker.submit(self._write_pending)
+
+    def _take(self, turn: int | None) -> list[_Entry] | None:
+        """The pending entries, for write ``turn`` (None: the worker's, always current);
+        None when another write has taken over."""
+        with self._lock:
+            if turn is not None and turn != self._turn:
+                return None
+            entries, self._pending = self._pending, []
+            self._scheduled = False
+            self._gathering = None
+        return [entry for entry in entries if not entry.reply.cancelled()]
+
+    def _gather(self, loop: asyncio.AbstractEventLoop, turn: int, turns: int, seen: int) -> None:
+        """On the callers' loop: wait while callers keep joining (a few turns), then
+        commit a small group here, inline; a larger one, or one that finds the file
+        locked, goes to the worker, ahead of anything queued since."""
+        waiting = len(self._pending)
+        if waiting != seen and turns < _GATHER_TURNS:
+            loop.call_soon(self._gather, loop, turn, turns + 1, waiting)
+            return
+        entries = self._take(turn)
+        if not entries:
+            return
+        rows = sum(len(entry.raws) for entry in entries)
+        inline = self._inline
+        outcomes = None
+        if inline is not None and not self._checkpointing and rows <= _GROUP_ROWS:
+            outcomes = inline.group(entries, rows)
+        if outcomes is not None:
+            _answer(entries, outcomes, loop)
+            return
+        with self._lock:
+            self._pending[:0] = entries
             self._scheduled = True
         self._db.worker.submit(self._write_pending)
 
     def _write_pending(self) -> None:
         """On the worker: every entry queued so far, in one transaction."""
-        with self._lock:
-            entries, self._pending = self._pending, []
-            self._scheduled = False
-        entries = [entry for entry in entries if not entry.reply.cancelled()]
+        entries = self._take(None)
         if entries:
             outcomes: list[Stored] | BaseException
             try:
-                outcomes = self._db.attempt(
-                    lambda conn: transaction(conn, lambda c: _store_group(c, entries))
-                )
+                outcomes = self._db.attempt(lambda conn: _store(conn, entries))
             except BaseException as exc:  # every caller of the group gets it
                 outcomes = exc
             _answer(entries, outcomes)

@@ -7,18 +7,22 @@ refused, an older one brought up to date once, in one transaction), and why.
 * ``destinations``: ``url`` is ``key:`` and a keyed hash of the identity (earlier
   versions: the URL without credentials); ``shown``, for messages.
 * ``queue_state``: ``holes`` makes the row count a constant-time read in any
-  transaction, ``max(id) - min(id) + 1 - holes``: an insert leaves it alone, a trigger
-  keeps it right on every delete, whoever deletes. ``salt`` keys the hashes.
+  transaction, ``max(id) - min(id) + 1 - holes``: an insert leaves it alone, and every
+  delete of this version sets it in its transaction (:func:`delete`). A delete by other
+  code (an earlier version, a sqlite3 shell) leaves it short only when it makes a hole
+  (not the oldest or newest rows): the count then reads high, never low, until the
+  queue is next empty. ``salt`` keys the hashes.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 
 from ..exceptions import StorageError
 
-__all__ = ["COUNT", "VERSION", "migrate"]
+__all__ = ["COUNT", "EVICTABLE", "VERSION", "delete", "migrate"]
 
 #: The layout this version writes. 0: a file of an earlier version (or a new file).
 VERSION = 1
@@ -40,18 +44,10 @@ _DESTINATIONS = "CREATE TABLE IF NOT EXISTS destinations (id INTEGER PRIMARY KEY
 _DESTINATIONS += " NOT NULL UNIQUE, shown TEXT)"
 _QUEUE_STATE = "CREATE TABLE IF NOT EXISTS queue_state (id INTEGER PRIMARY KEY CHECK"
 _QUEUE_STATE += " (id = 0), holes INTEGER NOT NULL, salt BLOB NOT NULL)"
-# After deleting row o, with a = max(id), b = min(id) of the rows left: holes' = (a - b +
-# 1) - ((max(a, o) - min(b, o) + 1) - holes - 1), 0 once empty; unchanged (skipped) when
-# o was the oldest with b = o + 1 (a drain) or the newest with a = o - 1.
-_HOLES_TRIGGER = """CREATE TRIGGER IF NOT EXISTS events_holes AFTER DELETE ON events
-WHEN NOT (ifnull((SELECT min(id) FROM events) = OLD.id + 1, 0)
-          OR ifnull((SELECT max(id) FROM events) = OLD.id - 1, 0)) BEGIN
-    UPDATE queue_state SET holes = CASE WHEN (SELECT max(id) FROM events) IS NULL THEN 0 ELSE
-        ((SELECT max(id) FROM events) - (SELECT min(id) FROM events) + 1)
-        - ((max((SELECT max(id) FROM events), OLD.id)
-            - min((SELECT min(id) FROM events), OLD.id) + 1) - holes - 1)
-    END;
-END"""
+# The rows left after a delete are the rows counted before less those it deleted; holes
+# follow from that and the new min and max ids, 0 once none is left.
+_HOLES_AFTER = "UPDATE queue_state SET holes = ifnull((SELECT max(id) FROM events)"
+_HOLES_AFTER += " - (SELECT min(id) FROM events) + 1 - ?, 0)"
 _COLUMNS = "id, event, owner, claimed_until, dest"
 
 
@@ -97,5 +93,16 @@ def migrate(conn: sqlite3.Connection) -> None:
         "UPDATE queue_state SET holes = ifnull((SELECT max(id) - min(id) + 1 FROM events), 0)"
         " - (SELECT count(*) FROM events)"
     )
-    conn.execute(_HOLES_TRIGGER)
+    conn.execute("DROP TRIGGER IF EXISTS events_holes")  # a development build's
     conn.execute(f"PRAGMA user_version = {VERSION}")
+
+
+def delete(conn: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[object]]]) -> int:
+    """Run DELETE ``statements`` in the caller's transaction and set ``holes`` for the
+    rows left (one statement for all the rows, where a trigger ran once per row);
+    return how many rows they deleted."""
+    (before,) = conn.execute(COUNT).fetchone()
+    deleted = sum(max(conn.execute(sql, params).rowcount, 0) for sql, params in statements)
+    if deleted:
+        conn.execute(_HOLES_AFTER, (before - deleted,))
+    return deleted

@@ -189,7 +189,7 @@ class SQLiteStorage(RowStore, builtin=True):
 
     async def _deleted(self, statements: list[tuple[str, Sequence[object]]]) -> int:
         await self.open()
-        deleted = await self._db.changed(statements)
+        deleted = await self._db.delete(statements)
         self._claims.deleted(deleted)
         return deleted
 
