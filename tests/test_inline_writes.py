@@ -1,5 +1,6 @@
 """SQLiteStorage commits a lone caller's insert on the caller's thread, and never waits
-there; concurrent callers share a group commit on the storage's thread.
+there; concurrent callers share a group commit, on their loop (one statement) when it is
+small, else on the storage's thread.
 
 Real SQLite files; a second ``sqlite3`` connection (or process) plays the other writer.
 """
@@ -72,7 +73,7 @@ async def test_inserts_run_on_the_thread_when_inline_is_off_or_every_commit_fsyn
         assert stored_actions(path) == ["a-0", "a-1", "a-2"]
 
 
-async def test_a_second_caller_in_the_same_turn_shares_the_threads_group_commit(
+async def test_a_second_caller_in_the_same_turn_waits_for_the_group_commit(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "two.db"
@@ -83,7 +84,7 @@ async def test_a_second_caller_in_the_same_turn_shares_the_threads_group_commit(
         second = asyncio.ensure_future(storage.add_event_row(payload(2)))
         await asyncio.sleep(0)
         assert first.done()  # inline
-        assert not second.done()  # another task, same turn: the thread
+        assert not second.done()  # another task, same turn: the group commit
         assert await second is True
         assert sorted(stored_actions(path)) == ["a-0", "a-1", "a-2"]
 
@@ -185,9 +186,7 @@ class Traced:
         self.inline_rows += self._inline().total_changes
 
 
-async def test_concurrent_callers_share_a_group_commit_on_the_storages_thread(
-    tmp_path: Path,
-) -> None:
+async def test_a_large_group_commit_runs_on_the_storages_thread(tmp_path: Path) -> None:
     path = tmp_path / "group.db"
     async with at.SQLiteStorage(path) as storage:
         await storage.add_event_row(payload(0))
@@ -199,6 +198,44 @@ async def test_concurrent_callers_share_a_group_commit_on_the_storages_thread(
         assert traced.thread_rows + traced.inline_rows == 100
         assert len(traced.on_thread) <= 10
         assert sorted(stored_actions(path)) == sorted(f"a-{n}" for n in range(101))
+
+
+async def test_a_small_group_commit_is_one_statement_on_its_callers_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "small.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))
+        async with Traced(storage) as traced:
+            await asyncio.gather(*(storage.add_event_row(payload(n)) for n in range(1, 41)))
+        assert (traced.inline_rows, traced.thread_rows) == (40, 0)
+        assert sorted(stored_actions(path)) == sorted(f"a-{n}" for n in range(41))
+
+
+def test_a_group_left_on_a_stopped_loop_does_not_hold_up_later_inserts(tmp_path: Path) -> None:
+    """A loop that stops before its group commit ran (its callers gone with it): the
+    next insert, from another loop, takes that group over instead of waiting for it."""
+    path = tmp_path / "stopped.db"
+    storage = at.SQLiteStorage(path)
+    second = storage.add_event_row(payload(2))  # stepped by hand: no task outlives the loop
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(storage.open())
+        loop.call_soon(loop.stop)  # the loop ends after this turn, before the group's
+        first = loop.create_task(storage.add_event_row(payload(1)))  # inline
+        loop.call_soon(second.send, None)  # a second caller in the turn: the group
+        loop.run_forever()
+        assert first.done()
+    finally:
+        loop.close()
+
+    async def later() -> None:
+        await asyncio.wait_for(storage.add_event_row(payload(3)), 5)
+        await storage.aclose()
+
+    asyncio.run(later())
+    second.close()
+    assert sorted(stored_actions(path)) == ["a-1", "a-2", "a-3"]
 
 
 @pytest.mark.parametrize("reason", ["watchdog paused", "file locked"])

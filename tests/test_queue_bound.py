@@ -19,6 +19,7 @@ import pytest
 
 import asynctracker as at
 from asynctracker.collector import Collector, ReceivedRequest, Reply
+from asynctracker.storage._rowstore import Bound, Stored
 
 
 async def test_drop_oldest_drops_new_events_when_every_stored_event_is_being_sent(
@@ -148,6 +149,62 @@ async def test_the_bound_holds_for_processes_sharing_a_file(tmp_path: Path) -> N
     assert all(proc.returncode == 0 for proc in procs)
     assert stored_rows(path) == 1000
     assert dropped == 1000  # 2,000 tracked, 1,000 kept: every drop counted once
+
+
+def counts(path: Path) -> tuple[int, int]:
+    """The count the bound reads in constant time, and SQLite's own count(*)."""
+    from asynctracker.storage._sqlite_schema import COUNT
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        (constant_time,) = conn.execute(COUNT).fetchone()
+        (counted,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    return int(constant_time), int(counted)
+
+
+def event(n: int) -> dict[str, str]:
+    return {"e": "se", "se_ca": "c", "se_ac": f"a-{n}", "eid": str(uuid.uuid4())}
+
+
+async def test_the_bounds_count_follows_every_delete_of_the_storage(tmp_path: Path) -> None:
+    """Deletes from the middle, the oldest, claimed rows, everything: the constant-time
+    count equals count(*) after each."""
+    path = tmp_path / "count.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_rows([event(n) for n in range(100)])
+        ids = [row.id for row in await storage.get_all_event_rows()]
+        await storage.delete_event_rows(ids[10:20] + ids[50:51])  # holes in the middle
+        assert counts(path) == (89, 89)
+        await storage.delete_oldest_event_rows(15)  # across the first hole
+        assert counts(path) == (74, 74)
+        claimed = await storage.claim_event_rows(30)
+        await storage.delete_claimed_rows([row.id for row in claimed[::3]])
+        assert counts(path) == (64, 64)
+        await storage.add_event_rows([event(n) for n in range(5)])
+        assert counts(path) == (69, 69)
+        await storage.delete_all_event_rows()
+        assert counts(path) == (0, 0)
+
+
+async def test_a_delete_by_other_code_makes_the_count_read_high_until_the_queue_empties(
+    tmp_path: Path,
+) -> None:
+    """A sqlite3 shell (or an earlier version) deleting from the middle leaves the count
+    high, so the bound refuses early and is never exceeded; once the queue is empty the
+    count is exact again."""
+    path = tmp_path / "foreign.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_rows([event(n) for n in range(10)])
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("DELETE FROM events WHERE id IN (3, 4, 5)")
+        constant_time, counted = counts(path)
+        assert (constant_time, counted) == (10, 7)
+        row_store: Any = storage  # the emitter's insert, under a bound of 10
+        done = row_store.insert([event(10)], Bound(10, "raise"), lambda outcome: None)
+        outcome = done if isinstance(done, Stored) else await done
+        assert outcome.refused_by == "raise" and counts(path) == (10, 7)
+        await storage.delete_all_event_rows()
+        await storage.add_event_rows([event(n) for n in range(3)])
+        assert counts(path) == (3, 3)
 
 
 # -- issue 19, row 2: a cancelled track_* whose row is committed is counted and sent -------

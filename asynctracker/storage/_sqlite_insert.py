@@ -341,9 +341,10 @@ class Inserts:
         connection (and no gathering loop stopped meanwhile), else by the worker."""
         with self._lock:
             self._pending.append(entry)
-            gathering = self._gathering
-            if self._scheduled and (gathering is None or gathering.is_running()):
-                return
+            if self._scheduled:
+                gathering = self._gathering
+                if gathering is None or gathering is loop or gathering.is_running():
+                    return
             self._scheduled = True
             self._turn += 1
             turn = self._turn
