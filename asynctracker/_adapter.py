@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ._encoded import plain
+from ._rowstore import Bound, Listener, RowStore, Stored, apply_bound
 from .exceptions import AsyncTrackerError, StorageError
-from .storage._rowstore import Bound, Listener, RowStore, Stored, apply_bound
 from .storage.base import EventRow, Storage
 
 __all__ = ["StorageAdapter", "row_store", "takes_encoded"]

@@ -7,7 +7,8 @@ values escaped by the json module's C function, no dict in between: the event lo
 work per tracked event shrinks by a large share (benchmarks/README.md has the figure).
 
 Only the built-in storages see this text; a user-written storage is handed a plain
-dict (``plain``), so ``json.dumps(payload)`` and the like keep working there.
+dict (``plain``), so ``json.dumps(payload)`` and the like keep working there. A stored
+row, :class:`EventRow` (public as ``asynctracker.storage.EventRow``), holds it with its id.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from collections.abc import Iterator, Mapping
 from json.encoder import encode_basestring_ascii
 
-__all__ = ["EncodedPayload", "encode_event", "member", "plain", "quote"]
+__all__ = ["EncodedPayload", "EventRow", "encode_event", "member", "plain", "quote"]
 
 #: A str as a JSON string literal, non-ASCII and control characters escaped.
 quote = encode_basestring_ascii
@@ -88,3 +89,47 @@ def encode_event(payload: Mapping[str, str]) -> str:
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+class EventRow:
+    """One stored event: its storage id and its payload, ``event`` (a fresh dict on each
+    access) or ``raw`` (its JSON text, which the emitter sends without decoding)."""
+
+    __slots__ = ("_event", "_raw", "id")
+
+    def __init__(
+        self, id: int, event: Mapping[str, str] | None = None, *, raw: str | None = None
+    ) -> None:
+        if (event is None) == (raw is None):
+            raise TypeError("EventRow takes exactly one of event and raw")
+        self.id = id
+        if isinstance(event, EncodedPayload):  # already the text the row would compute
+            raw = event.raw
+            event = None
+        self._event = dict(event) if event is not None else None
+        self._raw = raw
+
+    @property
+    def event(self) -> dict[str, str]:
+        """The payload as a new dict of strings."""
+        if self._event is not None:
+            return dict(self._event)
+        assert self._raw is not None
+        decoded: dict[str, str] = json.loads(self._raw)
+        return decoded
+
+    @property
+    def raw(self) -> str:
+        """The payload as compact ASCII JSON (computed once if the row holds a dict)."""
+        if self._raw is None:
+            assert self._event is not None
+            self._raw = encode_event(self._event)
+        return self._raw
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EventRow) and other.id == self.id and other.event == self.event
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"EventRow(id={self.id}, event={self.event!r})"

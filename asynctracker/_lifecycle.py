@@ -26,11 +26,11 @@ import httpx
 from ._affinity import Affinity, Move
 from ._loop_end import call_at_loop_end
 from ._pacing import Pacing
+from ._rowstore import RowStore
 from ._send_loop import SendLoop
 from ._sender import Sender, no_cookies
 from ._threads import Worker
 from .exceptions import ClosedError
-from .storage._rowstore import RowStore
 
 __all__ = ["Destination", "Lifecycle", "State", "new_client"]
 

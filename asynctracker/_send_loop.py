@@ -25,10 +25,10 @@ from ._health import DeliveryLog
 from ._isolate import RowMemory
 from ._reports import Reporter
 from ._retry import RetryPolicy
+from ._rowstore import RowStore, Stored
 from ._sender import NOT_SENT, Sender
 from ._settle import CallbackResult, EmitterStats, settle
 from ._threads import call_on_loop
-from .storage._rowstore import RowStore, Stored
 from .storage.base import EventRow
 
 __all__ = ["SendLoop"]
@@ -88,7 +88,7 @@ class SendLoop:
         self._elsewhere_lock = threading.Lock()
 
     def stored(self, outcome: Stored) -> None:
-        """The listener of every insert (see ``storage._rowstore``): count what it
+        """The listener of every insert (see ``_rowstore``): count what it
         did and send the new events, soon or with a full batch."""
         if outcome.stored:
             self.queued += outcome.stored

@@ -1,14 +1,14 @@
 """The Emitter: stores events, then delivers them from one background task.
 
 ``add`` hands the payload to the storage's bounded insert (the queue bound is applied
-in the step that stores it, see ``storage._rowstore``), and the insert's outcome
+in the step that stores it, see ``_rowstore``), and the insert's outcome
 reaches the send loop in that same step, which makes sure the emitter's single send
 task is running. The parts live beside it:
 
 * ``_lifecycle``: opening, closing, and starting over on a new event loop or after fork;
 * ``_send_loop``: the send task (claim, send, settle, retry later) and its counters;
 * ``_reports``: the callback, called from a task of its own;
-* ``storage._rowstore``: the one interface the emitter calls a storage through; a
+* ``_rowstore``: the one interface the emitter calls a storage through; a
   user's five-method Storage is adapted to it once (``_adapter``).
 
 Data flows one way: emitter -> lifecycle -> send loop -> sender / storage.
@@ -34,12 +34,12 @@ from ._lifecycle import Destination, Lifecycle, State, new_client
 from ._options import Options, positive_int
 from ._reports import Reporter
 from ._retry import RetryPolicy
+from ._rowstore import Bound, Overflow, Stored
 from ._send_loop import SendLoop
 from ._sender import Sender
 from ._settle import Callback, EmitterStats
 from ._wire import redact
 from .exceptions import ClosedError, ConfigurationError, QueueFullError
-from .storage._rowstore import Bound, Overflow, Stored
 from .storage.base import Storage
 from .storage.sqlite import SQLiteStorage
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import asynctracker as at
+from asynctracker._encoded import encode_event
 from asynctracker.payload import base64url, encode_json
-from asynctracker.storage.base import encode_event
 
 GOOD_SCHEMA = "iglu:com.acme/click/jsonschema/1-0-0"
 DUID = "d1f3c4e2-8a4b-4c5d-9e6f-0a1b2c3d4e5f"

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import asynctracker as at
+from asynctracker._rowstore import Bound, Stored
 from asynctracker.collector import Collector, ReceivedRequest, Reply
-from asynctracker.storage._rowstore import Bound, Stored
 
 
 async def test_drop_oldest_drops_new_events_when_every_stored_event_is_being_sent(
@@ -201,7 +201,8 @@ async def test_a_delete_by_other_code_makes_the_count_read_high_until_the_queue_
         row_store: Any = storage  # the emitter's insert, under a bound of 10
         done = row_store.insert([event(10)], Bound(10, "raise"), lambda outcome: None)
         outcome = done if isinstance(done, Stored) else await done
-        assert outcome.refused_by == "raise" and counts(path) == (10, 7)
+        assert outcome.refused_by == "raise"
+        assert counts(path) == (10, 7)
         await storage.delete_all_event_rows()
         await storage.add_event_rows([event(n) for n in range(3)])
         assert counts(path) == (3, 3)

@@ -21,8 +21,8 @@ from iglu import check_received
 import asynctracker as at
 from asynctracker import _adapter
 from asynctracker._encoded import EncodedPayload
+from asynctracker._rowstore import Bound, RowStore, Stored
 from asynctracker.collector import Collector, Reply
-from asynctracker.storage._rowstore import Bound, RowStore, Stored
 
 # The user-written storage of the typing quickstart (checked by mypy --strict as users
 # write it) is the one this contract suite holds to the same rules as the built-ins.
@@ -442,7 +442,7 @@ async def _sqlite_threads_finished(timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-# -- the emitter's internal interface (storage._rowstore.RowStore) ----------------------
+# -- the emitter's internal interface (_rowstore.RowStore) ----------------------
 # Every storage the emitter can be given is seen through RowStore: the built-ins are
 # one, a user's five-method storage is adapted once, and a built-in subclass that
 # overrides an insert is wrapped so that override sees every event.

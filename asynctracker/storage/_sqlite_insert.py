@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import sqlite3
 import threading
@@ -21,15 +20,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .._encoded import encode_event
+from .._rowstore import ONE, Bound, Listener, Stored, apply_bound
 from .._threads import call_on_loop
 from ._forksafe import ForkSafeConnection, is_busy
-from ._rowstore import ONE, Bound, Listener, Stored, apply_bound
 from ._sqlite_db import WAL_SIZE_LIMIT, Database, chunks, transaction
-from ._sqlite_schema import COUNT, EVICTABLE, delete
+from ._sqlite_schema import COUNT, EVICTABLE, delete, insert_rows
 
 __all__ = ["Inserts"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger("asynctracker")
 
@@ -44,9 +46,6 @@ _CHECKPOINT_EVERY = 2000
 _CROWDED_TURNS = 8
 _GATHER_TURNS = 3  # loop turns a group waits, at most, for callers about to insert
 _GROUP_ROWS = 64  # a group this small is committed on its callers' loop
-_FULL = "full"
-_INSERT_ONE = "INSERT INTO events(event, dest) VALUES (?, ?)"
-_INSERT_BELOW = f"INSERT INTO events(event, dest) SELECT ?, ? WHERE ({COUNT}) < ?"
 _ROWS_PER_STATEMENT = 499  # two parameters a row, under SQLite's 999
 
 
@@ -62,21 +61,14 @@ class _Entry:
 
 
 def _store_at_once(conn: ForkSafeConnection, entries: list[_Entry]) -> list[Stored] | None:
-    """Every entry's rows in ONE statement when they share a destination and bound and
-    all fit under it, which holds the write lock for one step, never across a hand-over
-    of the GIL to another thread; else None, and nothing stored (``_store_group``'s turn)."""
+    """Every entry's rows in one statement when they share a destination and bound and
+    all fit under it; else None, and nothing stored (``_store_group``'s turn)."""
     first = entries[0]
     if any(entry.dest != first.dest or entry.bound != first.bound for entry in entries):
         return None
     values = [value for entry in entries for raw in entry.raws for value in (raw, entry.dest)]
-    rows = len(values) // 2
-    if rows > _ROWS_PER_STATEMENT:
-        return None
-    sql = "INSERT INTO events(event, dest) SELECT column1, column2 FROM (VALUES "
-    sql += ",".join(["(?, ?)"] * rows) + ")"
-    if first.bound is not None:
-        sql += f" WHERE ({COUNT}) + {rows} <= {int(first.bound.max_events)}"
-    if conn.execute(sql, values).rowcount != rows:
+    limit = None if first.bound is None else first.bound.max_events
+    if len(values) > 2 * _ROWS_PER_STATEMENT or not insert_rows(conn, values, limit):
         return None
     return [Stored(len(entry.raws)) for entry in entries]
 
@@ -107,8 +99,7 @@ def _store_group(conn: ForkSafeConnection, entries: list[_Entry]) -> list[Stored
         count += outcome.stored - outcome.evicted
         outcomes.append(outcome)
     for chunk in chunks(values, 2 * _ROWS_PER_STATEMENT):
-        rows_sql = ",".join(["(?, ?)"] * (len(chunk) // 2))
-        conn.execute(f"INSERT INTO events(event, dest) VALUES {rows_sql}", chunk)
+        insert_rows(conn, chunk, None)
     return outcomes
 
 
@@ -200,28 +191,22 @@ class _Inline:
         self._turn_task = None
         self._crowded = max(self._crowded - 1, 0)
 
-    def insert(self, raw: str, dest: int | None, bound: Bound | None) -> object:
-        """Commit one row now, unless the queue is full: True, or ``_FULL``, or None (in
-        use, or locked), or False (any other error: logged, the worker then reports it)."""
-        sql, params = (
-            (_INSERT_ONE, (raw, dest))
-            if bound is None
-            else (_INSERT_BELOW, (raw, dest, bound.max_events))
-        )
-        return self._run(lambda conn: conn.execute(sql, params).rowcount == 1 or _FULL, 1)
+    def insert(self, raw: str, dest: int | None, bound: Bound | None) -> bool | None:
+        """Commit one row now: True, False (the queue is full), or None (in use, locked,
+        failed: the worker's turn)."""
+        limit = None if bound is None else bound.max_events
+        return self._run(lambda conn: insert_rows(conn, (raw, dest), limit), 1)
 
     def group(self, entries: list[_Entry], rows: int) -> list[Stored] | None:
         """Commit a small group now, in one statement: the outcomes, or None (paused,
         in use, locked, over the bound, failed: the worker's turn)."""
         if time.perf_counter() < self._paused_until:
             return None
+        return self._run(lambda conn: _store_at_once(conn, entries), rows)
 
-        done = self._run(lambda conn: _store_at_once(conn, entries), rows)
-        return done if isinstance(done, list) else None
-
-    def _run(self, work: Callable[[ForkSafeConnection], object], rows: int) -> object:
-        """``work(conn)`` now, under the watchdog: its result, or None (in use, or
-        locked) or False (any other error: logged, inline writes pause)."""
+    def _run(self, work: Callable[[ForkSafeConnection], _T], rows: int) -> _T | None:
+        """``work(conn)`` now, under the watchdog: its result, or None (in use, locked,
+        or any other error: logged, and inline writes pause)."""
         gate = self.conn.in_gate()
         if not gate.acquire(blocking=False):
             return None
@@ -229,14 +214,10 @@ class _Inline:
             started = time.perf_counter()
             done = work(self.conn)
         except sqlite3.Error as exc:
-            if self.conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self.conn.execute("ROLLBACK")
-            if is_busy(exc):
-                return None
-            logger.warning("inline SQLite insert failed, using the thread: %s", exc)
-            self._paused_until = time.perf_counter() + _PAUSE
-            return False
+            if not is_busy(exc):
+                logger.warning("inline SQLite insert failed, using the thread: %s", exc)
+                self._paused_until = time.perf_counter() + _PAUSE
+            return None
         finally:
             gate.release()
         took = time.perf_counter() - started
@@ -326,13 +307,13 @@ class Inserts:
         if inline is None or not inline.alone(loop):
             return None
         done = inline.insert(raw, dest, bound)
-        if done is True:
+        if done:
             if inline.since_checkpoint >= _CHECKPOINT_EVERY:
                 inline.since_checkpoint = 0
                 self._checkpointing = True
                 self._db.worker.submit(self._checkpoint)
             return ONE
-        if done == _FULL and bound is not None and bound.overflow != "drop_oldest":
+        if done is False and bound is not None and bound.overflow != "drop_oldest":
             return Stored(0, refused=1, refused_by=bound.overflow)
         return None  # locked, failed, or room to make: the worker's turn
 

@@ -16,13 +16,14 @@ refused, an older one brought up to date once, in one transaction), and why.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Sequence
 
 from ..exceptions import StorageError
 
-__all__ = ["COUNT", "EVICTABLE", "VERSION", "delete", "migrate"]
+__all__ = ["COUNT", "EVICTABLE", "VERSION", "delete", "insert_rows", "migrate"]
 
 #: The layout this version writes. 0: a file of an earlier version (or a new file).
 VERSION = 1
@@ -106,3 +107,20 @@ def delete(conn: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[ob
     if deleted:
         conn.execute(_HOLES_AFTER, (before - deleted,))
     return deleted
+
+
+@functools.lru_cache(maxsize=128)
+def _insert_sql(rows: int, limit: int | None) -> str:
+    """One statement storing ``rows`` (event, dest) rows, all or none: none when they
+    would take the count past ``limit``."""
+    sql = "INSERT INTO events(event, dest) SELECT column1, column2 FROM (VALUES "
+    sql += ",".join(["(?, ?)"] * rows) + ")"
+    return sql if limit is None else f"{sql} WHERE ({COUNT}) + {rows} <= {limit}"
+
+
+def insert_rows(conn: sqlite3.Connection, values: Sequence[object], limit: int | None) -> bool:
+    """``values`` (event, dest pairs) in ONE statement, which holds the write lock for one
+    step, never across a hand-over of the GIL; False when they do not all fit under
+    ``limit`` rows in the file (nothing stored). Every insert goes through it."""
+    rows = len(values) // 2
+    return bool(conn.execute(_insert_sql(rows, limit), values).rowcount == rows)

@@ -7,8 +7,8 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 from .._encoded import encode_event
+from .._rowstore import ONE, Bound, Listener, RowStore, Stored, apply_bound, ignore
 from ..exceptions import ClosedError
-from ._rowstore import ONE, Bound, Listener, RowStore, Stored, apply_bound, ignore
 from .base import EventRow
 
 __all__ = ["MemoryStorage"]

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import _process
+from .._rowstore import Bound, Listener, RowStore, Stored, ignore
 from ..exceptions import ClosedError, ConfigurationError, StorageError
 from ._forksafe import ForkSafeConnection
-from ._rowstore import Bound, Listener, RowStore, Stored, ignore
 from ._sqlite_claims import Claims, event_rows
 from ._sqlite_db import MAX_PARAMS, Database, chunks, placeholders, transaction
 from ._sqlite_insert import Inserts

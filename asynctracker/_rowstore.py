@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from .base import EventRow
+from ._encoded import EventRow
 
 __all__ = ["ONE", "Bound", "Listener", "Overflow", "RowStore", "Stored", "apply_bound", "ignore"]
 
