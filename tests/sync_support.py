@@ -53,3 +53,12 @@ def stored(path: Path) -> int:
     """How many events the SQLite queue at ``path`` holds."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def page_views(collector: Collector) -> list[tuple[str, str | None]]:
+    """The page views a collector received: (url, referrer), sorted."""
+    return sorted(
+        (event.payload["url"], event.payload.get("refr"))
+        for event in collector.events
+        if event.payload["e"] == "pv"
+    )

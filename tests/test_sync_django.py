@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 from examples_support import DUID, sp_id_cookie
-from sync_support import ThreadedCollector
+from sync_support import ThreadedCollector, page_views
 
 import asynctracker as at
 from asynctracker import sync
@@ -144,12 +144,7 @@ def test_page_views_follow_the_same_filters_as_the_async_middlewares(
         assert client.get("/boom").status_code == 500
         assert client.get("/health").status_code == 200
         get_tracker().flush(timeout=10)
-    pages = sorted(
-        (e.payload["url"], e.payload.get("refr"))
-        for e in threaded_collector.collector.events
-        if e.payload["e"] == "pv"
-    )
-    assert pages == [
+    assert page_views(threaded_collector.collector) == [
         ("http://testserver/old", None),
         ("http://testserver/page/a", "https://ref.example/"),
     ]

@@ -15,7 +15,7 @@ import pytest
 from examples_support import DUID, SID, sp_id_cookie
 from flask import Flask, redirect
 from flask.typing import ResponseReturnValue
-from sync_support import ThreadedCollector
+from sync_support import ThreadedCollector, page_views
 
 import asynctracker as at
 from asynctracker import sync
@@ -163,12 +163,7 @@ def test_page_views_follow_the_same_filters_as_the_async_middlewares(
     assert client.get("/health").status_code == 200  # a probe, not a person
     with app.app_context():
         get_tracker().flush(timeout=10)
-    pages = sorted(
-        (e.payload["url"], e.payload.get("refr"))
-        for e in threaded_collector.collector.events
-        if e.payload["e"] == "pv"
-    )
-    assert pages == [
+    assert page_views(threaded_collector.collector) == [
         ("http://localhost/old", None),
         ("http://localhost/page/a", "https://ref.example/"),
     ]
