@@ -268,10 +268,9 @@ async def test_a_paused_or_locked_inline_connection_sends_lone_inserts_to_the_th
         assert stored_actions(path) == [f"a-{n}" for n in range(6)]
 
 
-async def test_threads_without_a_loop_commit_inline_alone_and_together_on_the_thread(
-    tmp_path: Path,
-) -> None:
-    """The sync API's path: insert_blocking from plain threads, never a loop."""
+async def test_threads_without_a_loop_commit_inline_each_counted_once(tmp_path: Path) -> None:
+    """The sync API's path: insert_blocking from plain threads, never a loop. A thread
+    waits briefly for another thread's inline insert, then commits its own."""
     path = tmp_path / "threads.db"
     counted: list[int] = []
     async with at.SQLiteStorage(path) as storage:
@@ -292,8 +291,26 @@ async def test_threads_without_a_loop_commit_inline_alone_and_together_on_the_th
         await asyncio.sleep(0.05)  # the listeners run on this loop
         assert sum(counted) == 401
         assert traced.inline_rows + traced.thread_rows == 400
-        assert traced.thread_rows > 0  # concurrent threads shared group commits
         assert len(stored_actions(path)) == 401
+
+
+async def test_a_thread_kept_from_the_inline_connection_joins_a_group_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "held.db"
+    async with at.SQLiteStorage(path) as storage:
+        await storage.add_event_row(payload(0))
+        inline = storage._inserts._inline
+        assert inline is not None
+        gate = inline.conn.in_gate()
+        async with Traced(storage) as traced:
+            with gate:  # held far longer than a thread waits for it
+                done = await asyncio.to_thread(
+                    storage.insert_blocking, [payload(1)], None, lambda outcome: None
+                )
+        assert done.stored == 1
+        assert (traced.inline_rows, traced.thread_rows) == (0, 1)
+        assert stored_actions(path) == ["a-0", "a-1"]
 
 
 async def test_closing_closes_the_inline_connection(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 """Where a SQLiteStorage insert is committed: the one decision (docs/design.md's table).
 
 One event from a caller alone is committed **inline** on its own thread by an INSERT
-that never waits (``busy_timeout=0``, no automatic checkpoint, the bound checked in the
-same statement, a watchdog for a slow disk); anything else joins a **group commit**,
-one transaction with each caller's bound applied in order: gathered for a few turns on
-the callers' event loop and committed there when small (up to 64 rows, never waiting
-either), else on the worker. A caller that gave up before its group was taken is
-skipped; one cancelled later is stored and counted all the same.
+that never waits for a lock (``busy_timeout=0``, no automatic checkpoint, the bound
+checked in the same statement, a watchdog for a slow disk; a plain thread may wait a
+little for another thread's inline insert, a loop never). Anything else joins a
+**group commit**, each caller's bound applied in order: gathered for a few turns on the
+callers' event loop and committed there in one statement when small (up to 64 rows),
+else on the worker. A caller that gave up before its group was taken is skipped; one
+cancelled later is stored and counted all the same.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _CHECKPOINT_EVERY = 2000
 _CROWDED_TURNS = 8
 _GATHER_TURNS = 3  # loop turns a group waits, at most, for callers about to insert
 _GROUP_ROWS = 64  # a group this small is committed on its callers' loop
+_THREAD_WAIT = 0.01  # a plain thread waits this long for another's inline insert
 _ROWS_PER_STATEMENT = 499  # two parameters a row, under SQLite's 999
 
 
@@ -191,11 +193,13 @@ class _Inline:
         self._turn_task = None
         self._crowded = max(self._crowded - 1, 0)
 
-    def insert(self, raw: str, dest: int | None, bound: Bound | None) -> bool | None:
+    def insert(
+        self, raw: str, dest: int | None, bound: Bound | None, wait: float = 0.0
+    ) -> bool | None:
         """Commit one row now: True, False (the queue is full), or None (in use, locked,
         failed: the worker's turn)."""
         limit = None if bound is None else bound.max_events
-        return self._run(lambda conn: insert_rows(conn, (raw, dest), limit), 1)
+        return self._run(lambda conn: insert_rows(conn, (raw, dest), limit), 1, wait)
 
     def group(self, entries: list[_Entry], rows: int) -> list[Stored] | None:
         """Commit a small group now, in one statement: the outcomes, or None (paused,
@@ -204,11 +208,13 @@ class _Inline:
             return None
         return self._run(lambda conn: _store_at_once(conn, entries), rows)
 
-    def _run(self, work: Callable[[ForkSafeConnection], _T], rows: int) -> _T | None:
+    def _run(
+        self, work: Callable[[ForkSafeConnection], _T], rows: int, wait: float = 0.0
+    ) -> _T | None:
         """``work(conn)`` now, under the watchdog: its result, or None (in use, locked,
         or any other error: logged, and inline writes pause)."""
         gate = self.conn.in_gate()
-        if not gate.acquire(blocking=False):
+        if not (gate.acquire(timeout=wait) if wait else gate.acquire(blocking=False)):
             return None
         try:
             started = time.perf_counter()
@@ -306,7 +312,7 @@ class Inserts:
         inline = self._inline
         if inline is None or not inline.alone(loop):
             return None
-        done = inline.insert(raw, dest, bound)
+        done = inline.insert(raw, dest, bound, 0.0 if loop is not None else _THREAD_WAIT)
         if done:
             if inline.since_checkpoint >= _CHECKPOINT_EVERY:
                 inline.since_checkpoint = 0
