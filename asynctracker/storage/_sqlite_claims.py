@@ -138,15 +138,14 @@ class Claims:
             )[0]
         ]
         dead = await db.worker.call(functools.partial(dead_owners, owners, me=me)) if owners else []
-        # ?1 the owner kept (none, unless rows wait for their delete), ?2 this boot,
-        # ?3 the monotonic now, ?4 the wall-clock now, then the dead owners.
-        dead_list = ",".join(f"?{index}" for index in range(5, 5 + len(dead)))
+        # The owner kept (none, unless rows wait for their delete), the dead owners, then
+        # this boot's claims by the monotonic clock, the others' by the wall clock.
         _, released = await db.execute(
-            f"UPDATE events SET {_UNCLAIM} WHERE owner IS NOT NULL AND owner != ?1 AND ("
-            f"owner IN ({dead_list}) "
-            "OR (ifnull(claim_boot = ?2, 0) AND claim_mono < ?3) "
-            "OR (NOT ifnull(claim_boot = ?2, 0) AND claimed_until < ?4))",
-            [me if self._undeleted else "", BOOT, time.monotonic(), time.time(), *dead],
+            f"UPDATE events SET {_UNCLAIM} WHERE owner IS NOT NULL AND owner != ? AND ("
+            f"owner IN ({placeholders(len(dead))}) "
+            "OR (ifnull(claim_boot = ?, 0) AND claim_mono < ?) "
+            "OR (NOT ifnull(claim_boot = ?, 0) AND claimed_until < ?))",
+            [me if self._undeleted else "", *dead, BOOT, time.monotonic(), BOOT, time.time()],
         )
         return released
 
