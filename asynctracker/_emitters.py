@@ -18,7 +18,7 @@ from typing import TypeVar
 from .emitter import Emitter
 from .exceptions import ConfigurationError
 
-__all__ = ["EmitterGroup"]
+__all__ = ["EmitterGroup", "each"]
 
 logger = logging.getLogger("asynctracker")
 
@@ -46,7 +46,7 @@ def _checked(given: object) -> tuple[Emitter, ...]:
     return tuple(given)
 
 
-async def _each(calls: list[Awaitable[_T]]) -> list[_T]:
+async def each(calls: list[Awaitable[_T]]) -> list[_T]:
     """Await every call at the same time; then raise the first error, if any."""
     results = await asyncio.gather(*calls, return_exceptions=True)
     for result in results:
@@ -86,15 +86,15 @@ class EmitterGroup:
     async def exit(self, *exc_info: object) -> None:
         """Leave ``async with`` for every emitter: flush (each within its
         ``close_timeout``) and close."""
-        await _each([emitter.__aexit__(*exc_info) for emitter in self.members])
+        await each([emitter.__aexit__(*exc_info) for emitter in self.members])
 
     async def flush(self, timeout: float | None) -> int:
         """Flush every emitter; the events still stored, in all."""
-        return sum(await _each([emitter.flush(timeout) for emitter in self.members]))
+        return sum(await each([emitter.flush(timeout) for emitter in self.members]))
 
     async def aclose(self) -> None:
         """Close every emitter."""
-        await _each([emitter.aclose() for emitter in self.members])
+        await each([emitter.aclose() for emitter in self.members])
 
     async def add(self, payloads: Sequence[Mapping[str, str]], *, together: bool) -> None:
         """Store the events in each emitter in turn (``together``: with ``add_many``,

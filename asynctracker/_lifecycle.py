@@ -112,6 +112,11 @@ class Lifecycle:
         self._loop_end: AsyncGenerator[None, None] | None = None
         self._open_lock: asyncio.Lock | None = None
 
+    def open_here(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Open on ``loop``, the running loop, in this process (a stopped loop's or the
+        parent's open state does not count)."""
+        return self.state is State.OPEN and self.affinity.here(loop)
+
     async def open(self) -> None:
         """Open storage and the HTTP client, then send what storage holds.
 
@@ -204,7 +209,7 @@ class Lifecycle:
         close the owned client while the loop still runs. The next loop that uses the
         emitter opens it again; rows a cut-off send had claimed are released then."""
         loop = asyncio.get_running_loop()
-        if self.state is not State.OPEN or not self.affinity.here(loop):
+        if not self.open_here(loop):
             return
         self.state = State.UNOPENED
         self.affinity.leave()

@@ -254,9 +254,8 @@ class Emitter:
         await self._life.open()
 
     async def _ensure_open(self) -> None:
-        life = self._life
-        if life.state is not State.OPEN or not life.affinity.here(asyncio.get_running_loop()):
-            await life.open()
+        if not self._life.open_here(asyncio.get_running_loop()):
+            await self._life.open()
 
     async def aclose(self) -> None:
         """Stop sending, release claimed rows, close the storage and the owned client.
@@ -271,9 +270,14 @@ class Emitter:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self._leave(self.close_timeout)
+
+    async def _leave(self, timeout: float) -> None:
+        """Flush for up to ``timeout`` seconds when open here (never opening to close,
+        nor reopening a parent's or a stopped loop's state), then close."""
         try:
-            if self._life.state is State.OPEN:
-                await self.flush(timeout=self.close_timeout)
+            if self._life.open_here(asyncio.get_running_loop()):
+                await self.flush(timeout=timeout)
         finally:
             await self.aclose()
 
@@ -297,8 +301,7 @@ class Emitter:
         """
         # The hot path of every track_* call: no extra awaits when the emitter is open.
         life = self._life
-        loop = asyncio.get_running_loop()
-        if life.state is not State.OPEN or not life.affinity.here(loop):
+        if not life.open_here(asyncio.get_running_loop()):
             await life.open()
         pacing = life.pacing
         started = pacing.started
@@ -323,15 +326,9 @@ class Emitter:
         self._check(done)
 
     def add_blocking(self, payloads: Sequence[Mapping[str, str]]) -> None:
-        """Store events, all or none, from a thread that runs no event loop, while the
-        emitter is open on another thread's loop (``asynctracker.sync`` does this);
-        returns once they are stored (committed, with SQLite).
-
-        A SQLiteStorage commits them on the calling thread, or with others on its own
-        thread; any other storage is reached through the emitter's loop. Raises as
-        ``add_many`` does, and ClosedError when the emitter is not open on a loop of
-        this process.
-        """
+        """``add_many`` from a thread that runs no loop, the emitter being open on another
+        thread's (``asynctracker.sync``); returns once stored. SQLite commits on this
+        thread, any other storage through the loop. ClosedError when not open here."""
         life = self._life
         loop = life.affinity.loop
         if life.state is not State.OPEN or loop is None or not life.affinity.home_process():
@@ -345,7 +342,9 @@ class Emitter:
             )
             self._check(done)
         else:
-            asyncio.run_coroutine_threadsafe(self.add_many(payloads), loop).result()
+            # This class's add_many: asynctracker.sync's subclass makes its own block.
+            adding = Emitter.add_many(self, payloads)
+            asyncio.run_coroutine_threadsafe(adding, loop).result()
 
     def _check(self, done: Stored) -> None:
         """Raise QueueFullError for events the bound refused under ``overflow="raise"``."""

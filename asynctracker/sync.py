@@ -26,14 +26,13 @@ the background on one event loop thread per process (``_home``), started on firs
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import tracker as _async_tracker
-from ._home import home, refuse_on_a_loop
-from ._lifecycle import State
+from ._emitters import each
+from ._home import Home, home, refuse_on_a_loop
 from ._settle import EmitterStats
 from .emitter import Emitter as _AsyncEmitter
 from .exceptions import BlockingCallError, ClosedError, ConfigurationError
@@ -90,19 +89,21 @@ class _ThreadEmitter(_AsyncEmitter):
             self.open_at_home()
             self.add_blocking(payloads)
 
-    def open_at_home(self) -> None:
-        """Open on this process's home loop, and be closed by its exit flush."""
+    def at_home(self) -> Home:
+        """This process's home loop, whose exit flush now closes this emitter: every
+        use of the loop for an emitter goes through here, so none is left out."""
         loop = home()
-        loop.run(self.open())
         loop.open.add(self)
+        return loop
+
+    def open_at_home(self) -> None:
+        """Open on this process's home loop."""
+        self.at_home().run(self.open())
 
     async def closing(self, timeout: float | None = None) -> None:
-        """On the home loop: flush (for ``timeout``, default ``close_timeout``), close."""
-        try:
-            if self._life.state is State.OPEN:  # never opens (or reopens) to close
-                await self.flush(self.close_timeout if timeout is None else timeout)
-        finally:
-            await self.aclose()
+        """On the home loop: flush (for ``timeout``, default ``close_timeout``) when open
+        there, then close."""
+        await self._leave(self.close_timeout if timeout is None else timeout)
 
 
 class Emitter:
@@ -141,13 +142,13 @@ class Emitter:
     def flush(self, timeout: float | None = None) -> int:
         """Wait for delivery (see ``asynctracker.Emitter.flush``); return the number of
         events still stored."""
-        return home().run(self.emitter.flush(timeout))
+        return self.emitter.at_home().run(self.emitter.flush(timeout))
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` seconds (default ``close_timeout``), then close:
         what is not delivered stays in the storage. Idempotent."""
         if not self.emitter.closed:
-            home().run(self.emitter.closing(timeout))
+            self.emitter.at_home().run(self.emitter.closing(timeout))
 
     def __enter__(self) -> Emitter:
         self.open()
@@ -217,23 +218,29 @@ class Tracker:
     track_timing = _blocking(_async_tracker.Tracker.track_timing)
     track_ecommerce_transaction = _blocking(_async_tracker.Tracker.track_ecommerce_transaction)
 
+    def _at_home(self) -> Home:
+        for emitter in self.emitters:
+            emitter.emitter.at_home()
+        return home()
+
     def flush(self, timeout: float | None = None) -> int:
         """Wait for delivery (the emitters at once); the events still stored, in all."""
-        return home().run(self.tracker.flush(timeout))
+        return self._at_home().run(self.tracker.flush(timeout))
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (each within ``timeout``, default its ``close_timeout``), then close
-        every emitter, at once. Idempotent."""
+        every emitter, at once; the first error is raised once all are closed.
+        Idempotent."""
 
         async def closing() -> None:
-            await asyncio.gather(*(e.emitter.closing(timeout) for e in self.emitters))
+            await each([e.emitter.closing(timeout) for e in self.emitters])
 
         if not all(emitter.closed for emitter in self.emitters):
-            home().run(closing())
+            self._at_home().run(closing())
 
     def __enter__(self) -> Tracker:
-        for emitter in self.emitters:
-            emitter.open()
+        """Open every emitter (when one fails, those opened are closed)."""
+        self._at_home().run(self.tracker.__aenter__())
         return self
 
     def __exit__(self, *exc_info: object) -> None:

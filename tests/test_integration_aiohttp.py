@@ -119,6 +119,31 @@ async def test_cleanup_contexts_after_the_trackers_can_track_on_the_way_out(
     assert tracker.emitter.closed
 
 
+async def test_a_tracker_with_two_emitters_delivers_to_both_when_the_server_stops(
+    collector: Collector, tmp_path: Path
+) -> None:
+    async with Collector() as second:
+        tracker = at.Tracker(
+            [
+                at.Emitter(collector.url, db_name=tmp_path / "a.db"),
+                at.Emitter(second.url, db_name=tmp_path / "b.db"),
+            ]
+        )
+
+        async def greet(request: web.Request) -> web.Response:
+            await get_tracker(request).track_struct_event("app", "greet")
+            return web.Response(text="hi")
+
+        app = web.Application()
+        setup_tracking(app, tracker)
+        app.router.add_get("/greet", greet)
+        async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+            assert (await client.get("/greet")).text == "hi"
+        assert [e.payload["se_ac"] for e in second.events] == ["greet"]
+    assert [e.payload["se_ac"] for e in collector.events] == ["greet"]
+    assert all(emitter.closed for emitter in tracker.emitters)
+
+
 async def test_get_tracker_without_the_context_says_what_to_do() -> None:
     request = make_mocked_request("GET", "/", app=web.Application())
     with pytest.raises(at.ConfigurationError, match="tracker_context"):

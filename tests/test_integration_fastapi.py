@@ -141,6 +141,37 @@ async def test_lifespan_composes_with_the_users_own(collector: Collector, db_pat
     assert not hasattr(app.state, STATE_KEY)
 
 
+async def test_a_tracker_with_two_emitters_runs_the_users_shutdown_and_delivers_to_both(
+    collector: Collector, tmp_path: Path
+) -> None:
+    steps: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def users_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        steps.append("user shutdown")
+
+    async with Collector() as second:
+        tracker = at.Tracker(
+            [
+                at.Emitter(collector.url, db_name=tmp_path / "a.db"),
+                at.Emitter(second.url, db_name=tmp_path / "b.db"),
+            ]
+        )
+        app = FastAPI(lifespan=tracker_lifespan(tracker, lifespan=users_lifespan))
+
+        @app.get("/greet")
+        async def greet(tracker: Annotated[at.Tracker, Depends(get_tracker)]) -> str:
+            await tracker.track_struct_event("app", "greet")
+            return "hi"
+
+        async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+            assert (await client.get("/greet")).json() == "hi"
+        assert [e.payload["se_ac"] for e in second.events] == ["greet"]
+    assert steps == ["user shutdown"]
+    assert [e.payload["se_ac"] for e in collector.events] == ["greet"]
+
+
 def get_tracker_from_app(app: FastAPI) -> at.Tracker:
     tracker = getattr(app.state, STATE_KEY)
     assert isinstance(tracker, at.Tracker)

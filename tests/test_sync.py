@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -112,6 +113,46 @@ def test_async_context_providers_are_refused_when_the_tracker_is_made() -> None:
         sync.Tracker(sync.Emitter(DOWN, storage=at.MemoryStorage()), context_providers=[provider])
 
 
+class ListStorage:
+    """A user's five-method storage: a list in memory."""
+
+    def __init__(self) -> None:
+        self.rows: list[at.EventRow] = []
+        self.next_id = 1
+
+    async def add_event_row(self, payload: Mapping[str, str]) -> bool:
+        self.rows.append(at.EventRow(self.next_id, dict(payload)))
+        self.next_id += 1
+        return True
+
+    async def delete_all_event_rows(self) -> int:
+        count, self.rows = len(self.rows), []
+        return count
+
+    async def delete_event_rows(self, ids: Sequence[int]) -> int:
+        before = len(self.rows)
+        self.rows = [row for row in self.rows if row.id not in set(ids)]
+        return before - len(self.rows)
+
+    async def get_all_event_rows(self) -> list[at.EventRow]:
+        return list(self.rows)
+
+    async def get_event_rows_within_range(self, event_range: int) -> list[at.EventRow]:
+        return self.rows[:event_range]
+
+
+@pytest.mark.parametrize("kind", ["memory", "user"])
+def test_storages_other_than_sqlite_store_from_the_calling_thread(
+    threaded_collector: ThreadedCollector, kind: str
+) -> None:
+    storage: at.Storage = at.MemoryStorage() if kind == "memory" else ListStorage()
+    with sync.Tracker(sync.Emitter(threaded_collector.url, storage=storage)) as tracker:
+        for n in range(3):
+            tracker.track_struct_event("c", f"stored-{n}")
+        assert tracker.flush(timeout=10) == 0
+    assert threaded_collector.actions() == [f"stored-{n}" for n in range(3)]
+
+
 FORKS = """
 import os, sys
 from asynctracker import sync
@@ -143,6 +184,72 @@ def test_a_forked_child_starts_its_own_and_every_event_arrives_once(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert threaded_collector.actions() == ["child", "parent-after", "parent-before"]
+
+
+CHILD_ONLY_CLOSES = """
+import os, sys
+from asynctracker import _lifecycle, sync
+tracker = sync.Tracker(sync.Emitter(sys.argv[1], db_name=sys.argv[2]))
+tracker.track_struct_event("c", "parent")
+pid = os.fork()
+if pid == 0:
+    opened = []
+    real_open = _lifecycle.Lifecycle.open
+
+    async def spy(self):
+        opened.append(1)
+        await real_open(self)
+
+    _lifecycle.Lifecycle.open = spy
+    tracker.close()
+    os._exit(3 if opened else 0)
+_, status = os.waitpid(pid, 0)
+tracker.close()
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.fork() does not exist on Windows")
+def test_closing_in_a_child_that_never_used_the_tracker_opens_nothing(
+    threaded_collector: ThreadedCollector, db_path: Path
+) -> None:
+    """The parent's open state is not the child's: the child's close only closes."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_ONLY_CLOSES, threaded_collector.url, str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert threaded_collector.actions() == ["parent"]
+
+
+FLUSHES_FIRST = """
+import sys
+import asynctracker as at
+from asynctracker import sync
+tracker = sync.Tracker(sync.Emitter(sys.argv[1], storage=at.MemoryStorage(), close_timeout=5))
+assert tracker.flush(timeout=1) == 0  # the emitter's first use
+for n in range(5):
+    tracker.track_struct_event("c", f"after-flush-{n}")
+"""
+
+
+def test_an_emitter_first_used_by_flush_is_still_flushed_at_exit(
+    threaded_collector: ThreadedCollector,
+) -> None:
+    async def slow(request: object) -> None:
+        await asyncio.sleep(0.2)  # later than the interpreter's exit, but for its flush
+
+    threaded_collector.collector.responder = slow
+    result = subprocess.run(
+        [sys.executable, "-c", FLUSHES_FIRST, threaded_collector.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert threaded_collector.actions() == sorted(f"after-flush-{n}" for n in range(5))
 
 
 NEVER_CLOSES = """

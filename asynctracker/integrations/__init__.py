@@ -12,10 +12,11 @@ themselves, so ``import asynctracker`` never needs any of those frameworks:
 
 See the README's "Installation" for installing with an extra.
 
-This module holds what both share and what any other framework can reuse: turning a
-request's peer address and headers into a :class:`~asynctracker.Subject`, and the
+This module holds what the integrations share and what any other framework can reuse:
+turning a request's peer address and headers into a :class:`~asynctracker.Subject`, the
 filters that decide which requests are page views (:class:`PageViewFilter`, with its
-defaults and their reasons). It is pure (no framework imports, no I/O).
+defaults and their reasons), and the flush a shutdown hook runs before the app closes
+what the emitters send with. No framework imports.
 
 Which address is the user's? The immediate peer, unless that peer is one of your
 ``trusted_proxies``: only then is ``X-Forwarded-For`` believed, read from the right, hop by
@@ -52,6 +53,7 @@ __all__ = [
     "TrustedProxies",
     "client_ip",
     "first_language",
+    "flush_open_emitters",
     "id_cookie",
     "parse_trusted_proxies",
     "resolve_tracker",
@@ -76,6 +78,15 @@ def resolve_tracker(tracker: Tracker | Callable[[], Tracker], needed_by: str) ->
     if not isinstance(made, Tracker):
         raise ConfigurationError(f"{needed_by} needs a Tracker or a function returning one")
     return made
+
+
+async def flush_open_emitters(tracker: Tracker) -> None:
+    """Flush what the tracker's emitters still hold, for up to the longest
+    ``close_timeout`` among those not closed: a shutdown hook's flush, before the app
+    closes what they send with (the tracker is closed later)."""
+    open_emitters = [emitter for emitter in tracker.emitters if not emitter.closed]
+    if open_emitters:
+        await tracker.flush(timeout=max(emitter.close_timeout for emitter in open_emitters))
 
 
 def parse_trusted_proxies(proxies: Iterable[ProxyNetwork]) -> TrustedProxies:

@@ -67,6 +67,7 @@ from . import (
     PathRule,
     ProxyNetwork,
     TrustedProxies,
+    flush_open_emitters,
     parse_trusted_proxies,
     resolve_tracker,
     subject_from_parts,
@@ -284,9 +285,9 @@ async def _deliver_before_cleanup(app: web.Application) -> None:
     """Flush what the requests tracked while everything the emitter uses is still open;
     a failure is logged, never raised, so the cleanup that closes the tracker still runs."""
     tracker = app.get(TRACKER_KEY)
-    if tracker is None or tracker.emitter.closed:
+    if tracker is None:
         return
     try:
-        await tracker.flush(timeout=tracker.emitter.close_timeout)
+        await flush_open_emitters(tracker)
     except Exception:
         logger.exception("asynctracker could not flush the tracker at shutdown")

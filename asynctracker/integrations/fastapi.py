@@ -71,6 +71,7 @@ from . import (
     PathRule,
     ProxyNetwork,
     TrustedProxies,
+    flush_open_emitters,
     parse_trusted_proxies,
     resolve_tracker,
     subject_from_parts,
@@ -149,8 +150,7 @@ def tracker_lifespan(
             async with lifespan(app) as state:
                 yield state
                 # Before your shutdown code, which may close what the emitter sends with.
-                if not running.emitter.closed:
-                    await running.flush(timeout=running.emitter.close_timeout)
+                await flush_open_emitters(running)
 
     return run
 
