@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import threading
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
@@ -53,18 +53,8 @@ class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
     def submit(
         self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future[_T]:
-        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
-
-        def run() -> None:
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args, **kwargs))
-                except BaseException as exc:
-                    future.set_exception(exc)
-
         self._next = (self._next + 1) % len(self._workers)
-        self._workers[self._next].submit(run)
-        return future
+        return self._workers[self._next].future(functools.partial(fn, *args, **kwargs))
 
 
 class Home:
@@ -87,7 +77,7 @@ class Home:
         #: What the exit flush closes: the sync emitters used in this process.
         self.open: weakref.WeakSet[_Closing] = weakref.WeakSet()
 
-    def run(self, coroutine: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coroutine`` on the home loop and wait for its outcome here.
 
         Raises BlockingCallError when called from a thread that runs an event loop
@@ -98,28 +88,21 @@ class Home:
         except BlockingCallError:
             coroutine.close()  # never started
             raise
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"no outcome within {timeout} s") from None
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def close_all(self) -> None:
         """At exit: flush and close every sync emitter still open, each within its
-        ``close_timeout``, all at once."""
+        ``close_timeout``, all at once (a hung close is given up on, the thread being
+        a daemon)."""
         emitters = list(self.open)
-        if not emitters or self.loop.is_closed():
+        if not emitters:
             return
         bound = max(emitter.close_timeout for emitter in emitters) + 0.5
 
         async def closing() -> None:
             await asyncio.gather(*(e.closing() for e in emitters), return_exceptions=True)
 
-        future = asyncio.run_coroutine_threadsafe(closing(), self.loop)
-        deadline = time.monotonic() + bound
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        concurrent.futures.wait([asyncio.run_coroutine_threadsafe(closing(), self.loop)], bound)
 
 
 def refuse_on_a_loop() -> None:

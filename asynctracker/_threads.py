@@ -6,8 +6,8 @@ use ``asyncio.to_thread`` (or aiosqlite) for what it owns:
 
 * the thread is a daemon: a program that never closes its tracker still exits (the
   interpreter joins every other thread, and the default executor's, before ``atexit``);
-* a reply goes to the event loop of the future that waits for it, or to a thread that
-  blocks on a ``concurrent.futures.Future`` (the sync API), and a reply to a loop that
+* a reply goes to the event loop of the future that waits for it, or into a
+  ``concurrent.futures.Future`` (the home loop's executor), and a reply to a loop that
   has closed is dropped instead of killing the thread;
 * a fork leaves the thread in the parent: a Worker used in a forked child starts a
   new thread with a new queue (the parent's queued jobs are the parent's).
@@ -31,7 +31,6 @@ __all__ = ["Worker", "call_on_loop", "run_and_reply"]
 logger = logging.getLogger("asynctracker")
 
 _T = TypeVar("_T")
-_Reply = "asyncio.Future[Any] | concurrent.futures.Future[Any] | None"
 _Job = tuple[Any, Callable[[], Any]]
 
 
@@ -124,12 +123,12 @@ class Worker:
         self._queue().put((future, functools.partial(function, *args)))
         return future
 
-    def call_blocking(self, function: Callable[..., _T], *args: object) -> _T:
-        """Run ``function(*args)`` on the thread and block this (other) thread until
-        it is done; its outcome, or its exception raised here."""
+    def future(self, function: Callable[..., _T], *args: object) -> concurrent.futures.Future[_T]:
+        """Run ``function(*args)`` on the thread; its outcome in a future another thread
+        may block on (``concurrent.futures``, as an executor returns)."""
         future: concurrent.futures.Future[_T] = concurrent.futures.Future()
         self._queue().put((future, functools.partial(function, *args)))
-        return future.result()
+        return future
 
     def submit(self, function: Callable[..., object], *args: object) -> None:
         """Run ``function(*args)`` on the thread; nobody waits (failures are logged)."""
