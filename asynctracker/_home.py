@@ -118,7 +118,7 @@ def refuse_on_a_loop() -> None:
     )
 
 
-_lock = threading.Lock()
+_lock = _process.ForkSafeLock()
 _home: Home | None = None
 
 
@@ -134,18 +134,10 @@ def home() -> Home:
         return _home
 
 
-def _forget_lock() -> None:
-    """In a forked child: the parent's lock may have been held by a thread that does
-    not exist here."""
-    global _lock
-    _lock = threading.Lock()
-
-
 def _close_at_exit() -> None:
     current = _home
     if current is not None and current.forks == _process.forks:
         current.close_all()
 
 
-_process.at_fork(after_in_child=_forget_lock)
 atexit.register(_close_at_exit)

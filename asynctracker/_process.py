@@ -9,7 +9,8 @@ saved value that differs from it means "forked since": the caller then starts ov
 
 Work that must happen at the fork itself (a SQLite connection closed in the child
 before anything can use it) registers here with :func:`at_fork`: this module is the
-one place that calls ``os.register_at_fork``.
+one place that calls ``os.register_at_fork``. A lock another thread may hold at the
+fork is a :class:`ForkSafeLock`: the child gets it afresh, unheld.
 
 Processes sharing a SQLite file mark the rows they send with an owner id,
 ``host/pid/start-time/token``: the process start time (from /proc on Linux) tells a
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
+import weakref
 from collections.abc import Callable
 
-__all__ = ["BOOT", "at_fork", "dead_owners", "forks", "new_owner_id"]
+__all__ = ["BOOT", "ForkSafeLock", "at_fork", "dead_owners", "forks", "new_owner_id"]
 
 #: How many times this process, or an ancestor of it, has run ``os.fork()``'s child side.
 forks = 0
@@ -60,9 +63,31 @@ def _run(hooks: list[Callable[[], None]]) -> None:
         hook()
 
 
+class ForkSafeLock:
+    """A ``threading.Lock`` (``with lock:``) that a forked child gets afresh: the parent's
+    may be held at the fork by a thread the child does not have, and would stay held."""
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        _fork_safe_locks.add(self)
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
+_fork_safe_locks: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
+
+
 def _count_fork() -> None:
     global forks
     forks += 1
+    for lock in _fork_safe_locks:  # the child's one thread, before anything else runs
+        lock._lock = threading.Lock()
     _run(_after_in_child)
 
 

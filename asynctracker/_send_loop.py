@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 
+from . import _process
 from ._health import DeliveryLog
 from ._isolate import RowMemory
 from ._reports import Reporter
@@ -85,7 +85,7 @@ class SendLoop:
         self._failures_in_a_row = 0
         self.memory = RowMemory()
         self._elsewhere: list[Stored] = []  # see stored_elsewhere
-        self._elsewhere_lock = threading.Lock()
+        self._elsewhere_lock = _process.ForkSafeLock()
 
     def stored(self, outcome: Stored) -> None:
         """The listener of every insert (see ``_rowstore``): count what it

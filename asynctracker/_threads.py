@@ -100,7 +100,7 @@ class Worker:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._lock = threading.Lock()
+        self._lock = _process.ForkSafeLock()
         self._jobs: SimpleQueue[_Job | None] | None = None
         self._forks = -1
 

@@ -200,3 +200,46 @@ def test_a_process_that_never_closes_its_tracker_exits_and_keeps_its_events(
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
         stored = [json.loads(row[0])["eid"] for row in conn.execute("SELECT event FROM events")]
     assert sorted(stored) == sorted(tracked)
+
+
+LOCK_HELD_AT_FORK = """
+import os, signal, sys, threading
+from asynctracker import _process
+from asynctracker._threads import Worker
+
+lock = _process.ForkSafeLock()
+worker = Worker("test-worker")
+held, release = threading.Event(), threading.Event()
+
+def hold():
+    with lock, worker._lock:  # another thread holds both when the process forks
+        held.set()
+        release.wait()
+
+thread = threading.Thread(target=hold)
+thread.start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(5)  # a lock still held would block the child for ever
+    with lock:
+        pass
+    done = threading.Event()
+    worker.submit(done.set)  # the worker takes its lock to start its thread
+    os._exit(0 if done.wait(5) else 1)
+release.set()
+thread.join()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.fork() does not exist on Windows")
+def test_a_lock_another_thread_held_at_a_fork_is_free_in_the_child() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", LOCK_HELD_AT_FORK],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr)

@@ -23,9 +23,11 @@ import weakref
 
 import aiosqlite
 
+from .. import _process
+
 __all__ = ["forget_at_exit", "stop_at_exit"]
 
-_lock = threading.Lock()
+_lock = _process.ForkSafeLock()
 _open: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.AbstractEventLoop] = (
     weakref.WeakKeyDictionary()
 )

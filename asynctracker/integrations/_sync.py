@@ -16,7 +16,6 @@ Nothing here imports a framework.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import TypeAlias
 
@@ -34,17 +33,7 @@ logger = logging.getLogger("asynctracker")
 #: What a synchronous integration is given: a sync Tracker, or a function making one.
 SyncTrackerSource: TypeAlias = "_sync.Tracker | Callable[[], _sync.Tracker]"
 
-_lock = threading.Lock()
-
-
-def _forget_lock() -> None:
-    """In a forked child: the parent's lock may have been held by a thread that does
-    not exist here."""
-    global _lock
-    _lock = threading.Lock()
-
-
-_process.at_fork(after_in_child=_forget_lock)
+_lock = _process.ForkSafeLock()
 
 
 def _not_sync(needed_by: str, got: object) -> ConfigurationError:
