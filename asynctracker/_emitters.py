@@ -11,6 +11,7 @@ collector does not hold back the others' deadlines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import TypeVar
@@ -98,11 +99,28 @@ class EmitterGroup:
 
     async def add(self, payloads: Sequence[Mapping[str, str]], *, together: bool) -> None:
         """Store the events in each emitter in turn (``together``: with ``add_many``,
-        all or none); the first error is raised once all were tried."""
+        all or none); the first error is raised once all were tried.
+
+        With several emitters on a running loop, a cancellation never stops the storing
+        half-way (the emitter it struck may or may not have stored the events): every
+        emitter finishes, then the cancellation goes on, so the emitters agree.
+        """
+        if len(self.members) == 1 or not _loop_running():
+            await self._add_each(payloads, together)
+            return
+        storing = asyncio.ensure_future(self._add_each(payloads, together))
+        try:
+            await asyncio.shield(storing)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):  # the cancellation is what the caller gets
+                await asyncio.shield(storing)
+            raise
+
+    async def _add_each(self, payloads: Sequence[Mapping[str, str]], together: bool) -> None:
         first: Exception | None = None
         for emitter in self.members:
             try:
-                if together or len(payloads) > 1:
+                if together:
                     await emitter.add_many(payloads)
                 else:
                     await emitter.add(payloads[0])
@@ -113,3 +131,13 @@ class EmitterGroup:
                     logger.warning("%r also failed to store events: %s", emitter, exc)
         if first is not None:
             raise first
+
+
+def _loop_running() -> bool:
+    """False in asynctracker.sync's calling threads, which drive a track call without
+    a loop (their emitters' inserts never suspend, so nothing can cancel them)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

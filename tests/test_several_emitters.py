@@ -3,6 +3,7 @@ the same id, and one failing never keeps the others from it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -75,6 +76,37 @@ async def test_a_closed_emitter_raises_after_the_open_one_stored_the_event() -> 
         await tracker.emitters[1].aclose()
         with pytest.raises(at.ClosedError, match="closed"):
             await tracker.track(at.PageView("https://a/"))
+
+
+@pytest.mark.parametrize("cancel_after", [0.0, 0.002], ids=["before-storing", "while-storing"])
+async def test_a_cancelled_call_leaves_every_emitter_with_the_same_events(
+    tmp_path: Path, cancel_after: float
+) -> None:
+    """A call cancelled while one emitter stores its event may have stored it there:
+    the others store it too, and the caller still sees the cancellation."""
+    down = "http://127.0.0.1:9"
+    emitters = [
+        at.Emitter(
+            down,
+            storage=at.SQLiteStorage(tmp_path / f"{name}.db", inline_writes=False),
+            retry=at.RetryPolicy(auto_retry=False),
+        )
+        for name in ("a", "b")
+    ]
+    async with at.Tracker(emitters) as tracker:
+        for _ in range(5):
+            calls = [asyncio.ensure_future(tracker.track_struct_event("c", "a")) for _ in range(50)]
+            await asyncio.sleep(cancel_after)
+            for call in calls[::2]:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+        stored = [await emitter.storage.count() for emitter in emitters]  # type: ignore[attr-defined]
+        ids = [
+            sorted(row.event["eid"] for row in await emitter.storage.get_all_event_rows())
+            for emitter in emitters
+        ]
+    assert stored[0] == stored[1] > 0
+    assert ids[0] == ids[1]
 
 
 async def test_events_reach_two_collectors_and_an_outage_of_one_holds_back_only_its_own(
